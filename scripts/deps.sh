@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs glimpse's build and test dependencies from Debian, only those that are missing.
+# Idempotent: a second run installs nothing and takes a second.
+set -euo pipefail
+packages=(
+  cmake g++ make pkg-config
+  clang libclang-rt-dev           # libFuzzer targets (fuzz/)
+  catch2 nlohmann-json3-dev libcli11-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
