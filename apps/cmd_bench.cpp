@@ -1,7 +1,235 @@
+// `glimpse bench --ops [-t THREADS] [--json]`: the CPU kernels against the machine's own
+// limits, measured in the same run (bench/README.md says what each figure means):
+//   (a) FMA peak GFLOP/s and (b) memory read bandwidth GB/s on all threads;
+//   (c) matmul GFLOP/s per weight type at the ViT sizes, as % of (a);
+//   (d) decode matvec GB/s (weight bytes / time) per weight type, as % of (b), at the
+//       SmolVLM decode sizes (cache-resident) and over > 512 MiB of weights (from DRAM).
+// Every figure is the median of several timed repeats. Model benchmarks (-m) are not
+// implemented yet; without --ops the command says so.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
 #include "apps/commands.h"
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "core/matmul.h"
+#include "core/quant.h"
+#include "core/thread_pool.h"
+
 namespace glimpse::app {
-Command add_bench(CLI::App& app) {
-    auto* sub = app.add_subcommand("bench", "benchmarks");
-    return {sub, [] { return 0; }};
+
+namespace {
+
+struct BenchOptions {
+    bool ops = false;
+    bool json = false;
+    int threads = 0;
+};
+
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                        DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                        DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+// Median seconds per call of fn over `repeats` timings of `iters` calls each (after a warm-up).
+template <class Fn>
+double time_median(int repeats, int iters, Fn&& fn) {
+    fn();
+    std::vector<double> t;
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = Clock::now();
+        for (int i = 0; i < iters; ++i) fn();
+        t.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / iters);
+    }
+    return median(t);
+}
+
+// Deterministic values in [-1, 1) (xorshift), the same for every type.
+std::vector<float> random_values(size_t n, uint64_t seed) {
+    std::vector<float> v(n);
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (auto& x : v) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x = float(s >> 40) / float(1ull << 24) * 2.0f - 1.0f;
+    }
+    return v;
+}
+
+// `copies` weight matrices of K×N values of type t, back to back in one buffer (each a copy
+// of the first: distinct memory is what defeats the caches, not distinct values).
+struct WeightSet {
+    std::shared_ptr<uint8_t[]> buf;
+    std::vector<Tensor> mats;
+    uint64_t bytes_each = 0;
+};
+
+WeightSet make_weights(DType t, int64_t K, int64_t N, int copies) {
+    WeightSet ws;
+    Tensor w;
+    w.name = "bench.weight";
+    w.dtype = t;
+    w.n_dims = 2;
+    w.ne = {K, N, 1, 1};
+    w.nb = contiguous_strides(t, w.ne);
+    ws.bytes_each = w.bytes();
+    ws.buf = std::shared_ptr<uint8_t[]>(new uint8_t[ws.bytes_each * uint64_t(copies)]);
+    const auto vals = random_values(size_t(K * N), 42);
+    for (int64_t n = 0; n < N; ++n) quantize_row(t, vals.data() + n * K, ws.buf.get() + n * w.nb[1], K);
+    for (int c = 0; c < copies; ++c) {
+        uint8_t* dst = ws.buf.get() + uint64_t(c) * ws.bytes_each;
+        if (c > 0) std::memcpy(dst, ws.buf.get(), ws.bytes_each);
+        w.data = dst;
+        w.storage = std::shared_ptr<const void>(ws.buf, dst);
+        ws.mats.push_back(w);
+    }
+    return ws;
+}
+
+struct MatmulRow {
+    DType t;
+    int64_t M, K, N;
+    double ms, gflops, pct;
+};
+struct MatvecRow {
+    DType t;
+    int64_t K, N;
+    int copies;
+    double us, mib, gbs, pct;
+};
+
+MatmulRow bench_matmul(DType t, int64_t M, int64_t K, int64_t N, double peak, ThreadPool& pool) {
+    const WeightSet ws = make_weights(t, K, N, 1);
+    const auto x = random_values(size_t(M * K), 7);
+    std::vector<float> y(size_t(M * N));
+    const double s = time_median(5, 1, [&] { matmul(ws.mats[0], x.data(), y.data(), M, pool); });
+    const double gflops = 2.0 * double(M) * double(K) * double(N) / s / 1e9;
+    return {t, M, K, N, s * 1e3, gflops, 100.0 * gflops / peak};
+}
+
+// Decode: M = 1, cycling through `copies` matrices so that with enough of them every call
+// reads its weights from DRAM.
+MatvecRow bench_matvec(DType t, int64_t K, int64_t N, int copies, double bw, ThreadPool& pool) {
+    const WeightSet ws = make_weights(t, K, N, copies);
+    const auto x = random_values(size_t(K), 7);
+    std::vector<float> y(static_cast<size_t>(N));
+    const double bytes = double(ws.bytes_each);
+    const int iters = std::max(copies, int(std::min(2000.0, 2e8 / bytes)));  // ~≥ 200 MB per timing
+    size_t next = 0;
+    const double s = time_median(7, iters, [&] {
+        matmul(ws.mats[next], x.data(), y.data(), 1, pool);
+        next = (next + 1) % ws.mats.size();
+    });
+    const double gbs = bytes / s / 1e9;
+    return {t, K, N, copies, s * 1e6, bytes / (1 << 20), gbs, 100.0 * gbs / bw};
+}
+
+std::string shape(int64_t M, int64_t K, int64_t N) {
+    return std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
+}
+
+int run_ops(const BenchOptions& opt) {
+    ThreadPool pool(opt.threads);
+    const std::string features = cpu_features_string();
+    const char* kernels = has_avx2_kernels() ? "avx2+fma+f16c" : "portable";
+    if (!opt.json) {
+        std::printf("glimpse bench --ops: %d threads, CPU features: %s; matmul kernels: %s\n", pool.size(),
+                    features.c_str(), kernels);
+        std::fflush(stdout);
+    }
+    const double peak = measure_fma_peak_gflops(pool, 1.0);
+    const double bw = measure_read_bandwidth_gbs(pool, size_t(512) << 20, 5);
+    if (!opt.json) {
+        std::printf("machine: FMA peak %.1f GFLOP/s (%s, all threads), memory read %.1f GB/s (512 MiB)\n\n",
+                    peak, has_avx2_kernels() ? "AVX2 FMA" : "portable", bw);
+        std::printf("%-16s %-5s %10s %10s %8s\n", "matmul M×K×N", "type", "ms", "GFLOP/s", "% peak");
+        std::fflush(stdout);
+    }
+    std::vector<MatmulRow> mm;
+    for (const auto& [M, K, N] : {std::array<int64_t, 3>{1024, 768, 768}, {1024, 768, 3072}})
+        for (DType t : kTypes) {
+            mm.push_back(bench_matmul(t, M, K, N, peak, pool));
+            const auto& r = mm.back();
+            if (!opt.json) {
+                std::printf("%-14s %-5s %10.2f %10.1f %7.1f%%\n", shape(M, K, N).c_str(),
+                            std::string(dtype_name(t)).c_str(), r.ms, r.gflops, r.pct);
+                std::fflush(stdout);
+            }
+        }
+    if (!opt.json)
+        std::printf("\n%-24s %-5s %9s %9s %8s %8s\n", "matvec 1×K×N", "type", "µs", "MiB", "GB/s", "% bw");
+    std::vector<MatvecRow> mv;
+    struct VecCase {
+        int64_t K, N;
+        bool rotate;
+    };
+    for (const VecCase c : {VecCase{576, 1536, false}, VecCase{960, 2560, false}, VecCase{2048, 8192, true}})
+        for (DType t : kTypes) {
+            // The K types need K % 256 == 0: at the SmolVLM widths (576, 960) they only occur
+            // in the FFN down projection, K = 1536 / 2560, so that shape stands in for them.
+            const bool swap = c.K % dtype_info(t).block_elems != 0;
+            const int64_t K = swap ? c.N : c.K, N = swap ? c.K : c.N;
+            const uint64_t each = *dtype_row_bytes(t, uint64_t(K)) * uint64_t(N);
+            const int copies = c.rotate ? int(((uint64_t(512) << 20) + each - 1) / each) : 1;
+            mv.push_back(bench_matvec(t, K, N, copies, bw, pool));
+            const auto& r = mv.back();
+            if (!opt.json) {
+                std::string name = shape(1, K, N);
+                if (copies > 1) name += " x" + std::to_string(copies) + " rot";
+                std::printf("%-22s %-5s %9.1f %9.2f %8.1f %7.1f%%\n", name.c_str(),
+                            std::string(dtype_name(t)).c_str(), r.us, r.mib, r.gbs, r.pct);
+                std::fflush(stdout);
+            }
+        }
+    if (opt.json) {
+        nlohmann::json j;
+        j["threads"] = pool.size();
+        j["cpu_features"] = features;
+        j["kernels"] = kernels;
+        j["fma_peak_gflops"] = peak;
+        j["read_bandwidth_gbs"] = bw;
+        for (const auto& r : mm)
+            j["matmul"].push_back({{"type", dtype_name(r.t)}, {"M", r.M}, {"K", r.K}, {"N", r.N},
+                                   {"ms", r.ms}, {"gflops", r.gflops}, {"pct_fma_peak", r.pct}});
+        for (const auto& r : mv)
+            j["matvec"].push_back({{"type", dtype_name(r.t)}, {"M", 1}, {"K", r.K}, {"N", r.N},
+                                   {"matrices", r.copies}, {"us", r.us}, {"weight_mib", r.mib},
+                                   {"gbs", r.gbs}, {"pct_bandwidth", r.pct}});
+        std::printf("%s\n", j.dump(2).c_str());
+    }
+    return 0;
+}
+
+}  // namespace
+
+Command add_bench(CLI::App& app) {
+    auto opt = std::make_shared<BenchOptions>();
+    auto* sub = app.add_subcommand("bench", "benchmarks: --ops measures the CPU kernels against this machine's FMA peak and memory bandwidth");
+    sub->add_flag("--ops", opt->ops, "benchmark the CPU kernels (matmul, matvec) against measured machine limits");
+    sub->add_option("-t,--threads", opt->threads, "threads (default: one per hardware thread)")
+        ->check(CLI::Range(1, 1024));
+    sub->add_flag("--json", opt->json, "print one JSON document instead of tables");
+    return {sub, [opt] {
+                if (!opt->ops)
+                    throw Error(ErrorKind::Usage,
+                                "bench: model benchmarks (-m) are not available yet; use --ops for the kernel benchmarks");
+                return run_ops(*opt);
+            }};
+}
+
 }  // namespace glimpse::app

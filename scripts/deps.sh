@@ -3,7 +3,7 @@
 # Idempotent: a second run installs nothing and takes a second.
 set -euo pipefail
 packages=(
-  cmake g++ make pkg-config
+  cmake ninja-build g++ pkg-config
   clang libclang-rt-dev           # libFuzzer targets (fuzz/)
   catch2 nlohmann-json3-dev libcli11-dev
 )

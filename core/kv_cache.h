@@ -1,0 +1,48 @@
+// The key/value cache of a decoder: for every layer, the K and V rows of every position seen so
+// far, in the layout ops::attention reads directly:
+//   k(layer), v(layer)  [n_ctx][n_kv_heads][head_dim]  (float32, row r = position r)
+// A prefill writes T rows at once, each decode step writes one; attention over the cache then
+// uses n_kv = pos + n_tokens keys. Rows not yet written are never read, so the buffers are left
+// uninitialised (no page is touched before it is used).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace glimpse {
+
+class KvCache {
+public:
+    // Throws std::invalid_argument for non-positive sizes or a size that overflows.
+    KvCache(int64_t n_layers, int64_t n_ctx, int64_t n_kv_heads, int64_t head_dim);
+
+    int64_t n_layers() const { return n_layers_; }
+    int64_t n_ctx() const { return n_ctx_; }
+    int64_t n_kv_heads() const { return n_kv_heads_; }
+    int64_t head_dim() const { return head_dim_; }
+    int64_t row_size() const { return n_kv_heads_ * head_dim_; }  // floats per position
+    // One past the highest position written since the last clear()/truncate().
+    int64_t used() const { return used_; }
+
+    // Copies k_rows, v_rows [n_tokens][n_kv_heads][head_dim] into positions
+    // [pos, pos + n_tokens) of `layer`. Throws glimpse::Error(Usage) when they do not fit in
+    // the context, std::invalid_argument for a bad layer or a negative pos / n_tokens.
+    void write(int64_t layer, int64_t pos, const float* k_rows, const float* v_rows, int64_t n_tokens);
+
+    const float* k(int64_t layer) const;  // [n_ctx][n_kv_heads][head_dim]
+    const float* v(int64_t layer) const;
+
+    void clear() { used_ = 0; }
+    // Forget positions >= n (a chat rewinding to an earlier turn); used() becomes min(used, n).
+    void truncate(int64_t n);
+
+    uint64_t bytes() const;  // memory the buffers take when full
+
+private:
+    int64_t n_layers_, n_ctx_, n_kv_heads_, head_dim_;
+    int64_t used_ = 0;
+    std::vector<std::unique_ptr<float[]>> k_, v_;
+};
+
+}  // namespace glimpse

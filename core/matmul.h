@@ -1,0 +1,51 @@
+// The CPU matrix multiplication of a weight matrix with float32 activations: every linear
+// layer of both towers (ViT patches, projector, decoder prefill and decode) goes through here.
+//
+//   y[m][n] = Σ_k x[m][k] · W[n][k]      (y = x · Wᵀ, ggml_mul_mat(W, x))
+//
+//   W: ne = {K, N} in ggml order (N rows of K values, row stride W.nb[1]); dtype F32, F16, BF16,
+//      Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K (K a multiple of the block size).
+//   x: [M][K] float32, contiguous.   y: [M][N] float32, contiguous, must not overlap x.
+//
+// How it computes (matmul_reference is the specification; docs/PERFORMANCE.md has figures):
+// - M < kMatvecMaxM (decode): each weight row is streamed once and dotted with the M
+//   activation rows. Float weights (F32/F16/BF16) are converted to f32 and multiplied in f32.
+//   Quantized weights are multiplied with integers, as ggml does: each activation row is first
+//   quantized to 8 bits per 32-block (Q8_0, for the legacy types) or per 256-block (Q8_K, for
+//   the K types), so the result differs from the reference by that rounding (≤ about
+//   Σ_k |x_k·w_k| / 127 in the worst case, far less in practice).
+// - M ≥ kMatvecMaxM (ViT, prefill): panels of W are converted/dequantized to f32 once and a
+//   register-blocked FMA kernel runs over all M rows, in f32 throughout.
+// Threads split the output columns N (or the rows M when N is too small to share). Each y
+// element is computed by the same sequence of operations whatever the thread count, so the
+// result does not depend on it.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace glimpse {
+
+class ThreadPool;
+
+// Auto: the fastest kernels this CPU has (AVX2+FMA+F16C where present). Scalar: the portable
+// C++ kernels, which are what runs on other CPUs; tests force it to check them.
+enum class KernelPath { Auto, Scalar };
+
+// Activation rows below this count take the streaming (matvec) path.
+constexpr int64_t kMatvecMaxM = 4;
+
+// True if matmul accepts weights of this type.
+bool matmul_supports(DType t);
+
+// y = x · Wᵀ as above. Throws glimpse::Error (Model kind, naming W) if W's type, shape or
+// strides are unusable, or if y overlaps x.
+void matmul(const Tensor& W, const float* x, float* y, int64_t M, ThreadPool& pool,
+            KernelPath path = KernelPath::Auto);
+
+// The specification: each row of W dequantized with dequantize_row, each dot product summed
+// in double and rounded to float once. Single-threaded and slow; for tests.
+void matmul_reference(const Tensor& W, const float* x, float* y, int64_t M);
+
+}  // namespace glimpse

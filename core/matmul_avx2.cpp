@@ -1,0 +1,292 @@
+// AVX2+FMA+F16C kernels of the matmul engine (compiled with -mavx2 -mfma -mf16c; called only
+// when has_avx2_kernels()). The integer dots of the quantized matvec are in
+// core/matmul_qdot_avx2.cpp.
+//
+// GEMM (M ≥ kMatvecMaxM), BLIS's loop order with x read in place:
+//   for each block of NC weight rows, for each K-slice of KC values:
+//     convert/dequantize the NC×KC weights to f32 once, transposed into panels
+//     packed[panel][k][16] (NC·KC·4 B in L2);
+//     for each block of MC x rows (MC·KC·4 B, stays in L2 across the panels):
+//       for each panel (16 KiB, stays in L1), for each 6 rows of the block:
+//         y[m][n] += Σ_{k in slice} x[m][k] · packed[k][n]   (a 6×16 register tile)
+// The tile kernel keeps 12 ymm accumulators and does 2 weight loads and 6 broadcasts per k.
+// Slices are applied in order of k, so each y element sees the same FMA sequence whatever
+// the thread split.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "core/fp16.h"
+#include "core/matmul_kernels.h"
+
+namespace glimpse::mm {
+
+namespace {
+
+constexpr int MR = kGemmMR;
+constexpr int NR = kGemmNR;
+constexpr int64_t KC = kGemmKC;
+constexpr int64_t kNC = 32 * NR;  // weight rows packed per slice: 512 × KC × 4 B = 512 KiB (L2)
+constexpr int64_t kMC = 56 * MR;  // x rows per block: 336 × KC × 4 B ≈ 336 KiB (L2)
+
+// ---- Loading 8 weights of a float row as f32 ----
+
+inline __m256 load8(DType t, const uint8_t* row, int64_t k) {
+    switch (t) {
+    case DType::F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+    case DType::BF16: {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    default:
+        return _mm256_loadu_ps(reinterpret_cast<const float*>(row + 4 * k));
+    }
+}
+
+inline float load1(DType t, const uint8_t* row, int64_t k) {
+    uint16_t h;
+    float f;
+    switch (t) {
+    case DType::F16:
+        std::memcpy(&h, row + 2 * k, 2);
+        return fp16_to_f32(h);
+    case DType::BF16:
+        std::memcpy(&h, row + 2 * k, 2);
+        return bf16_to_f32(h);
+    default:
+        std::memcpy(&f, row + 4 * k, 4);
+        return f;
+    }
+}
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// ---- Float matvec: each weight row read once, dotted with the M (< 4) x rows ----
+
+template <int M, DType T>
+void dot_rows(const uint8_t* row, const float* x, int64_t K, float* out) {
+    constexpr int U = M == 1 ? 4 : 2;  // vectors per step: enough independent chains
+    __m256 acc[M][U];
+    for (int m = 0; m < M; ++m)
+        for (int u = 0; u < U; ++u) acc[m][u] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 * U <= K; k += 8 * U) {
+        __m256 w[U];
+        for (int u = 0; u < U; ++u) w[u] = load8(T, row, k + 8 * u);
+        for (int m = 0; m < M; ++m)
+            for (int u = 0; u < U; ++u)
+                acc[m][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * K + k + 8 * u), w[u], acc[m][u]);
+    }
+    for (; k + 8 <= K; k += 8) {
+        const __m256 w = load8(T, row, k);
+        for (int m = 0; m < M; ++m)
+            acc[m][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * K + k), w, acc[m][0]);
+    }
+    for (int m = 0; m < M; ++m) {
+        __m256 s = acc[m][0];
+        for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[m][u]);
+        float r = hsum(s);
+        for (int64_t j = k; j < K; ++j) r += x[m * K + j] * load1(T, row, j);
+        out[m] = r;
+    }
+}
+
+template <DType T>
+void matvec_float_t(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0, int64_t n1) {
+    float out[4];
+    for (int64_t n = n0; n < n1; ++n) {
+        const uint8_t* row = W.row(n);
+        switch (M) {
+        case 1: dot_rows<1, T>(row, x, W.K, out); break;
+        case 2: dot_rows<2, T>(row, x, W.K, out); break;
+        default: dot_rows<3, T>(row, x, W.K, out); break;
+        }
+        for (int64_t m = 0; m < M; ++m) y[m * W.N + n] = out[m];
+    }
+}
+
+void matvec_float_avx2(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0, int64_t n1) {
+    switch (W.type) {
+    case DType::F16: return matvec_float_t<DType::F16>(W, x, M, y, n0, n1);
+    case DType::BF16: return matvec_float_t<DType::BF16>(W, x, M, y, n0, n1);
+    default: return matvec_float_t<DType::F32>(W, x, M, y, n0, n1);
+    }
+}
+
+void matvec_quant_avx2(const WeightView& W, const QuantActs& acts, int64_t M, float* y, int64_t n0,
+                       int64_t n1) {
+    const QDotFn dot = qdot_avx2_for(W.type);
+    for (int64_t n = n0; n < n1; ++n)
+        for (int64_t m = 0; m < M; ++m) y[m * W.N + n] = dot(W.row(n), acts.row(m), W.K);
+}
+
+// ---- GEMM: packing ----
+
+inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// packed[k][16] (k < kc) = the f32 values k0 + k of rows[0..rows) (zeros for the missing
+// rows up to 16). rows[j] points at a row stored in type t (F32/F16/BF16).
+void pack_panel(DType t, const uint8_t* const* rows, int nrows, int64_t k0, int64_t kc, float* packed) {
+    for (int half = 0; half < 2; ++half) {
+        const int r0 = 8 * half;
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 v[8];
+            for (int j = 0; j < 8; ++j)
+                v[j] = r0 + j < nrows ? load8(t, rows[r0 + j], k0 + k) : _mm256_setzero_ps();
+            transpose8(v);
+            for (int i = 0; i < 8; ++i) _mm256_store_ps(packed + (k + i) * NR + r0, v[i]);
+        }
+        for (; k < kc; ++k)
+            for (int j = 0; j < 8; ++j)
+                packed[k * NR + r0 + j] = r0 + j < nrows ? load1(t, rows[r0 + j], k0 + k) : 0.0f;
+    }
+}
+
+// Thread-local scratch: the packed panels of one NC×KC block and, for quantized weights,
+// one panel's dequantized rows.
+struct Scratch {
+    struct Free {
+        void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+    };
+    std::unique_ptr<float[], Free> packed{new (std::align_val_t(64)) float[kNC * KC]};
+    std::unique_ptr<float[], Free> rows{new (std::align_val_t(64)) float[NR * KC]};
+};
+
+// Packs slice [k0, k0+kc) of weight rows [n, n+nrows) (nrows ≤ 16) into `packed` [kc][16].
+void pack_weights(const WeightView& W, int64_t n, int nrows, int64_t k0, int64_t kc, float* rowbuf,
+                  float* packed) {
+    const uint8_t* rows[NR];
+    if (is_float_type(W.type)) {
+        for (int j = 0; j < nrows; ++j) rows[j] = W.row(n + j);
+        pack_panel(W.type, rows, nrows, k0, kc, packed);
+        return;
+    }
+    // k0 and kc are whole blocks (KC is a multiple of 256).
+    const uint64_t off = uint64_t(k0 / W.block_elems) * W.block_bytes;
+    for (int j = 0; j < nrows; ++j) {
+        float* dst = rowbuf + j * KC;
+        dequantize_row(W.type, W.row(n + j) + off, dst, kc);
+        rows[j] = reinterpret_cast<const uint8_t*>(dst);
+    }
+    pack_panel(DType::F32, rows, nrows, 0, kc, packed);
+}
+
+// ---- GEMM: the register tile ----
+
+// y[r][0..16) (+)= Σ_k x[r][k] · w[k][0..16) for r < R; ldx, ldy in floats. The 2·R
+// accumulators are named variables (GCC keeps arrays of vectors on the stack, not in
+// registers); rows r ≥ R compile away.
+template <int R>
+void tile(const float* x, int64_t ldx, const float* w, int64_t kc, float* y, int64_t ldy, bool accumulate) {
+    static_assert(R >= 1 && R <= 6);
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0,
+           a4 = a0, b4 = a0, a5 = a0, b5 = a0;
+#define GLIMPSE_ROWS(OP) OP(0, a0, b0) OP(1, a1, b1) OP(2, a2, b2) OP(3, a3, b3) OP(4, a4, b4) OP(5, a5, b5)
+#define GLIMPSE_LOAD(r, a, b)                      \
+    if constexpr (R > r) {                          \
+        a = _mm256_loadu_ps(y + r * ldy);           \
+        b = _mm256_loadu_ps(y + r * ldy + 8);       \
+    }
+#define GLIMPSE_FMA(r, a, b)                                        \
+    if constexpr (R > r) {                                          \
+        const __m256 xb = _mm256_broadcast_ss(x + r * ldx + k);     \
+        a = _mm256_fmadd_ps(xb, w0, a);                             \
+        b = _mm256_fmadd_ps(xb, w1, b);                             \
+    }
+#define GLIMPSE_STORE(r, a, b)                     \
+    if constexpr (R > r) {                          \
+        _mm256_storeu_ps(y + r * ldy, a);           \
+        _mm256_storeu_ps(y + r * ldy + 8, b);       \
+    }
+    if (accumulate) {
+        GLIMPSE_ROWS(GLIMPSE_LOAD)
+    }
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 w0 = _mm256_load_ps(w + k * NR), w1 = _mm256_load_ps(w + k * NR + 8);
+        GLIMPSE_ROWS(GLIMPSE_FMA)
+    }
+    GLIMPSE_ROWS(GLIMPSE_STORE)
+#undef GLIMPSE_STORE
+#undef GLIMPSE_FMA
+#undef GLIMPSE_LOAD
+#undef GLIMPSE_ROWS
+}
+
+using TileFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, bool);
+constexpr TileFn kTiles[MR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
+
+// A tile narrower than 16 columns goes through a 16-wide buffer, with the same arithmetic.
+void edge_tile(int rows, int cols, const float* x, int64_t ldx, const float* w, int64_t kc, float* y,
+               int64_t ldy, bool accumulate) {
+    alignas(32) float buf[MR * NR] = {};
+    if (accumulate)
+        for (int r = 0; r < rows; ++r) std::memcpy(buf + r * NR, y + r * ldy, sizeof(float) * cols);
+    kTiles[rows](x, ldx, w, kc, buf, NR, accumulate);
+    for (int r = 0; r < rows; ++r) std::memcpy(y + r * ldy, buf + r * NR, sizeof(float) * cols);
+}
+
+void gemm_avx2(const WeightView& W, const float* x, float* y, int64_t m0, int64_t m1, int64_t n0,
+               int64_t n1) {
+    thread_local Scratch scratch;
+    const int64_t K = W.K, N = W.N;
+    for (int64_t nc0 = n0; nc0 < n1; nc0 += kNC) {
+        const int64_t nc1 = std::min(n1, nc0 + kNC);
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            const int64_t kc = std::min(KC, K - k0);
+            for (int64_t n = nc0; n < nc1; n += NR)
+                pack_weights(W, n, int(std::min<int64_t>(NR, nc1 - n)), k0, kc, scratch.rows.get(),
+                             scratch.packed.get() + (n - nc0) * KC);
+            for (int64_t mc0 = m0; mc0 < m1; mc0 += kMC) {
+                const int64_t mc1 = std::min(m1, mc0 + kMC);
+                for (int64_t n = nc0; n < nc1; n += NR) {
+                    const int cols = int(std::min<int64_t>(NR, nc1 - n));
+                    const float* panel = scratch.packed.get() + (n - nc0) * KC;
+                    for (int64_t m = mc0; m < mc1; m += MR) {
+                        const int rows = int(std::min<int64_t>(MR, mc1 - m));
+                        const float* xm = x + m * K + k0;
+                        float* ym = y + m * N + n;
+                        if (cols == NR) kTiles[rows](xm, K, panel, kc, ym, N, k0 > 0);
+                        else edge_tile(rows, cols, xm, K, panel, kc, ym, N, k0 > 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+const KernelSet& avx2_kernels() {
+    static const KernelSet ks{matvec_float_avx2, matvec_quant_avx2, gemm_avx2};
+    return ks;
+}
+
+}  // namespace glimpse::mm
