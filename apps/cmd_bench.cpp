@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -139,6 +140,17 @@ MatvecRow bench_matvec(DType t, int64_t K, int64_t N, int copies, double bw, Thr
     return {t, K, N, copies, s * 1e6, bytes / (1 << 20), gbs, 100.0 * gbs / bw};
 }
 
+// The 1-minute load average (Linux /proc/loadavg), or -1 where unavailable: printed with the
+// results because a busy machine lowers every figure.
+double load_average() {
+    std::FILE* f = std::fopen("/proc/loadavg", "r");
+    if (!f) return -1;
+    double l = -1;
+    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
+    std::fclose(f);
+    return l;
+}
+
 std::string shape(int64_t M, int64_t K, int64_t N) {
     return std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
 }
@@ -147,9 +159,13 @@ int run_ops(const BenchOptions& opt) {
     ThreadPool pool(opt.threads);
     const std::string features = cpu_features_string();
     const char* kernels = has_avx2_kernels() ? "avx2+fma+f16c" : "portable";
+    const double load_before = load_average();
     if (!opt.json) {
         std::printf("glimpse bench --ops: %d threads, CPU features: %s; matmul kernels: %s\n", pool.size(),
                     features.c_str(), kernels);
+        std::printf("load average before: %.2f on %u hardware threads%s\n", load_before,
+                    std::thread::hardware_concurrency(),
+                    load_before > 0.5 ? " (other work is running: figures will be lower and noisier)" : "");
         std::fflush(stdout);
     }
     const double peak = measure_fma_peak_gflops(pool, 1.0);
@@ -196,6 +212,7 @@ int run_ops(const BenchOptions& opt) {
                 std::fflush(stdout);
             }
         }
+    if (!opt.json) std::printf("\nload average after: %.2f\n", load_average());
     if (opt.json) {
         nlohmann::json j;
         j["threads"] = pool.size();
@@ -203,6 +220,8 @@ int run_ops(const BenchOptions& opt) {
         j["kernels"] = kernels;
         j["fma_peak_gflops"] = peak;
         j["read_bandwidth_gbs"] = bw;
+        j["load_average_before"] = load_before;
+        j["load_average_after"] = load_average();
         for (const auto& r : mm)
             j["matmul"].push_back({{"type", dtype_name(r.t)}, {"M", r.M}, {"K", r.K}, {"N", r.N},
                                    {"ms", r.ms}, {"gflops", r.gflops}, {"pct_fma_peak", r.pct}});

@@ -17,6 +17,7 @@ struct Command {
 };
 
 Command add_info(CLI::App& app);
+Command add_tokenize(CLI::App& app);
 Command add_bench(CLI::App& app);
 
 }  // namespace glimpse::app

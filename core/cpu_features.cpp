@@ -10,6 +10,10 @@
 
 #include "core/thread_pool.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace glimpse {
 
 namespace {
@@ -22,11 +26,13 @@ CpuFeatures detect() {
     f.x86_64 = true;
     f.avx2 = __builtin_cpu_supports("avx2");
     f.fma = __builtin_cpu_supports("fma");
-    f.f16c = __builtin_cpu_supports("f16c");
     f.avx512f = __builtin_cpu_supports("avx512f");
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 11)
-    f.avx_vnni = __builtin_cpu_supports("avxvnni");
-#endif
+    // clang 14 knows neither "f16c" nor "avxvnni" as __builtin_cpu_supports names, so read
+    // CPUID directly: F16C is leaf 1 ECX bit 29, AVX-VNNI leaf 7 sub-leaf 1 EAX bit 4. Both
+    // need the YMM state that the avx2 check above already confirmed the OS saves.
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d)) f.f16c = f.avx2 && (c & (1u << 29));
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx_vnni = f.avx2 && (a & (1u << 4));
 #endif
     return f;
 }

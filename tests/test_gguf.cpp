@@ -433,6 +433,9 @@ TEST_CASE("gguf: hostile headers and metadata", "[gguf]") {
     expect_model_error(header(0, 2).str("a\nb").u32(4).u32(1).str("a\nb").u32(4).u32(2).b,
                        "duplicate metadata key 'a\\x0ab'");
 
+    const GgufFile nl = parse_copy(header(0, 1).str("a\nb").u32(4).u32(1).b);
+    expect_error([&] { nl.str("a\nb"); }, ErrorKind::Model, "metadata key 'a\\x0ab' has type u32, expected string");
+
     // Four levels of arrays are fine, five are refused.
     Bytes ok = header(0, 1).str("k").u32(9);
     for (int i = 0; i < 3; ++i) ok.u32(9).u64(1);

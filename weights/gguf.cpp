@@ -417,6 +417,7 @@ void GgufParser::place_tensors() {
 GgufFile GgufFile::open(const std::string& path) { return parse(MappedFile::open(path)); }
 
 GgufFile GgufFile::parse(std::shared_ptr<const MappedFile> file) {
+    if (!file) throw std::invalid_argument("GgufFile::parse: null file");
     const uint8_t* data = file->data();
     const uint64_t size = file->size();
     std::string path = file->path();
@@ -444,12 +445,12 @@ const gguf::Value* GgufFile::find(std::string_view key) const {
 
 const gguf::Value& GgufFile::require(std::string_view key) const {
     const gguf::Value* v = find(key);
-    if (!v) throw model_error(path_, "metadata key '" + std::string(key) + "' is missing");
+    if (!v) throw model_error(path_, "metadata key '" + printable(key) + "' is missing");
     return *v;
 }
 
 void GgufFile::fail_type(std::string_view key, const gguf::Value& v, const char* expected) const {
-    throw model_error(path_, "metadata key '" + std::string(key) + "' has type " + gguf::type_description(v) +
+    throw model_error(path_, "metadata key '" + printable(key) + "' has type " + gguf::type_description(v) +
                                  ", expected " + expected);
 }
 
@@ -470,7 +471,7 @@ T integer_as(const std::string& path, const std::string& what, const Value::Data
 
 template <class T>
 T scalar_integer(const GgufFile& f, std::string_view key, const Value& v, const char* tname) {
-    return integer_as<T>(f.path(), "metadata key '" + std::string(key) + "'", v.data, tname);
+    return integer_as<T>(f.path(), "metadata key '" + printable(key) + "'", v.data, tname);
 }
 
 }  // namespace
@@ -541,7 +542,7 @@ std::vector<float> GgufFile::f32_array(std::string_view key) const {
 std::vector<int32_t> GgufFile::i32_array(std::string_view key) const {
     const gguf::Value& v = require(key);
     if (v.type != ValueType::Array || !gguf::is_integer_type(v.elem_type)) fail_type(key, v, "array[i32]");
-    const std::string what = "metadata key '" + std::string(key) + "' element ";
+    const std::string what = "metadata key '" + printable(key) + "' element ";
     std::vector<int32_t> out(v.array_size());
     for (size_t i = 0; i < out.size(); ++i) {
         const Value::Data elem = std::holds_alternative<std::vector<uint64_t>>(v.data)
@@ -559,7 +560,7 @@ const Tensor* GgufFile::find_tensor(std::string_view name) const {
 
 const Tensor& GgufFile::tensor(std::string_view name) const {
     const Tensor* t = find_tensor(name);
-    if (!t) throw model_error(path_, "tensor '" + std::string(name) + "' is missing");
+    if (!t) throw model_error(path_, "tensor '" + printable(name) + "' is missing");
     return *t;
 }
 
