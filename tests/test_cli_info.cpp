@@ -145,11 +145,11 @@ TEST_CASE("info: usage errors, missing files and hostile files", "[cli][info][ho
     }
     SECTION("a safetensors header that lies about a tensor's size: exit 3") {
         std::string header = R"({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 32]}})";
-        std::vector<uint8_t> bytes(8);
+        // u64 header length, the header, 32 bytes of data (too few for a 4x4 F32 tensor)
         const uint64_t n = header.size();
+        std::vector<uint8_t> bytes(8 + header.size() + 32, 0);
         std::memcpy(bytes.data(), &n, 8);
-        bytes.insert(bytes.end(), header.begin(), header.end());
-        bytes.resize(bytes.size() + 32, 0);
+        std::memcpy(bytes.data() + 8, header.data(), header.size());
         write_file(dir / "lies.safetensors", bytes);
         const RunResult r = run_glimpse("info " + shell_quote((dir / "lies.safetensors").string()));
         CHECK(r.exit_code == 3);
