@@ -60,41 +60,40 @@ WeightView validate(const Tensor& W, const float* x, const float* y, int64_t M) 
 }
 
 // Activations of the quantized matvec: M rows of ActQ8x32 (legacy types) or BlockQ8_K
-// (K types), made once by the calling thread. Rows of the legacy types use llama.cpp's own
-// activation quantizer so the integer dots reproduce its numbers.
-struct QuantActBuffer {
-    std::vector<ActQ8x32> q8;
-    std::vector<BlockQ8_K> q8k;
-    QuantActs view{};
-};
-
-void quantize_acts(const WeightView& W, const float* x, int64_t M, QuantActBuffer& buf) {
+// (K types), made once by the calling thread in a buffer it keeps between calls. Rows of the
+// legacy types use llama.cpp's own activation quantizer so the integer dots reproduce its
+// numbers.
+QuantActs quantize_acts(const mm::KernelSet& ks, const WeightView& W, const float* x, int64_t M) {
+    thread_local std::vector<ActQ8x32> q8;
+    thread_local std::vector<BlockQ8_K> q8k;
     const int64_t K = W.K;
     if (mm::is_k_quant(W.type)) {
         const int64_t nb = K / kQKK;
-        buf.q8k.resize(size_t(std::max<int64_t>(M * nb, 1)));
-        for (int64_t m = 0; m < M; ++m) quantize_row_q8_K(x + m * K, buf.q8k.data() + m * nb, K);
-        buf.view = {reinterpret_cast<const uint8_t*>(buf.q8k.data()), size_t(nb) * sizeof(BlockQ8_K)};
-        return;
+        if (q8k.size() < size_t(M * nb)) q8k.resize(size_t(M * nb));
+        for (int64_t m = 0; m < M; ++m) ks.quantize_q8k(x + m * K, K, q8k.data() + m * nb);
+        return {reinterpret_cast<const uint8_t*>(q8k.data()), size_t(nb) * sizeof(BlockQ8_K)};
     }
     const int64_t nb = K / kQK;
-    buf.q8.resize(size_t(std::max<int64_t>(M * nb, 1)));
-    std::vector<BlockQ8_0> tmp(size_t(std::max<int64_t>(nb, 1)));
-    for (int64_t m = 0; m < M; ++m) {
-        quantize_row_q8_0_activations(x + m * K, tmp.data(), K);
-        for (int64_t b = 0; b < nb; ++b) {
-            ActQ8x32& a = buf.q8[size_t(m * nb + b)];
-            a.d = fp16_to_f32(tmp[size_t(b)].d);
-            int sum = 0;
-            for (int j = 0; j < kQK; ++j) sum += tmp[size_t(b)].qs[j];
-            std::memcpy(a.qs, tmp[size_t(b)].qs, kQK);
-            a.ds = a.d * float(sum);
-        }
-    }
-    buf.view = {reinterpret_cast<const uint8_t*>(buf.q8.data()), size_t(nb) * sizeof(ActQ8x32)};
+    if (q8.size() < size_t(M * nb)) q8.resize(size_t(M * nb));
+    for (int64_t m = 0; m < M; ++m) ks.quantize_q8x32(x + m * K, K, q8.data() + m * nb);
+    return {reinterpret_cast<const uint8_t*>(q8.data()), size_t(nb) * sizeof(ActQ8x32)};
 }
 
 // ---- Portable kernels ----
+
+void quantize_q8x32_scalar(const float* x, int64_t K, ActQ8x32* out) {
+    BlockQ8_0 b;
+    for (int64_t i = 0; i < K / kQK; ++i) {
+        quantize_row_q8_0_activations(x + i * kQK, &b, kQK);
+        out[i].d = fp16_to_f32(b.d);
+        int sum = 0;
+        for (int j = 0; j < kQK; ++j) sum += b.qs[j];
+        std::memcpy(out[i].qs, b.qs, kQK);
+        out[i].ds = out[i].d * float(sum);
+    }
+}
+
+void quantize_q8k_scalar(const float* x, int64_t K, BlockQ8_K* out) { quantize_row_q8_K(x, out, K); }
 
 // Σ a[k]·b[k] in float with 8 interleaved partial sums (so compilers vectorise it without
 // reassociating), combined pairwise at the end.
@@ -283,14 +282,13 @@ float qdot_q6k(const uint8_t* row, const BlockQ8_K* a, int64_t nblocks) {
 
 void run_matvec(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
                 int64_t M, ThreadPool& pool) {
-    QuantActBuffer acts;
     const bool quant = !mm::is_float_type(W.type);
-    if (quant) quantize_acts(W, x, M, acts);
+    const QuantActs acts = quant ? quantize_acts(ks, W, x, M) : QuantActs{};
     pool.run([&](int ith, int nth) {
         int64_t n0, n1;
         ThreadPool::split(W.N, ith, nth, n0, n1);
         if (n0 >= n1) return;
-        if (quant) ks.matvec_quant(W, acts.view, M, y, n0, n1);
+        if (quant) ks.matvec_quant(W, acts, M, y, n0, n1);
         else ks.matvec_float(W, x, M, y, n0, n1);
     });
 }
@@ -340,7 +338,8 @@ float qdot_scalar(DType t, const uint8_t* w_row, const void* act_row, int64_t K)
 }
 
 const KernelSet& scalar_kernels() {
-    static const KernelSet ks{matvec_float_scalar, matvec_quant_scalar, gemm_scalar};
+    static const KernelSet ks{quantize_q8x32_scalar, quantize_q8k_scalar, matvec_float_scalar,
+                              matvec_quant_scalar, gemm_scalar};
     return ks;
 }
 }  // namespace mm

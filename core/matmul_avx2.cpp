@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -29,8 +30,8 @@ namespace {
 constexpr int MR = kGemmMR;
 constexpr int NR = kGemmNR;
 constexpr int64_t KC = kGemmKC;
-constexpr int64_t kNC = 32 * NR;  // weight rows packed per slice: 512 × KC × 4 B = 512 KiB (L2)
-constexpr int64_t kMC = 56 * MR;  // x rows per block: 336 × KC × 4 B ≈ 336 KiB (L2)
+constexpr int64_t kNC = 16 * NR;  // weight rows packed per slice: 256 × KC × 4 B = 768 KiB (L2)
+constexpr int64_t kMC = 28 * MR;  // x rows per block: 168 × KC × 4 B ≈ 504 KiB (L2)
 
 // ---- Loading 8 weights of a float row as f32 ----
 
@@ -70,7 +71,109 @@ inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// ---- Float matvec: each weight row read once, dotted with the M (< 4) x rows ----
+// ---- Activation quantization, bit-identical to quantize_row_q8_0_activations and
+// quantize_row_q8_K (core/quant.cpp): the same float operations in the same order,
+// round-half-even (the FP default, as nearbyint), NaN codes 0. ----
+
+inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+// max(acc, |v|) lane-wise, ignoring NaN in v (as fmax): maxps returns its second operand
+// when either is NaN.
+inline __m256 max_abs(__m256 v, __m256 acc) { return _mm256_max_ps(abs8(v), acc); }
+
+inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+inline int hsum8i(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+// round-half-even(v) clamped to [lo, hi], NaN → 0, as int32 lanes.
+inline __m256i round_clamp(__m256 v, float lo, float hi) {
+    const __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 c = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+    return _mm256_cvtps_epi32(_mm256_and_ps(c, _mm256_cmp_ps(v, v, _CMP_ORD_Q)));
+}
+
+// 32 int32 codes (4 vectors, each in [-128, 127]) → 32 int8 in order.
+inline void store_codes(int8_t* dst, __m256i q0, __m256i q1, __m256i q2, __m256i q3) {
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+    // packs work per 128-bit lane: the 4-byte groups come out as 0 2 4 6 | 1 3 5 7 of 8.
+    const __m256i ordered = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), ordered);
+}
+
+void quantize_q8x32_avx2(const float* x, int64_t K, ActQ8x32* out) {
+    for (int64_t i = 0; i < K / kQK; ++i) {
+        const float* xb = x + i * kQK;
+        __m256 v[4], amax8 = _mm256_setzero_ps();
+        for (int j = 0; j < 4; ++j) {
+            v[j] = _mm256_loadu_ps(xb + 8 * j);
+            amax8 = max_abs(v[j], amax8);
+        }
+        const float amax = hmax8(amax8);
+        const float d = fp16_to_f32(f32_to_fp16(amax / 127.0f));
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        __m256i q[4];
+        for (int j = 0; j < 4; ++j) q[j] = round_clamp(_mm256_mul_ps(v[j], id), -127.0f, 127.0f);
+        store_codes(out[i].qs, q[0], q[1], q[2], q[3]);
+        out[i].d = d;
+        const int sum = hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        out[i].ds = d * float(sum);
+    }
+}
+
+void quantize_q8k_avx2(const float* x, int64_t K, BlockQ8_K* out) {
+    for (int64_t i = 0; i < K / kQKK; ++i) {
+        const float* xb = x + i * kQKK;
+        BlockQ8_K& b = out[i];
+        __m256 amax8 = _mm256_setzero_ps();
+        for (int j = 0; j < kQKK; j += 8) amax8 = max_abs(_mm256_loadu_ps(xb + j), amax8);
+        const float amax = hmax8(amax8);
+        if (amax == 0.0f) {  // all zeros (or NaN): as the reference, an all-zero block
+            std::memset(&b, 0, sizeof b);
+            continue;
+        }
+        float max = 0;  // the first value of largest magnitude, with its sign
+        for (int j = 0; j < kQKK; ++j)
+            if (std::fabs(xb[j]) == amax) {
+                max = xb[j];
+                break;
+            }
+        const float iscale = -127.0f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int j = 0; j < kQKK; j += 32) {
+            __m256i q[4];
+            for (int u = 0; u < 4; ++u)
+                q[u] = round_clamp(_mm256_mul_ps(_mm256_loadu_ps(xb + j + 8 * u), is), -128.0f, 127.0f);
+            store_codes(b.qs + j, q[0], q[1], q[2], q[3]);
+            b.bsums[j / 16] = int16_t(hsum8i(_mm256_add_epi32(q[0], q[1])));
+            b.bsums[j / 16 + 1] = int16_t(hsum8i(_mm256_add_epi32(q[2], q[3])));
+        }
+        b.d = 1 / iscale;
+    }
+}
+
+// ---- Matvec: each weight row read once, dotted with the M (< 4) x rows ----
+
+// Decode streams the weights from DRAM once per token; the hardware prefetchers alone keep
+// too few lines in flight for one core to reach the memory bandwidth, so each row asks for
+// the bytes kPrefetchAhead beyond it while it is being computed. (Prefetches never fault, so
+// running past the end of the matrix is harmless.)
+constexpr uint64_t kPrefetchAhead = 4096;  // measured best of 0, 2, 4, 8, 16 KiB (docs/PERFORMANCE.md)
+
+inline void prefetch_ahead(const uint8_t* row, uint64_t bytes) {
+    for (uint64_t off = 0; off < bytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchAhead + off), _MM_HINT_T0);
+}
+
 
 template <int M, DType T>
 void dot_rows(const uint8_t* row, const float* x, int64_t K, float* out) {
@@ -103,8 +206,10 @@ void dot_rows(const uint8_t* row, const float* x, int64_t K, float* out) {
 template <DType T>
 void matvec_float_t(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0, int64_t n1) {
     float out[4];
+    const uint64_t row_bytes = uint64_t(W.K) * (T == DType::F32 ? 4 : 2);
     for (int64_t n = n0; n < n1; ++n) {
         const uint8_t* row = W.row(n);
+        prefetch_ahead(row, row_bytes);
         switch (M) {
         case 1: dot_rows<1, T>(row, x, W.K, out); break;
         case 2: dot_rows<2, T>(row, x, W.K, out); break;
@@ -125,8 +230,11 @@ void matvec_float_avx2(const WeightView& W, const float* x, int64_t M, float* y,
 void matvec_quant_avx2(const WeightView& W, const QuantActs& acts, int64_t M, float* y, int64_t n0,
                        int64_t n1) {
     const QDotFn dot = qdot_avx2_for(W.type);
-    for (int64_t n = n0; n < n1; ++n)
+    const uint64_t row_bytes = uint64_t(W.K / W.block_elems) * W.block_bytes;
+    for (int64_t n = n0; n < n1; ++n) {
+        prefetch_ahead(W.row(n), row_bytes);
         for (int64_t m = 0; m < M; ++m) y[m * W.N + n] = dot(W.row(n), acts.row(m), W.K);
+    }
 }
 
 // ---- GEMM: packing ----
@@ -273,6 +381,11 @@ void gemm_avx2(const WeightView& W, const float* x, float* y, int64_t m0, int64_
                         const int rows = int(std::min<int64_t>(MR, mc1 - m));
                         const float* xm = x + m * K + k0;
                         float* ym = y + m * N + n;
+                        // y (M×N) is larger than L2 in the ViT MLP; fetch the next tile's rows
+                        // now so its loads and stores do not stall on L3/DRAM.
+                        if (m + MR < mc1)
+                            for (int r = 0; r < MR; ++r)
+                                _mm_prefetch(reinterpret_cast<const char*>(ym + (MR + r) * N), _MM_HINT_T0);
                         if (cols == NR) kTiles[rows](xm, K, panel, kc, ym, N, k0 > 0);
                         else edge_tile(rows, cols, xm, K, panel, kc, ym, N, k0 > 0);
                     }
@@ -285,7 +398,8 @@ void gemm_avx2(const WeightView& W, const float* x, float* y, int64_t m0, int64_
 }  // namespace
 
 const KernelSet& avx2_kernels() {
-    static const KernelSet ks{matvec_float_avx2, matvec_quant_avx2, gemm_avx2};
+    static const KernelSet ks{quantize_q8x32_avx2, quantize_q8k_avx2, matvec_float_avx2,
+                              matvec_quant_avx2, gemm_avx2};
     return ks;
 }
 

@@ -49,11 +49,16 @@ struct QuantActs {
 // K consumed in slices of KC (a multiple of every block size, so slices start on blocks).
 constexpr int kGemmMR = 6;
 constexpr int kGemmNR = 16;
-constexpr int64_t kGemmKC = 256;
+constexpr int64_t kGemmKC = 768;
 
 // The kernel set of one path. All write y[m * N + n] (N = W.N) for the given ranges and
 // compute each element by a sequence of operations that does not depend on the ranges.
 struct KernelSet {
+    // Activation rows for the quantized matvec: K values → K/32 ActQ8x32 blocks, exactly as
+    // quantize_row_q8_0_activations (scale widened, ds added), or → K/256 BlockQ8_K blocks,
+    // exactly as quantize_row_q8_K. Bit-identical on every input, NaN and inf included.
+    void (*quantize_q8x32)(const float* x, int64_t K, ActQ8x32* out);
+    void (*quantize_q8k)(const float* x, int64_t K, BlockQ8_K* out);
     // Float weights, M < kMatvecMaxM rows: y[m][n] for m < M, n in [n0, n1).
     void (*matvec_float)(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0,
                          int64_t n1);

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/matmul.h"
+#include "core/matmul_kernels.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
 #include "tests/helpers.h"
@@ -273,6 +275,52 @@ TEST_CASE("quantized matvec: AVX2 and portable dots agree at extreme codes", "[m
         for (int64_t n = 0; n < N; ++n) {
             INFO(dtype_name(t) << " row " << n << " sign " << sign);
             CHECK(test::close_enough(ya[size_t(n)], ys[size_t(n)], 1e-4f, 1e-5f));
+        }
+    }
+}
+
+// The matvec's own activation quantizers must give exactly the bytes of quant's
+// quantize_row_q8_0_activations / quantize_row_q8_K, including ties, zeros and non-finite
+// values (the K types' golden numbers depend on them).
+TEST_CASE("activation quantizers are bit-identical to quant's", "[matmul]") {
+    const int64_t K = 1024;
+    std::vector<std::vector<float>> rows;
+    rows.push_back(test::random_floats(size_t(K), 21, 5.0f));
+    std::vector<float> r(size_t(K), 0.0f);
+    for (int64_t k = 0; k < K; ++k) r[size_t(k)] = float(k % 253 - 126) + 0.5f;  // |r| ≤ 126.5
+    r[0] = 127.0f;     // Q8_0 block 0: amax 127 → id = 1, so the .5 values are exact ties
+    r[256] = -127.0f;  // Q8_K block 1: max = -127 → iscale = 1, ties again
+    r[600] = -127.0f;  // Q8_K block 2: two largest magnitudes; the first one sets the sign
+    r[601] = 127.0f;
+    rows.push_back(r);
+    std::vector<float> special(size_t(K), 0.0f);  // block 0 (and Q8_K block 0): all zeros
+    special[300] = std::nanf("");
+    special[301] = 1e-40f;  // subnormal
+    special[302] = -0.0f;
+    special[520] = std::numeric_limits<float>::infinity();
+    special[521] = 3.0f;
+    special[800] = -1e30f;
+    special[801] = 1e-30f;
+    rows.push_back(special);
+    const mm::KernelSet& ks = has_avx2_kernels() ? mm::avx2_kernels() : mm::scalar_kernels();
+    for (size_t i = 0; i < rows.size(); ++i) {
+        INFO("row " << i);
+        std::vector<BlockQ8_0> ref(size_t(K / 32));
+        quantize_row_q8_0_activations(rows[i].data(), ref.data(), K);
+        std::vector<mm::ActQ8x32> got(size_t(K / 32));
+        ks.quantize_q8x32(rows[i].data(), K, got.data());
+        for (size_t b = 0; b < ref.size(); ++b) {
+            INFO("Q8_0 block " << b);
+            CHECK(std::memcmp(got[b].qs, ref[b].qs, 32) == 0);
+            const float d = fp16_to_f32(ref[b].d);
+            CHECK(std::memcmp(&got[b].d, &d, 4) == 0);
+        }
+        std::vector<BlockQ8_K> refk(size_t(K / 256)), gotk(refk.size());
+        quantize_row_q8_K(rows[i].data(), refk.data(), K);
+        ks.quantize_q8k(rows[i].data(), K, gotk.data());
+        for (size_t b = 0; b < refk.size(); ++b) {
+            INFO("Q8_K block " << b);
+            CHECK(std::memcmp(&gotk[b], &refk[b], sizeof(BlockQ8_K)) == 0);
         }
     }
 }
