@@ -1,0 +1,192 @@
+#include "text/llama_forward.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+#include "core/matmul.h"
+#include "core/ops.h"
+#include "text/sampler.h"
+
+namespace glimpse {
+
+namespace {
+
+// The context the KV cache is made for; checked before anything is allocated.
+int default_context(const LlamaConfig& c, int n_ctx) {
+    if (n_ctx > (1 << 24))
+        throw Error(ErrorKind::Usage, "context of " + std::to_string(n_ctx) + " tokens is too large (at most 16777216)");
+    if (n_ctx > 0) return n_ctx;
+    return std::min(c.n_ctx_train, 4096);
+}
+
+size_t sz(int64_t a, int64_t b) { return size_t(a) * size_t(b); }
+
+}  // namespace
+
+LlamaContext::LlamaContext(const LlamaModel& model, ThreadPool& pool, int n_ctx, int n_batch)
+    : model_(model),
+      pool_(pool),
+      n_ctx_(default_context(model.config, n_ctx)),
+      n_batch_(std::clamp(n_batch, 1, n_ctx_)),  // no batch needs more rows than the context
+      kv_(model.config.n_layers, n_ctx_, model.config.n_kv_heads, model.config.head_dim) {
+    const LlamaConfig& c = model.config;
+    const int64_t T = n_batch_;
+    x_.resize(sz(T, c.n_embd));
+    xb_.resize(sz(T, c.n_embd));
+    q_.resize(sz(T, c.q_dim()));
+    k_.resize(sz(T, c.kv_dim()));
+    v_.resize(sz(T, c.kv_dim()));
+    att_.resize(sz(T, c.q_dim()));
+    proj_.resize(sz(T, c.n_embd));
+    gate_.resize(sz(T, c.n_ff));
+    up_.resize(sz(T, c.n_ff));
+    pos_.resize(size_t(T));
+}
+
+void LlamaContext::reset() { kv_.clear(); }
+
+void LlamaContext::check_positions(int n_tokens, int pos0) const {
+    if (n_tokens < 0) throw Error(ErrorKind::Usage, "forward: negative token count");
+    if (pos0 < 0 || pos0 > n_past())
+        throw Error(ErrorKind::Usage, "forward: position " + std::to_string(pos0) + " is past the " +
+                                          std::to_string(n_past()) + " cached positions");
+    if (int64_t(pos0) + n_tokens > n_ctx_)
+        throw Error(ErrorKind::Usage, std::to_string(int64_t(pos0) + n_tokens) + " tokens (" + std::to_string(pos0) +
+                                          " cached + " + std::to_string(n_tokens) + " new) do not fit in the context of " +
+                                          std::to_string(n_ctx_) + " tokens (raise --ctx)");
+}
+
+void LlamaContext::forward(const int32_t* tokens, int n_tokens, int pos0, float* logits_out, LogitRows rows) {
+    check_positions(n_tokens, pos0);
+    const int64_t V = config().n_vocab;
+    for (int i = 0; i < n_tokens; ++i)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            throw model_error(model_.path, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " +
+                                               std::to_string(V) + " tokens");
+    // Token path = get_rows, then exactly the embeddings path.
+    run(n_tokens, pos0, logits_out, rows, n_tokens > 1, [&](int done, int T) {
+        ops::get_rows(model_.weights.token_embd, tokens + done, T, x_.data());
+    });
+}
+
+void LlamaContext::forward_embeddings(const float* embd, int n_tokens, int pos0, float* logits_out, LogitRows rows) {
+    check_positions(n_tokens, pos0);
+    const int64_t D = config().n_embd;
+    run(n_tokens, pos0, logits_out, rows, n_tokens > 1, [&](int done, int T) {
+        std::memcpy(x_.data(), embd + sz(done, D), sz(T, D) * sizeof(float));
+    });
+}
+
+// Cuts the tokens into batches of at most n_batch_ rows; fill(done, T) puts the input
+// embeddings of tokens [done, done + T) into x_.
+void LlamaContext::run(int n_tokens, int pos0, float* logits_out, LogitRows rows, bool prefill,
+                       const std::function<void(int, int)>& fill) {
+    const int64_t V = config().n_vocab;
+    const auto t0 = std::chrono::steady_clock::now();
+    kv_.truncate(pos0);
+    for (int done = 0; done < n_tokens;) {
+        const int T = std::min(n_batch_, n_tokens - done);
+        fill(done, T);
+        float* out = nullptr;
+        LogitRows r = LogitRows::None;
+        if (rows == LogitRows::All) {
+            out = logits_out + sz(done, V);
+            r = LogitRows::All;
+        } else if (rows == LogitRows::Last && done + T == n_tokens) {
+            out = logits_out;
+            r = LogitRows::Last;
+        }
+        run_batch(T, pos0 + done, out, r);
+        done += T;
+    }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    (prefill ? timings_.prefill_ms : timings_.decode_ms) += ms;
+    (prefill ? timings_.prefill_tokens : timings_.decode_tokens) += n_tokens;
+}
+
+void LlamaContext::run_batch(int T, int pos0, float* logits_out, LogitRows rows) {
+    const LlamaConfig& c = config();
+    for (int i = 0; i < T; ++i) pos_[size_t(i)] = pos0 + i;
+    for (int l = 0; l < c.n_layers; ++l) {
+        const LlamaLayerWeights& L = model_.weights.layers[size_t(l)];
+        attention_block(L, l, T, pos0);
+        ffn_block(L, T);
+    }
+    if (rows == LogitRows::All) {
+        output_logits(x_.data(), T, logits_out);
+    } else if (rows == LogitRows::Last) {
+        output_logits(x_.data() + sz(T - 1, c.n_embd), 1, logits_out);
+    }
+}
+
+// x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x)
+void LlamaContext::attention_block(const LlamaLayerWeights& L, int layer, int T, int pos0) {
+    const LlamaConfig& c = config();
+    const int64_t D = c.n_embd;
+    ops::rms_norm(x_.data(), f32_data(L.attn_norm), xb_.data(), T, D, c.rms_eps, pool_);
+    matmul(L.wq, xb_.data(), q_.data(), T, pool_);
+    matmul(L.wk, xb_.data(), k_.data(), T, pool_);
+    matmul(L.wv, xb_.data(), v_.data(), T, pool_);
+    ops::rope(q_.data(), pos_.data(), T, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
+    ops::rope(k_.data(), pos_.data(), T, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
+    kv_.write(layer, pos0, k_.data(), v_.data(), T);
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    ops::attention(q_.data(), kv_.k(layer), kv_.v(layer), att_.data(), T, int64_t(pos0) + T, c.n_heads,
+                   c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0, pool_);
+    matmul(L.wo, att_.data(), proj_.data(), T, pool_);
+    ops::add(x_.data(), proj_.data(), x_.data(), sz(T, D));
+}
+
+// x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
+void LlamaContext::ffn_block(const LlamaLayerWeights& L, int T) {
+    const LlamaConfig& c = config();
+    const int64_t D = c.n_embd;
+    ops::rms_norm(x_.data(), f32_data(L.ffn_norm), xb_.data(), T, D, c.rms_eps, pool_);
+    matmul(L.w_gate, xb_.data(), gate_.data(), T, pool_);
+    matmul(L.w_up, xb_.data(), up_.data(), T, pool_);
+    ops::swiglu(gate_.data(), up_.data(), gate_.data(), sz(T, c.n_ff), pool_);
+    matmul(L.w_down, gate_.data(), proj_.data(), T, pool_);
+    ops::add(x_.data(), proj_.data(), x_.data(), sz(T, D));
+}
+
+// logits [n_rows][n_vocab] = rms_norm(x_rows) · outputᵀ. Normed into xb_ (free by now).
+void LlamaContext::output_logits(const float* x_rows, int n_rows, float* logits_out) {
+    const LlamaConfig& c = config();
+    ops::rms_norm(x_rows, f32_data(model_.weights.output_norm), xb_.data(), n_rows, c.n_embd, c.rms_eps, pool_);
+    matmul(model_.weights.output, xb_.data(), logits_out, n_rows, pool_);
+}
+
+// ---- generation -------------------------------------------------------------------------------
+
+GenerateResult generate(LlamaContext& ctx, const std::vector<int32_t>& prompt, Sampler& sampler,
+                        const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token) {
+    GenerateResult result;
+    if (prompt.empty()) throw Error(ErrorKind::Usage, "generate: the prompt has no tokens");
+    const int n_vocab = ctx.config().n_vocab;
+    std::vector<float> logits(static_cast<size_t>(n_vocab));
+    ctx.forward(prompt.data(), int(prompt.size()), ctx.n_past(), logits.data(), LogitRows::Last);
+    for (int32_t id : prompt) sampler.accept(id);
+    for (int i = 0; i < opts.max_tokens; ++i) {
+        const int32_t id = sampler.sample(logits.data(), n_vocab);
+        if (opts.on_step) opts.on_step(logits.data(), n_vocab, id);
+        if (std::find(opts.stop_tokens.begin(), opts.stop_tokens.end(), id) != opts.stop_tokens.end()) {
+            result.stopped_by_token = true;
+            break;
+        }
+        sampler.accept(id);
+        result.tokens.push_back(id);
+        if (on_token && !on_token(id)) {
+            result.stopped_by_callback = true;
+            break;
+        }
+        if (i + 1 == opts.max_tokens || ctx.n_past() >= ctx.n_ctx()) break;
+        ctx.forward(&id, 1, ctx.n_past(), logits.data(), LogitRows::Last);
+    }
+    return result;
+}
+
+}  // namespace glimpse

@@ -1,0 +1,124 @@
+// The forward pass of the Llama decoder (MODELS.md §1.5), llama2.c's `forward()` grown to
+// batches: a prefill of T tokens and a one-token decode step run through the same code.
+//
+//   x = embeddings [T][D]                          (token path: get_rows of token_embd)
+//   for each layer:
+//     q,k,v = rms_norm(x) · {wq,wk,wv}ᵀ            [T][H*hd], [T][KV*hd], [T][KV*hd]
+//     rope(q, k) at positions pos0 .. pos0+T-1
+//     cache k,v at those positions; attend causally over positions 0 .. pos0+T-1 (GQA)
+//     x += attn · woᵀ
+//     x += (silu(n·w_gateᵀ) ⊙ (n·w_upᵀ)) · w_downᵀ,  n = rms_norm(x)
+//   logits = rms_norm(x) · outputᵀ                  [n_out][n_vocab]
+//
+// LlamaContext holds the run state (activation scratch + KV cache) for one sequence.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/kv_cache.h"
+#include "core/thread_pool.h"
+#include "text/llama_model.h"
+
+namespace glimpse {
+
+class Sampler;
+
+// Which logits forward() writes.
+enum class LogitRows {
+    Last,  // [n_vocab]: the last token's row only (prefill before sampling, decode)
+    All,   // [n_tokens][n_vocab]: every position (scoring, tests)
+    None,  // nothing (feeding context whose predictions are not needed)
+};
+
+// Wall time spent in forward(), split the way -v reports it: calls with more than one token
+// are prompt processing (prefill), single-token calls are generation (decode).
+struct LlamaTimings {
+    double prefill_ms = 0;
+    int64_t prefill_tokens = 0;
+    double decode_ms = 0;
+    int64_t decode_tokens = 0;
+};
+
+class LlamaContext {
+public:
+    // n_ctx: positions the KV cache holds (<= 0: the model's trained context, at most 4096).
+    // n_batch: tokens processed per pass of a long prefill (bounds the scratch memory).
+    LlamaContext(const LlamaModel& model, ThreadPool& pool, int n_ctx = 0, int n_batch = 256);
+
+    const LlamaModel& model() const { return model_; }
+    const LlamaConfig& config() const { return model_.config; }
+    int n_ctx() const { return n_ctx_; }
+    int n_past() const { return int(kv_.used()); }  // positions cached so far
+    ThreadPool& pool() { return pool_; }
+
+    // Runs tokens [n_tokens] at positions pos0 .. pos0+n_tokens-1 and writes `rows` logits to
+    // logits_out ([n_vocab] for Last, [n_tokens][n_vocab] for All; may be null for None).
+    // pos0 must be <= n_past(): positions >= pos0 are forgotten first (a rewind). Throws
+    // Error(Usage) when the tokens do not fit in the context (message gives both numbers),
+    // Error(Model) for a token id outside the vocabulary.
+    void forward(const int32_t* tokens, int n_tokens, int pos0, float* logits_out,
+                 LogitRows rows = LogitRows::Last);
+    // The same from input embeddings embd [n_tokens][n_embd] (projected image features, or
+    // token embeddings the caller mixed with them).
+    void forward_embeddings(const float* embd, int n_tokens, int pos0, float* logits_out,
+                            LogitRows rows = LogitRows::Last);
+
+    void reset();  // forget every position (n_past() becomes 0); timings are kept
+    const LlamaTimings& timings() const { return timings_; }
+    void reset_timings() { timings_ = {}; }
+
+private:
+    void check_positions(int n_tokens, int pos0) const;
+    void run(int n_tokens, int pos0, float* logits_out, LogitRows rows, bool prefill,
+             const std::function<void(int done, int T)>& fill);
+    // One pass over at most n_batch_ tokens: x [T][D] in place, logits for `rows`.
+    void run_batch(int T, int pos0, float* logits_out, LogitRows rows);
+    void attention_block(const LlamaLayerWeights& L, int layer, int T, int pos0);
+    void ffn_block(const LlamaLayerWeights& L, int T);
+    void output_logits(const float* x_rows, int n_rows, float* logits_out);
+
+    const LlamaModel& model_;
+    ThreadPool& pool_;
+    int n_ctx_;
+    int n_batch_;
+    KvCache kv_;
+    // Scratch for one batch of n_batch_ tokens (run.c's RunState).
+    std::vector<float> x_;       // [T][D] residual stream
+    std::vector<float> xb_;      // [T][D] normed input
+    std::vector<float> q_;       // [T][H*hd]
+    std::vector<float> k_, v_;   // [T][KV*hd]
+    std::vector<float> att_;     // [T][H*hd] attention output
+    std::vector<float> proj_;    // [T][D]    projection output
+    std::vector<float> gate_, up_;  // [T][n_ff]
+    std::vector<int32_t> pos_;   // [T]
+    LlamaTimings timings_;
+};
+
+// ---- the generation loop ---------------------------------------------------------------------
+
+struct GenerateOptions {
+    int max_tokens = 256;               // generated tokens at most
+    std::vector<int32_t> stop_tokens;   // end-of-generation ids (not passed to on_token)
+    // Called for every sampled id (a stop token too) with the logits [n_vocab] it was drawn
+    // from, before on_token: what --show-probs prints.
+    std::function<void(const float* logits, int n_vocab, int32_t chosen)> on_step;
+};
+
+struct GenerateResult {
+    std::vector<int32_t> tokens;  // generated ids, without a final stop token
+    bool stopped_by_token = false;
+    bool stopped_by_callback = false;
+};
+
+// Prefills `prompt` after the context's current position, then samples one token at a time
+// with `sampler` (which also sees the prompt for its repetition penalty) until a stop token,
+// max_tokens, or on_token returning false (stop strings are the caller's). on_token gets each
+// accepted id. A prompt that does not fit in the context is Error(Usage) (from forward);
+// generation ends quietly when the context is full.
+GenerateResult generate(LlamaContext& ctx, const std::vector<int32_t>& prompt, Sampler& sampler,
+                        const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token);
+
+}  // namespace glimpse
