@@ -1,0 +1,228 @@
+// Decoding: probe (format, dimensions, limits) -> decoder -> 8-bit RGB -> EXIF orientation.
+//
+// Which decoder: OpenCV imgcodecs for JPEG, BMP, WebP and TIFF, because it wraps the same
+// libraries Pillow uses (libjpeg-turbo with the same default IDCT and fancy upsampling,
+// libwebp, libtiff), so pixels match the Hugging Face pipelines. stb_image for PNG (lossless,
+// so any correct decoder gives Pillow's pixels; stb is silent on bad input where libpng under
+// OpenCV prints to stderr) and GIF, which OpenCV 4.6 cannot read. OpenCV is called with
+// IMREAD_UNCHANGED so that it neither rotates nor converts: orientation, 16-bit reduction,
+// palette and alpha are handled here, by rules stated once (docs/IMAGES.md).
+#include "vision/image.h"
+
+#include <stb/stb_image.h>
+
+#include <cctype>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "vision/image_probe.h"
+
+namespace glimpse {
+
+namespace {
+
+namespace probe = image_probe;
+
+// Alpha over opaque white, rounded to nearest: (a*c + (255-a)*255 + 127) / 255. This equals
+// Pillow's alpha_composite onto an opaque white canvas (the Hugging Face convert_to_rgb) for
+// every (a, c), checked exhaustively.
+inline uint8_t over_white(uint32_t c, uint32_t a) { return uint8_t((a * c + (255 - a) * 255 + 127) / 255); }
+
+void check_limits(const probe::Dimensions& d, const ImageLimits& lim, const std::string& name) {
+    const std::string dims = std::to_string(d.width) + "x" + std::to_string(d.height);
+    if (d.width > lim.max_side || d.height > lim.max_side)
+        throw input_error(name, "image is " + dims + ", larger than the " + std::to_string(lim.max_side) +
+                                    "-pixel limit");
+    if (d.width * d.height > lim.max_pixels)
+        throw input_error(name, "image is " + dims + " (" + std::to_string(d.width * d.height) +
+                                    " pixels), more than the " + std::to_string(lim.max_pixels) + "-pixel limit");
+}
+
+void silence_opencv() {
+    static std::once_flag once;
+    // OpenCV logs decoder failures to stderr; glimpse reports them as one Error line instead.
+    std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
+}
+
+// One pixel of an OpenCV image (BGR order, 1-4 channels, 8 or 16 bits) as RGB over white.
+// 16-bit samples keep their high byte (v >> 8), as Pillow does when it opens 16-bit RGB PNGs.
+template <typename T>
+void convert_rows(const cv::Mat& m, RgbImage& out) {
+    const int ch = m.channels();
+    const int shift = sizeof(T) == 2 ? 8 : 0;
+    for (int y = 0; y < m.rows; ++y) {
+        const T* src = m.ptr<T>(y);
+        uint8_t* dst = out.row(y);
+        for (int x = 0; x < m.cols; ++x, src += ch, dst += 3) {
+            uint32_t r, g, b, a = 255;
+            if (ch <= 2) {
+                r = g = b = uint32_t(src[0]) >> shift;
+                if (ch == 2) a = uint32_t(src[1]) >> shift;
+            } else {
+                b = uint32_t(src[0]) >> shift, g = uint32_t(src[1]) >> shift, r = uint32_t(src[2]) >> shift;
+                if (ch == 4) a = uint32_t(src[3]) >> shift;
+            }
+            if (a == 255) {
+                dst[0] = uint8_t(r), dst[1] = uint8_t(g), dst[2] = uint8_t(b);
+            } else {
+                dst[0] = over_white(r, a), dst[1] = over_white(g, a), dst[2] = over_white(b, a);
+            }
+        }
+    }
+}
+
+RgbImage decode_opencv(const uint8_t* data, size_t size, probe::Format fmt, const probe::Dimensions& dim,
+                       const std::string& name) {
+    silence_opencv();
+    cv::Mat decoded;
+    try {
+        const cv::Mat buf(1, int(size), CV_8U, const_cast<uint8_t*>(data));
+        decoded = cv::imdecode(buf, cv::IMREAD_UNCHANGED);
+    } catch (const cv::Exception&) {
+        decoded.release();
+    }
+    const int depth = decoded.depth();
+    if (decoded.empty() || decoded.dims != 2 || decoded.cols != dim.width || decoded.rows != dim.height ||
+        decoded.channels() > 4)
+        throw input_error(name, std::string("truncated or corrupt ") + probe::format_name(fmt));
+    if (depth != CV_8U && depth != CV_16U)
+        throw input_error(name, std::string("unsupported ") + probe::format_name(fmt) +
+                                    " sample format (only 8- and 16-bit integer samples are read)");
+    RgbImage out(decoded.cols, decoded.rows);
+    if (depth == CV_8U) convert_rows<uint8_t>(decoded, out);
+    else convert_rows<uint16_t>(decoded, out);
+    return out;
+}
+
+// PNG and GIF: stb_image. Requested as RGBA, so grey is replicated, palettes expanded and
+// tRNS turned into alpha; 16-bit PNG samples keep their high byte (v >> 8). For GIF stb
+// returns the first frame composed on the logical screen (transparent entries: alpha 0).
+// stb reports failures only through its return value, where libpng and OpenCV print to stderr.
+template <typename T>
+RgbImage rgba_over_white(const T* src, int w, int h) {
+    const int shift = sizeof(T) == 2 ? 8 : 0;
+    RgbImage out(w, h);
+    uint8_t* dst = out.pixels.data();
+    for (size_t i = 0; i < size_t(w) * size_t(h); ++i, src += 4, dst += 3) {
+        const uint32_t a = uint32_t(src[3]) >> shift;
+        for (int c = 0; c < 3; ++c) dst[c] = over_white(uint32_t(src[c]) >> shift, a);
+    }
+    return out;
+}
+
+RgbImage decode_stb(const uint8_t* data, size_t size, probe::Format fmt, const probe::Dimensions& dim,
+                    const std::string& name) {
+    const int len = int(size);
+    int w = 0, h = 0, n = 0;
+    const bool wide = fmt == probe::Format::Png && stbi_is_16_bit_from_memory(data, len);
+    std::unique_ptr<void, void (*)(void*)> px(
+        wide ? static_cast<void*>(stbi_load_16_from_memory(data, len, &w, &h, &n, 4))
+             : static_cast<void*>(stbi_load_from_memory(data, len, &w, &h, &n, 4)),
+        stbi_image_free);
+    if (!px || w != dim.width || h != dim.height)
+        throw input_error(name, std::string("truncated or corrupt ") + probe::format_name(fmt));
+    return wide ? rgba_over_white(static_cast<const uint16_t*>(px.get()), w, h)
+                : rgba_over_white(static_cast<const uint8_t*>(px.get()), w, h);
+}
+
+}  // namespace
+
+RgbImage decode_image(const uint8_t* data, size_t size, const std::string& name, const ImageLimits& lim) {
+    if (size == 0) throw input_error(name, "empty file");
+    if (size > size_t(INT_MAX)) throw input_error(name, "file is larger than 2 GiB, not read as an image");
+    const probe::Format fmt = probe::sniff(data, size);
+    if (fmt == probe::Format::Unknown) throw input_error(name, "not an image (unknown format)");
+    const probe::Dimensions dim = probe::dimensions(fmt, data, size, name);
+    check_limits(dim, lim, name);
+    if (fmt == probe::Format::Jpeg && !probe::jpeg_is_complete(data, size))
+        throw input_error(name, "truncated or corrupt JPEG");
+    const bool stb = fmt == probe::Format::Png || fmt == probe::Format::Gif;
+    RgbImage img = stb ? decode_stb(data, size, fmt, dim, name) : decode_opencv(data, size, fmt, dim, name);
+    return apply_orientation(img, probe::exif_orientation(fmt, data, size));
+}
+
+RgbImage load_image(const std::string& path, const ImageLimits& lim) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) throw input_error(path, "no such file");
+    const auto file = MappedFile::open(path);
+    return decode_image(file->data(), size_t(file->size()), path, lim);
+}
+
+RgbImage apply_orientation(const RgbImage& img, int orientation) {
+    if (orientation < 2 || orientation > 8) return img;
+    const int w = img.width, h = img.height;
+    const bool swap = orientation >= 5;  // transposing orientations exchange width and height
+    RgbImage out(swap ? h : w, swap ? w : h);
+    for (int y = 0; y < out.height; ++y) {
+        for (int x = 0; x < out.width; ++x) {
+            int sx = x, sy = y;  // source pixel of output (x, y)
+            switch (orientation) {
+                case 2: sx = w - 1 - x; break;
+                case 3: sx = w - 1 - x, sy = h - 1 - y; break;
+                case 4: sy = h - 1 - y; break;
+                case 5: sx = y, sy = x; break;
+                case 6: sx = y, sy = h - 1 - x; break;
+                case 7: sx = w - 1 - y, sy = h - 1 - x; break;
+                case 8: sx = w - 1 - y, sy = x; break;
+            }
+            std::memcpy(out.at(x, y), img.at(sx, sy), 3);
+        }
+    }
+    return out;
+}
+
+RgbImage crop(const RgbImage& img, int x, int y, int w, int h) {
+    if (x < 0 || y < 0 || w < 0 || h < 0 || x + w > img.width || y + h > img.height)
+        throw Error(ErrorKind::Usage, "crop " + std::to_string(w) + "x" + std::to_string(h) + "+" + std::to_string(x) +
+                                          "+" + std::to_string(y) + " outside a " + std::to_string(img.width) + "x" +
+                                          std::to_string(img.height) + " image");
+    RgbImage out(w, h);
+    for (int r = 0; r < h; ++r) std::memcpy(out.row(r), img.at(x, y + r), size_t(w) * 3);
+    return out;
+}
+
+std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
+    silence_opencv();
+    std::vector<int> params;
+    if (ext == "jpg" || ext == "jpeg") params = {cv::IMWRITE_JPEG_QUALITY, 95};
+    else if (ext == "webp") params = {cv::IMWRITE_WEBP_QUALITY, 101};  // > 100 = lossless
+    else if (ext != "png" && ext != "bmp" && ext != "tif" && ext != "tiff")
+        throw Error(ErrorKind::Usage, "cannot write images of type '" + ext + "' (png, jpg, bmp, tiff, webp)");
+    if (img.empty()) throw Error(ErrorKind::Usage, "cannot encode an empty image");
+    cv::Mat bgr(img.height, img.width, CV_8UC3);
+    for (int y = 0; y < img.height; ++y) {
+        const uint8_t* s = img.row(y);
+        uint8_t* d = bgr.ptr<uint8_t>(y);
+        for (int x = 0; x < img.width; ++x, s += 3, d += 3) d[0] = s[2], d[1] = s[1], d[2] = s[0];
+    }
+    std::vector<uint8_t> bytes;
+    bool ok = false;
+    try {
+        ok = cv::imencode("." + ext, bgr, bytes, params);
+    } catch (const cv::Exception&) {
+        ok = false;
+    }
+    if (!ok) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
+    return bytes;
+}
+
+void save_image(const RgbImage& img, const std::string& path) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    if (!ext.empty()) ext.erase(0, 1);
+    for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+    const std::vector<uint8_t> bytes = encode_image(img, ext);
+    std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), std::fclose);
+    if (!f || std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size())
+        throw input_error(path, "cannot write the image file");
+}
+
+}  // namespace glimpse
