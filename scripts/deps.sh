@@ -6,6 +6,8 @@ packages=(
   cmake ninja-build g++ pkg-config
   clang libclang-rt-dev           # libFuzzer targets (fuzz/)
   catch2 nlohmann-json3-dev libcli11-dev
+  libstb-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev   # vision/
+  libvulkan-dev glslc glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers  # Vulkan
 )
 missing=()
 for p in "${packages[@]}"; do
