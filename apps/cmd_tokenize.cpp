@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/tokenize_image.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "text/tokenizer.h"
@@ -30,6 +31,7 @@ namespace fs = std::filesystem;
 struct TokenizeOptions {
     std::string model, text, file, tokenizer;
     bool ids_only = false, no_bos = false, no_special = false, json = false;
+    TokenizeImageOptions image;  // --image mode
 };
 
 std::string read_text_file(const std::string& path) {
@@ -106,7 +108,17 @@ std::string visible(std::string_view piece) {
     return out;
 }
 
-int run_tokenize(const TokenizeOptions& o, bool text_given) {
+int run_tokenize(TokenizeOptions& o, bool text_given) {
+    if (!o.image.image.empty()) {
+        if (o.ids_only || o.no_bos || o.no_special || !o.file.empty() || !o.tokenizer.empty())
+            throw Error(ErrorKind::Usage, "tokenize --image takes TEXT (the prompt), --mmproj, --image-max-tiles, --grid-png and --json");
+        o.image.model = o.model;
+        o.image.prompt = text_given ? o.text : "Describe this image.";
+        o.image.json = o.json;
+        return run_tokenize_image(o.image);
+    }
+    if (!o.image.mmproj.empty() || !o.image.grid_png.empty())
+        throw Error(ErrorKind::Usage, "--mmproj and --grid-png go with --image");
     if (text_given == !o.file.empty())
         throw Error(ErrorKind::Usage, "tokenize: give the text either as an argument or with -f FILE (-f - reads stdin)");
     const std::unique_ptr<Tokenizer> tok = open_tokenizer(o);
@@ -160,6 +172,9 @@ Command add_tokenize(CLI::App& app) {
         "Pieces are quoted; \\n, \\t, \\r and \\uXXXX stand for control characters, <0xNN> for bytes\n"
         "that are only part of a UTF-8 character. Special tokens are matched in the text unless\n"
         "--no-special is given.\n"
+        "With --image IMG (and a vision model: -m with its mmproj beside it or --mmproj) it shows what the\n"
+        "model sees: the tile grid, the number of image tokens, and the prompt with its image positions\n"
+        "(TEXT is then the question, default \"Describe this image.\"); --grid-png writes the tiles as a picture.\n"
         "Example: glimpse tokenize -m ../shared/golden/smolvlm-tiny/smolvlm-tiny-text-q8_0.gguf 'Hello world'");
     auto o = std::make_shared<TokenizeOptions>();
     sub->add_option("-m,--model", o->model, "GGUF file, Hugging Face folder / tokenizer.json, or llama2.c checkpoint")
@@ -171,6 +186,11 @@ Command add_tokenize(CLI::App& app) {
     sub->add_flag("--no-bos", o->no_bos, "leave out the BOS token the vocabulary would add");
     sub->add_flag("--no-special", o->no_special, "treat special-token text (<|im_start|>) as plain text");
     sub->add_flag("--json", o->json, "print one JSON document: ids, pieces, special flags");
+    sub->add_option("--image", o->image.image, "show how this image enters the prompt of a vision-language model");
+    sub->add_option("--mmproj", o->image.mmproj, "with --image: the vision tower GGUF (default: mmproj*.gguf beside -m)");
+    sub->add_option("--image-max-tiles", o->image.max_tiles, "with --image: SmolVLM's tile cap (0 = the model's own rule)")
+        ->check(CLI::Range(0, 1024));
+    sub->add_option("--grid-png", o->image.grid_png, "with --image: write the tiles and their patch grid to this PNG");
     return {sub, [o, text] { return run_tokenize(*o, text->count() > 0); }};
 }
 

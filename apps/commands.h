@@ -18,6 +18,7 @@ struct Command {
 
 Command add_info(CLI::App& app);
 Command add_tokenize(CLI::App& app);
+Command add_describe(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_bench(CLI::App& app);
 

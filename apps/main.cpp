@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "glimpse 0.1.0");
 
     std::vector<glimpse::app::Command> commands = {
+        glimpse::app::add_describe(app),
         glimpse::app::add_generate(app),
         glimpse::app::add_tokenize(app),
         glimpse::app::add_info(app),

@@ -1,0 +1,19 @@
+// The sampling loop after a prompt has been evaluated: the caller has run the prompt through
+// the context (text, or text mixed with image embeddings) and holds the last position's
+// logits; this draws tokens one at a time until a stop token, max_tokens, a full context, or
+// on_token returning false. generate() in text/llama_forward.h is this after a text prefill.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "text/llama_forward.h"
+
+namespace glimpse {
+
+// logits [n_vocab]: the last prompt position's; overwritten as generation proceeds.
+// The sampler must already have seen the prompt ids (for its repetition penalty).
+GenerateResult continue_generation(LlamaContext& ctx, std::vector<float>& logits, Sampler& sampler,
+                                   const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token);
+
+}  // namespace glimpse
