@@ -1,0 +1,196 @@
+// The Vulkan device layer: the instance (with optional validation), what each physical device
+// offers, the choice of a compute device from `--device`, and the `Context` that owns a logical
+// device and its compute queue. There is no global device: whoever runs on Vulkan holds a
+// Context and passes it down (STYLE.md "RAII, one owner per Vulkan handle").
+//
+// Ownership (parents outlive children): Context owns its Instance, the VkDevice, the command
+// pool, the memory Allocator (core/vk_buffer.h) and the PipelineCache (core/vk_pipeline.h).
+// Buffers and Recorders made from a Context must be destroyed before it.
+//
+// Every failure is a glimpse::Error of kind Device (exit code 4) with a one-line message that
+// starts with "vulkan:" and names the device and the stage.
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace glimpse::vk {
+
+class Allocator;
+class PipelineCache;
+class Buffer;
+
+enum class DeviceType { Other, IntegratedGpu, DiscreteGpu, VirtualGpu, Cpu };
+std::string_view device_type_name(DeviceType t);  // "discrete", "integrated", "virtual", "cpu", "other"
+
+// What one physical device offers (what `glimpse devices` prints).
+struct DeviceInfo {
+    uint32_t index = 0;  // position in the instance's enumeration: the i of --device vulkan:i
+    std::string name;
+    DeviceType type = DeviceType::Other;
+    uint32_t vendor_id = 0, device_id = 0;
+    std::string driver_name, driver_info;  // VK 1.2 driver properties ("llvmpipe", "Mesa 22.3.6 ...")
+    uint32_t driver_version = 0;           // raw, vendor-encoded
+    uint32_t api_version = 0;              // VK_MAKE_API_VERSION encoded
+    uint64_t device_local_bytes = 0;       // sum of the DEVICE_LOCAL heaps
+    uint64_t max_storage_buffer_range = 0; // largest buffer one descriptor can see
+    uint64_t max_allocation_size = 0;      // largest single VkDeviceMemory
+    uint64_t min_storage_offset_alignment = 0;
+    uint32_t max_shared_memory = 0;        // bytes of workgroup-shared memory
+    uint32_t max_workgroup_invocations = 0;
+    uint32_t max_workgroup_count[3] = {0, 0, 0};
+    uint32_t subgroup_size = 0;
+    bool subgroup_arithmetic = false;  // subgroupAdd/Max in compute shaders
+    bool fp16_arithmetic = false;      // shaderFloat16
+    bool int8_arithmetic = false;      // shaderInt8
+    bool storage_16bit = false;        // storageBuffer16BitAccess
+    bool storage_8bit = false;         // storageBuffer8BitAccess
+    bool cooperative_matrix = false;   // VK_KHR_cooperative_matrix or VK_NV_cooperative_matrix
+};
+
+std::string api_version_string(uint32_t v);  // "1.3.230"
+
+// Validation layers: Off, or on when VK_LAYER_KHRONOS_validation is installed (IfAvailable).
+enum class Validation { Off, IfAvailable };
+
+// True when the environment asks for validation (GLIMPSE_VK_VALIDATION=1).
+bool validation_requested_by_env();
+
+class Instance {
+public:
+    // Throws Error(Device) when no Vulkan loader/driver answers.
+    explicit Instance(Validation validation = Validation::Off);
+    ~Instance();
+    Instance(const Instance&) = delete;
+    Instance& operator=(const Instance&) = delete;
+
+    VkInstance handle() const { return instance_; }
+    const std::vector<DeviceInfo>& devices() const { return devices_; }
+    VkPhysicalDevice physical_device(uint32_t index) const;
+    bool validation_enabled() const { return messenger_ != VK_NULL_HANDLE; }
+
+    // Error-severity validation messages since the last call. The debug messenger only records
+    // them: an exception must not unwind through the driver's C callback.
+    std::vector<std::string> take_validation_errors();
+    // Throws Error(Device) "vulkan: validation error during <stage>: <first message>" if any.
+    void throw_if_validation_errors(std::string_view stage);
+
+    // Called by the messenger callback.
+    void record_validation_error(const char* message);
+
+private:
+    VkInstance instance_ = VK_NULL_HANDLE;
+    VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+    std::vector<VkPhysicalDevice> physical_;
+    std::vector<DeviceInfo> devices_;
+    std::mutex mutex_;
+    std::vector<std::string> validation_errors_;
+};
+
+// ---- device choice (--device auto|cpu|vulkan|vulkan:i) ---------------------------------------
+
+enum class Backend { Cpu, Vulkan };
+
+struct DeviceChoice {
+    Backend backend = Backend::Cpu;
+    uint32_t vulkan_index = 0;  // meaningful when backend == Vulkan
+    std::string reason;         // one line for -v: why this device
+};
+
+// The choice among `devices` for a --device spec:
+//   cpu       the CPU backend;
+//   vulkan    the best Vulkan device: discrete > integrated > virtual > cpu (lavapipe) > other;
+//   vulkan:i  device i (Error(Device) "vulkan: no device 3 (2 found)");
+//   auto      a discrete or integrated (or virtual) GPU if there is one, else the CPU backend:
+//             a software Vulkan device such as lavapipe is slower than the CPU backend, so it is
+//             used only when asked for by name (issue 5).
+// Throws Error(Usage) for an unknown spec and Error(Device) when Vulkan is asked for and there
+// is no device.
+DeviceChoice select_device(const std::string& spec, const std::vector<DeviceInfo>& devices);
+
+// The same, enumerating devices with a temporary instance ("cpu" creates none; for "auto" a
+// missing Vulkan loader/driver means the CPU backend).
+DeviceChoice select_device(const std::string& spec);
+
+// ---- the logical device ----------------------------------------------------------------------
+
+struct ContextOptions {
+    Validation validation = Validation::Off;
+    bool allow_subgroup_ops = true;      // false: shared-memory reductions only (tests use both)
+    uint64_t staging_bytes = 16u << 20;  // upload/download chunk (one host-visible buffer)
+    uint64_t block_bytes = 256u << 20;   // size of each VkDeviceMemory the sub-allocator carves
+    uint32_t submit_timeout_ms = 120000; // a submission that takes longer is an error, not a hang
+    // Copy straight into device memory when it is host-visible (integrated GPUs, lavapipe);
+    // false forces the staged path (tests use it to exercise staging on such devices).
+    bool map_device_memory = true;
+};
+
+class Context {
+public:
+    // Opens device `index` of a new instance (validation per options).
+    Context(uint32_t index, ContextOptions options = {});
+    ~Context();
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    Instance& instance() { return *instance_; }
+    const DeviceInfo& info() const { return info_; }
+    const ContextOptions& options() const { return options_; }
+    VkPhysicalDevice physical_device() const { return physical_; }
+    VkDevice device() const { return device_; }
+    VkQueue queue() const { return queue_; }
+    uint32_t queue_family() const { return queue_family_; }
+    VkCommandPool command_pool() const { return command_pool_; }
+    Allocator& allocator() { return *allocator_; }
+    PipelineCache& pipelines() { return *pipelines_; }
+    // Subgroup reductions are used when the device has them and the options allow them.
+    bool use_subgroups() const { return use_subgroups_; }
+    // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
+    const std::string& label() const { return label_; }
+
+    // Records `fill` into a one-time command buffer, submits it and waits (uploads, copies).
+    void run_once(const std::function<void(VkCommandBuffer)>& fill, std::string_view stage);
+    // Waits for `fence` with the submit timeout; throws on timeout or device loss.
+    void wait_fence(VkFence fence, std::string_view stage);
+
+    // The host-visible buffer that uploads and downloads go through (created on first use).
+    Buffer& staging();
+
+private:
+    std::unique_ptr<Instance> instance_;
+    ContextOptions options_;
+    DeviceInfo info_;
+    std::string label_;
+    VkPhysicalDevice physical_ = VK_NULL_HANDLE;
+    VkDevice device_ = VK_NULL_HANDLE;
+    VkQueue queue_ = VK_NULL_HANDLE;
+    uint32_t queue_family_ = 0;
+    VkCommandPool command_pool_ = VK_NULL_HANDLE;
+    VkCommandBuffer once_cmd_ = VK_NULL_HANDLE;
+    VkFence once_fence_ = VK_NULL_HANDLE;
+    bool use_subgroups_ = false;
+    std::unique_ptr<Allocator> allocator_;
+    std::unique_ptr<PipelineCache> pipelines_;
+    std::unique_ptr<Buffer> staging_;
+};
+
+// A zeroed Vulkan create-info/properties struct with its sType set.
+template <class T>
+T init(VkStructureType type) {
+    T t{};
+    t.sType = type;
+    return t;
+}
+
+// Throws Error(Device) "vulkan: <what> failed on <where>: VK_ERROR_..." unless r is VK_SUCCESS.
+void check(VkResult r, std::string_view what, std::string_view where);
+std::string_view result_name(VkResult r);
+
+}  // namespace glimpse::vk

@@ -1,0 +1,308 @@
+// Recording of the Vulkan ops (core/vk_ops.h): argument checks, push constants (each struct
+// mirrors the `Push` block of its shader, field for field), group counts.
+#include "core/vk_ops.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "core/error.h"
+#include "core/vk_context.h"
+
+namespace glimpse::vk {
+
+namespace {
+
+// ---- push-constant mirrors (std430 scalars: 4 bytes each, no padding) -----------------------
+struct MatmulPush {  // matvec.comp, matmul.comp
+    uint32_t M, N, K;
+};
+struct GetRowsPush {  // get_rows.comp
+    uint32_t dim, n_ids, n_rows;
+};
+struct NormPush {  // rms_norm.comp, layer_norm.comp
+    uint32_t rows, n, has_weight, has_bias;
+    float eps;
+};
+struct SoftmaxPush {  // softmax_rows.comp
+    uint32_t rows, n, causal;
+    int32_t offset;
+};
+struct RopePush {  // rope.comp
+    uint32_t n_tokens, n_heads, head_dim, style;
+    float theta_scale;
+};
+struct UnaryPush {  // unary.comp
+    uint32_t n;
+    float s;
+};
+struct BinaryPush {  // binary.comp
+    uint32_t n, nb;
+};
+struct AttentionPush {  // attention.comp
+    uint32_t n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
+    float scale;
+};
+static_assert(sizeof(MatmulPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 20);
+static_assert(sizeof(AttentionPush) == 32 && sizeof(SoftmaxPush) == 16);
+
+constexpr int64_t kMaxU32 = 0xffffffffLL;
+constexpr uint32_t kMaxAttentionHeadDim = 256;
+
+void require(bool ok, const char* op, const std::string& what) {
+    if (!ok) throw std::invalid_argument(std::string("vk::") + op + ": " + what);
+}
+
+uint32_t u32(int64_t v, const char* op) {
+    require(v >= 0 && v <= kMaxU32, op, "size " + std::to_string(v) + " outside [0, 2^32)");
+    return uint32_t(v);
+}
+
+void require_floats(const Buffer& b, int64_t count, const char* op, const char* name) {
+    require(count >= 0 && b.size() >= uint64_t(count) * 4, op,
+            std::string(name) + " holds " + std::to_string(b.size() / 4) + " floats, " + std::to_string(count) +
+                " needed");
+}
+
+// Workgroup size for the 1-D and per-row shaders: `want` (a power of two) or less.
+uint32_t wg_size(const Context& ctx, uint32_t want) {
+    uint32_t w = want;
+    while (w > ctx.info().max_workgroup_invocations && w > 1) w /= 2;
+    return w;
+}
+
+// `total` workgroups laid out as x·y ≥ total, x within the device limit (shaders use
+// linear_group() and skip indices ≥ total).
+Groups split_groups(const Context& ctx, int64_t total) {
+    const int64_t max_x = ctx.info().max_workgroup_count[0];
+    if (total <= max_x) return {uint32_t(total), 1, 1};
+    const int64_t y = (total + max_x - 1) / max_x;
+    if (y > int64_t(ctx.info().max_workgroup_count[1]))
+        throw Error(ErrorKind::Device, "vulkan: a dispatch of " + std::to_string(total) +
+                                           " workgroups is too large for " + ctx.label());
+    return {uint32_t(max_x), uint32_t(y), 1};
+}
+
+Groups elementwise_groups(const Context& ctx, int64_t n, uint32_t wg) { return split_groups(ctx, (n + wg - 1) / wg); }
+
+ShaderId matvec_shader(DType t, bool subgroup) {
+    switch (t) {
+        case DType::F32: return subgroup ? ShaderId::matvec_f32_sg : ShaderId::matvec_f32;
+        case DType::F16: return subgroup ? ShaderId::matvec_f16_sg : ShaderId::matvec_f16;
+        case DType::Q8_0: return subgroup ? ShaderId::matvec_q8_0_sg : ShaderId::matvec_q8_0;
+        case DType::Q4_0: return subgroup ? ShaderId::matvec_q4_0_sg : ShaderId::matvec_q4_0;
+        case DType::Q4_K: return subgroup ? ShaderId::matvec_q4_k_sg : ShaderId::matvec_q4_k;
+        case DType::Q6_K: return subgroup ? ShaderId::matvec_q6_k_sg : ShaderId::matvec_q6_k;
+        default: throw std::invalid_argument("vk::matmul: unsupported type");
+    }
+}
+
+ShaderId matmul_shader(DType t) {
+    switch (t) {
+        case DType::F32: return ShaderId::matmul_f32;
+        case DType::F16: return ShaderId::matmul_f16;
+        case DType::Q8_0: return ShaderId::matmul_q8_0;
+        case DType::Q4_0: return ShaderId::matmul_q4_0;
+        case DType::Q4_K: return ShaderId::matmul_q4_k;
+        case DType::Q6_K: return ShaderId::matmul_q6_k;
+        default: throw std::invalid_argument("vk::matmul: unsupported type");
+    }
+}
+
+ShaderId get_rows_shader(DType t) {
+    switch (t) {
+        case DType::F32: return ShaderId::get_rows_f32;
+        case DType::F16: return ShaderId::get_rows_f16;
+        case DType::Q8_0: return ShaderId::get_rows_q8_0;
+        default: throw std::invalid_argument("vk::get_rows: unsupported type");
+    }
+}
+
+}  // namespace
+
+bool matmul_supports(DType t) {
+    return t == DType::F32 || t == DType::F16 || t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K ||
+           t == DType::Q6_K;
+}
+
+bool get_rows_supports(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::Q8_0; }
+
+DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) {
+    if (!matmul_supports(W.dtype))
+        throw model_error(W.name, "type " + std::string(dtype_name(W.dtype)) + " has no Vulkan kernel yet");
+    if (W.ne[2] != 1 || W.ne[3] != 1 || !W.contiguous() || !W.data)
+        throw model_error(W.name, "a Vulkan weight matrix must be 2-D and contiguous, got " + W.shape_string());
+    if (W.ne[0] % dtype_info(W.dtype).block_elems != 0)
+        throw model_error(W.name, "row length " + std::to_string(W.ne[0]) + " is not a whole number of " +
+                                      std::string(dtype_name(W.dtype)) + " blocks");
+    // The 16-bit float and the 8-bit block fields are read through 16/8-bit storage.
+    if (W.dtype != DType::F32 && !(ctx.info().storage_16bit && ctx.info().storage_8bit))
+        throw Error(ErrorKind::Device, "vulkan: " + W.name + ": " + std::string(dtype_name(W.dtype)) +
+                                           " weights need 8- and 16-bit storage buffers, which " + ctx.label() +
+                                           " lacks");
+    DeviceMatrix m;
+    m.name = W.name;
+    m.dtype = W.dtype;
+    m.K = W.ne[0];
+    m.N = W.ne[1];
+    m.buffer = Buffer(ctx, W.bytes());
+    upload(ctx, m.buffer, W.data, W.bytes());
+    return m;
+}
+
+void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M, MatmulPath path) {
+    require(M >= 0, "matmul", "negative M");
+    require_floats(x, M * W.K, "matmul", "x");
+    require_floats(y, M * W.N, "matmul", "y");
+    const MatmulPush push{u32(M, "matmul"), u32(W.N, "matmul"), u32(W.K, "matmul")};
+    if (M == 0 || W.N == 0) return;
+    Context& ctx = rec.context();
+    if (path == MatmulPath::Auto) path = M <= kVkMatvecMaxM ? MatmulPath::Matvec : MatmulPath::Tiled;
+    if (path == MatmulPath::Matvec) {
+        // The shader keeps kVkMatvecMaxM partial sums per invocation: longer M goes in slices.
+        require(M <= kVkMatvecMaxM, "matmul", "the matvec kernel takes at most 8 rows");
+        const uint32_t wg = wg_size(ctx, 128);
+        rec.dispatch(matvec_shader(W.dtype, ctx.use_subgroups()), {in(W.buffer), in(x), out(y)}, push,
+                     split_groups(ctx, W.N), {wg});
+        return;
+    }
+    constexpr uint32_t kTM = 4, kTN = 4, kBK = 16;  // 64×64 tiles of y, 8.5 KiB of shared memory
+    const Groups g{group_count(ctx, W.N, 16 * kTN, 0), group_count(ctx, M, 16 * kTM, 1), 1};
+    rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y)}, push, g, {kTM, kTN, kBK});
+}
+
+void rms_norm(Recorder& rec, const Buffer& x, const Buffer* weight, Buffer& y, int64_t rows, int64_t n, float eps) {
+    require(rows >= 0 && n >= 0, "rms_norm", "negative size");
+    require_floats(x, rows * n, "rms_norm", "x");
+    require_floats(y, rows * n, "rms_norm", "y");
+    if (weight) require_floats(*weight, n, "rms_norm", "weight");
+    const NormPush push{u32(rows, "rms_norm"), u32(n, "rms_norm"), weight != nullptr, 0, eps};
+    if (rows == 0 || n == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::rms_norm, {in(x), in(weight ? *weight : x), out(y)}, push,
+                 split_groups(rec.context(), rows), {wg});
+}
+
+void layer_norm(Recorder& rec, const Buffer& x, const Buffer* weight, const Buffer* bias, Buffer& y, int64_t rows,
+                int64_t n, float eps) {
+    require(rows >= 0 && n >= 0, "layer_norm", "negative size");
+    require_floats(x, rows * n, "layer_norm", "x");
+    require_floats(y, rows * n, "layer_norm", "y");
+    if (weight) require_floats(*weight, n, "layer_norm", "weight");
+    if (bias) require_floats(*bias, n, "layer_norm", "bias");
+    const NormPush push{u32(rows, "layer_norm"), u32(n, "layer_norm"), weight != nullptr, bias != nullptr, eps};
+    if (rows == 0 || n == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::layer_norm, {in(x), in(weight ? *weight : x), in(bias ? *bias : x), out(y)}, push,
+                 split_groups(rec.context(), rows), {wg});
+}
+
+static void softmax_impl(Recorder& rec, Buffer& x, int64_t rows, int64_t n, bool causal, int64_t offset) {
+    require(rows >= 0 && n >= 0, "softmax_rows", "negative size");
+    require_floats(x, rows * n, "softmax_rows", "x");
+    // Clamp the offset to a range where row + offset cannot overflow and the result is the same.
+    const int64_t off = std::max<int64_t>(std::min<int64_t>(offset, int64_t(n)), -int64_t(rows) - 1);
+    const SoftmaxPush push{u32(rows, "softmax_rows"), u32(n, "softmax_rows"), causal, int32_t(off)};
+    if (rows == 0 || n == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::softmax_rows, {out(x)}, push, split_groups(rec.context(), rows), {wg});
+}
+
+void softmax_rows(Recorder& rec, Buffer& x, int64_t rows, int64_t n) { softmax_impl(rec, x, rows, n, false, 0); }
+
+void softmax_rows_causal(Recorder& rec, Buffer& x, int64_t rows, int64_t n, int64_t offset) {
+    softmax_impl(rec, x, rows, n, true, offset);
+}
+
+RopeTable make_rope_table(Context& ctx, int64_t head_dim, float theta_base, ops::RopeStyle style) {
+    require(head_dim > 0 && head_dim % 2 == 0, "rope", "head_dim must be even and positive");
+    RopeTable t;
+    t.style = style;
+    t.head_dim = head_dim;
+    // The same float expressions as core/ops.cpp rope().
+    t.theta_scale = std::pow(theta_base, -2.0f / float(head_dim));
+    std::vector<float> inv(size_t(head_dim / 2));
+    for (int64_t i = 0; i < head_dim / 2; ++i)
+        inv[size_t(i)] = 1.0f / std::pow(theta_base, float(2 * i) / float(head_dim));
+    t.inv_freq = upload_floats(ctx, inv);
+    return t;
+}
+
+void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTable& table, int64_t n_tokens,
+          int64_t n_heads) {
+    require(n_tokens >= 0 && n_heads >= 0, "rope", "negative size");
+    require_floats(x, n_tokens * n_heads * table.head_dim, "rope", "x");
+    require_floats(positions, n_tokens, "rope", "positions");
+    const int64_t pairs = n_tokens * n_heads * (table.head_dim / 2);
+    const RopePush push{u32(n_tokens, "rope"), u32(n_heads, "rope"), u32(table.head_dim, "rope"),
+                        table.style == ops::RopeStyle::HalfSplit ? 1u : 0u, table.theta_scale};
+    u32(pairs, "rope");
+    if (pairs == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::rope, {out(x), in(positions), in(table.inv_freq)}, push,
+                 elementwise_groups(rec.context(), pairs, wg), {wg});
+}
+
+void unary(Recorder& rec, UnaryOp op, const Buffer& x, Buffer& y, int64_t n, float s) {
+    require_floats(x, n, "unary", "x");
+    require_floats(y, n, "unary", "y");
+    const UnaryPush push{u32(n, "unary"), s};
+    if (n == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::unary, {in(x), out(y)}, push, elementwise_groups(rec.context(), n, wg),
+                 {wg, static_cast<uint32_t>(op)});
+}
+
+void binary(Recorder& rec, BinaryOp op, const Buffer& a, const Buffer& b, Buffer& y, int64_t n, int64_t nb) {
+    require(nb > 0 ? n % nb == 0 : n == 0, "binary", "n must be a multiple of nb");
+    require_floats(a, n, "binary", "a");
+    require_floats(b, nb, "binary", "b");
+    require_floats(y, n, "binary", "y");
+    const BinaryPush push{u32(n, "binary"), u32(nb, "binary")};
+    if (n == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::binary, {in(a), in(b), out(y)}, push, elementwise_groups(rec.context(), n, wg),
+                 {wg, static_cast<uint32_t>(op)});
+}
+
+void check_row_ids(const DeviceMatrix& table, const int32_t* ids, int64_t n_ids) {
+    for (int64_t i = 0; i < n_ids; ++i)
+        if (ids[i] < 0 || ids[i] >= table.N)
+            throw model_error(table.name, "row id " + std::to_string(ids[i]) + " outside [0, " +
+                                              std::to_string(table.N) + ")");
+}
+
+void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out_rows, int64_t n_ids) {
+    require(get_rows_supports(table.dtype), "get_rows", "unsupported table type");
+    require(n_ids >= 0, "get_rows", "negative size");
+    require_floats(ids, n_ids, "get_rows", "ids");
+    require_floats(out_rows, n_ids * table.K, "get_rows", "out");
+    const GetRowsPush push{u32(table.K, "get_rows"), u32(n_ids, "get_rows"), u32(table.N, "get_rows")};
+    const int64_t total = n_ids * table.K;
+    u32(total, "get_rows");
+    if (total == 0 || table.N == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(get_rows_shader(table.dtype), {in(table.buffer), in(ids), out(out_rows)}, push,
+                 elementwise_groups(rec.context(), total, wg), {wg});
+}
+
+void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
+               int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
+               int64_t q_pos0) {
+    require(n_q >= 0 && n_kv >= 0 && head_dim >= 0 && q_pos0 >= 0, "attention", "negative size");
+    require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention", "n_heads must be a multiple of n_kv_heads");
+    require(head_dim <= kMaxAttentionHeadDim, "attention", "head_dim above 256");
+    require_floats(q, n_q * n_heads * head_dim, "attention", "q");
+    require_floats(k, n_kv * n_kv_heads * head_dim, "attention", "k");
+    require_floats(v, n_kv * n_kv_heads * head_dim, "attention", "v");
+    require_floats(o, n_q * n_heads * head_dim, "attention", "out");
+    const AttentionPush push{u32(n_q, "attention"),       u32(n_kv, "attention"),
+                             u32(n_heads, "attention"),   u32(n_kv_heads, "attention"),
+                             u32(head_dim, "attention"),  causal ? 1u : 0u,
+                             u32(std::min<int64_t>(q_pos0, n_kv), "attention"), scale};
+    u32(n_q * n_heads, "attention");
+    if (n_q == 0 || n_heads == 0 || head_dim == 0) return;
+    rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o)}, push, split_groups(rec.context(), n_q * n_heads));
+}
+
+}  // namespace glimpse::vk

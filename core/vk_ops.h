@@ -1,0 +1,94 @@
+// Vulkan versions of the CPU ops (core/ops.h, core/matmul.h): each records one or a few
+// dispatches into a Recorder and returns; nothing runs until Recorder::submit_and_wait().
+// Shapes, formulas and argument meanings are those of the CPU function of the same name, which
+// is the specification (tests/test_vk_ops.cpp checks each against it). All tensors are float32
+// device buffers holding exactly the CPU layout, except weight matrices and embedding tables,
+// which stay in their file block format (DeviceMatrix).
+//
+// Size errors (a buffer smaller than the shape needs, a size beyond 2^32 elements) are
+// programming errors and throw std::invalid_argument, as core/ops.h does.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/ops.h"
+#include "core/tensor.h"
+#include "core/vk_buffer.h"
+#include "core/vk_pipeline.h"
+
+namespace glimpse::vk {
+
+// A weight matrix (ne = {K, N}: N rows of K values) uploaded once in its own dtype.
+struct DeviceMatrix {
+    std::string name;
+    DType dtype = DType::F32;
+    int64_t K = 0, N = 0;
+    Buffer buffer;
+};
+
+// Types the Vulkan matmul and get_rows take: F32, F16, Q8_0, Q4_0, Q4_K, Q6_K (matmul);
+// F32, F16, Q8_0 (get_rows).
+bool matmul_supports(DType t);
+bool get_rows_supports(DType t);
+
+// Uploads W (2-D, contiguous rows). Throws Error(Model) naming the tensor for a type Vulkan
+// cannot use or a layout it cannot read, Error(Device) if it does not fit the device.
+DeviceMatrix upload_matrix(Context& ctx, const Tensor& W);
+
+enum class MatmulPath { Auto, Matvec, Tiled };
+constexpr int64_t kVkMatvecMaxM = 8;  // Auto: M ≤ this takes the matvec kernel
+
+// y [M][N] = x [M][K] · Wᵀ.
+void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M,
+            MatmulPath path = MatmulPath::Auto);
+
+// weight/bias may be nullptr (= 1 / 0).
+void rms_norm(Recorder& rec, const Buffer& x, const Buffer* weight, Buffer& y, int64_t rows, int64_t n, float eps);
+void layer_norm(Recorder& rec, const Buffer& x, const Buffer* weight, const Buffer* bias, Buffer& y, int64_t rows,
+                int64_t n, float eps);
+
+void softmax_rows(Recorder& rec, Buffer& x, int64_t rows, int64_t n);
+void softmax_rows_causal(Recorder& rec, Buffer& x, int64_t rows, int64_t n, int64_t offset);
+
+// The per-model RoPE constants, computed on the host exactly as core/ops.cpp does and
+// uploaded once.
+struct RopeTable {
+    ops::RopeStyle style = ops::RopeStyle::AdjacentPairs;
+    int64_t head_dim = 0;
+    float theta_scale = 0;  // powf(base, −2/d), AdjacentPairs
+    Buffer inv_freq;        // [head_dim/2] 1 / powf(base, 2i/d), HalfSplit
+};
+RopeTable make_rope_table(Context& ctx, int64_t head_dim, float theta_base, ops::RopeStyle style);
+// x [n_tokens][n_heads][head_dim] in place; positions: int32 [n_tokens] on the device.
+void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTable& table, int64_t n_tokens,
+          int64_t n_heads);
+
+enum class UnaryOp : uint32_t { GeluTanh = 0, GeluErf = 1, QuickGelu = 2, Silu = 3, Scale = 4 };
+// y [n] = f(x); in place allowed (pass the same buffer). `s` is the factor of Scale.
+void unary(Recorder& rec, UnaryOp op, const Buffer& x, Buffer& y, int64_t n, float s = 1.0f);
+
+enum class BinaryOp : uint32_t { Add = 0, Mul = 1, Swiglu = 2 };
+// y[i] = a[i] ∘ b[i % nb], i < n (n a multiple of nb); in place allowed (y = a).
+void binary(Recorder& rec, BinaryOp op, const Buffer& a, const Buffer& b, Buffer& y, int64_t n, int64_t nb);
+inline void add(Recorder& r, const Buffer& a, const Buffer& b, Buffer& y, int64_t n) { binary(r, BinaryOp::Add, a, b, y, n, n); }
+inline void mul(Recorder& r, const Buffer& a, const Buffer& b, Buffer& y, int64_t n) { binary(r, BinaryOp::Mul, a, b, y, n, n); }
+inline void swiglu(Recorder& r, const Buffer& gate, const Buffer& up, Buffer& y, int64_t n) {
+    binary(r, BinaryOp::Swiglu, gate, up, y, n, n);
+}
+// x [rows][n] += bias [n]
+inline void add_row_bias(Recorder& r, Buffer& x, const Buffer& bias, int64_t rows, int64_t n) {
+    binary(r, BinaryOp::Add, x, bias, x, rows * n, n);
+}
+
+// Throws Error(Model) naming the table if an id is outside [0, N) (the shader only clamps).
+void check_row_ids(const DeviceMatrix& table, const int32_t* ids, int64_t n_ids);
+// out [n_ids][K] = rows ids[] of table; ids: int32 [n_ids] on the device, checked beforehand.
+void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out, int64_t n_ids);
+
+// As ops::attention; head_dim ≤ 256.
+void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,
+               int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
+               int64_t q_pos0);
+
+}  // namespace glimpse::vk

@@ -1,0 +1,257 @@
+// Pipeline cache and command recording (core/vk_pipeline.h).
+#include "core/vk_pipeline.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/vk_buffer.h"
+#include "core/vk_context.h"
+
+namespace glimpse::vk {
+
+namespace {
+
+Error device_error(const std::string& message) { return Error(ErrorKind::Device, "vulkan: " + message); }
+
+constexpr uint32_t kSetsPerPool = 256;
+
+}  // namespace
+
+// ---- PipelineCache ---------------------------------------------------------------------------
+
+PipelineCache::PipelineCache(Context& ctx) : ctx_(ctx) {
+    VkDescriptorSetLayoutBinding bindings[kMaxBindings];
+    for (uint32_t i = 0; i < kMaxBindings; ++i)
+        bindings[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
+    VkDescriptorSetLayoutCreateInfo li = init<VkDescriptorSetLayoutCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO);
+    li.bindingCount = kMaxBindings;
+    li.pBindings = bindings;
+    check(vkCreateDescriptorSetLayout(ctx.device(), &li, nullptr, &set_layout_), "vkCreateDescriptorSetLayout",
+          ctx.label());
+    VkPushConstantRange range{VK_SHADER_STAGE_COMPUTE_BIT, 0, kMaxPushBytes};
+    VkPipelineLayoutCreateInfo pi = init<VkPipelineLayoutCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO);
+    pi.setLayoutCount = 1;
+    pi.pSetLayouts = &set_layout_;
+    pi.pushConstantRangeCount = 1;
+    pi.pPushConstantRanges = &range;
+    const VkResult r = vkCreatePipelineLayout(ctx.device(), &pi, nullptr, &layout_);
+    if (r != VK_SUCCESS) {
+        vkDestroyDescriptorSetLayout(ctx.device(), set_layout_, nullptr);
+        check(r, "vkCreatePipelineLayout", ctx.label());
+    }
+}
+
+PipelineCache::~PipelineCache() {
+    for (auto& [key, p] : pipelines_) vkDestroyPipeline(ctx_.device(), p, nullptr);
+    for (auto& [id, m] : modules_) vkDestroyShaderModule(ctx_.device(), m, nullptr);
+    vkDestroyPipelineLayout(ctx_.device(), layout_, nullptr);
+    vkDestroyDescriptorSetLayout(ctx_.device(), set_layout_, nullptr);
+}
+
+VkShaderModule PipelineCache::module(ShaderId id) {
+    auto it = modules_.find(id);
+    if (it != modules_.end()) return it->second;
+    const ShaderBinary& bin = shader_binary(id);
+    // pCode is uint32_t*: copy the embedded bytes into words rather than cast the byte array.
+    std::vector<uint32_t> words(bin.size / 4);
+    std::memcpy(words.data(), bin.spirv, words.size() * 4);
+    VkShaderModuleCreateInfo ci = init<VkShaderModuleCreateInfo>(VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO);
+    ci.codeSize = words.size() * 4;
+    ci.pCode = words.data();
+    VkShaderModule m = VK_NULL_HANDLE;
+    check(vkCreateShaderModule(ctx_.device(), &ci, nullptr, &m), std::string("shader ") + bin.name, ctx_.label());
+    modules_[id] = m;
+    return m;
+}
+
+VkPipeline PipelineCache::get(ShaderId id, const std::vector<uint32_t>& spec) {
+    auto key = std::make_pair(id, spec);
+    auto it = pipelines_.find(key);
+    if (it != pipelines_.end()) return it->second;
+    if (spec.size() > kMaxSpecConstants)
+        throw device_error(std::string("shader ") + shader_binary(id).name + ": too many specialization constants");
+
+    VkSpecializationMapEntry entries[kMaxSpecConstants];
+    for (uint32_t i = 0; i < spec.size(); ++i) entries[i] = {i, i * 4, 4};
+    VkSpecializationInfo si{uint32_t(spec.size()), entries, spec.size() * 4, spec.data()};
+    VkComputePipelineCreateInfo ci = init<VkComputePipelineCreateInfo>(VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO);
+    ci.stage = init<VkPipelineShaderStageCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO);
+    ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+    ci.stage.module = module(id);
+    ci.stage.pName = "main";
+    ci.stage.pSpecializationInfo = spec.empty() ? nullptr : &si;
+    ci.layout = layout_;
+    VkPipeline p = VK_NULL_HANDLE;
+    check(vkCreateComputePipelines(ctx_.device(), VK_NULL_HANDLE, 1, &ci, nullptr, &p),
+          std::string("compiling shader ") + shader_binary(id).name, ctx_.label());
+    pipelines_.emplace(std::move(key), p);
+    return p;
+}
+
+// ---- Recorder --------------------------------------------------------------------------------
+
+uint32_t group_count(const Context& ctx, int64_t n, int64_t per_group, int axis) {
+    const int64_t g = n <= 0 ? 0 : (n + per_group - 1) / per_group;
+    if (g > int64_t(ctx.info().max_workgroup_count[axis]))
+        throw device_error("a dispatch of " + std::to_string(g) + " workgroups exceeds maxComputeWorkGroupCount[" +
+                           std::to_string(axis) + "] = " + std::to_string(ctx.info().max_workgroup_count[axis]) +
+                           " on " + ctx.label());
+    return uint32_t(g);
+}
+
+Recorder::Recorder(Context& ctx) : ctx_(ctx) {
+    VkCommandBufferAllocateInfo ai = init<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+    ai.commandPool = ctx.command_pool();
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    check(vkAllocateCommandBuffers(ctx.device(), &ai, &cmd_), "vkAllocateCommandBuffers", ctx.label());
+    VkFenceCreateInfo fi = init<VkFenceCreateInfo>(VK_STRUCTURE_TYPE_FENCE_CREATE_INFO);
+    const VkResult r = vkCreateFence(ctx.device(), &fi, nullptr, &fence_);
+    if (r != VK_SUCCESS) {
+        vkFreeCommandBuffers(ctx.device(), ctx.command_pool(), 1, &cmd_);
+        check(r, "vkCreateFence", ctx.label());
+    }
+}
+
+Recorder::~Recorder() {
+    if (recording_) vkEndCommandBuffer(cmd_);
+    for (VkDescriptorPool p : pools_) vkDestroyDescriptorPool(ctx_.device(), p, nullptr);
+    vkDestroyFence(ctx_.device(), fence_, nullptr);
+    vkFreeCommandBuffers(ctx_.device(), ctx_.command_pool(), 1, &cmd_);
+}
+
+void Recorder::begin() {
+    if (recording_) vkEndCommandBuffer(cmd_);
+    recording_ = false;
+    for (VkDescriptorPool p : pools_) check(vkResetDescriptorPool(ctx_.device(), p, 0), "vkResetDescriptorPool", ctx_.label());
+    pool_in_use_ = 0;
+    check(vkResetCommandBuffer(cmd_, 0), "vkResetCommandBuffer", ctx_.label());
+    VkCommandBufferBeginInfo bi = init<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    check(vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer", ctx_.label());
+    recording_ = true;
+    dispatches_ = barriers_ = 0;
+    written_.clear();
+    read_.clear();
+}
+
+VkDescriptorSet Recorder::allocate_set() {
+    for (;; ++pool_in_use_) {
+        if (pool_in_use_ == pools_.size()) {
+            VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * kMaxBindings};
+            VkDescriptorPoolCreateInfo pi = init<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
+            pi.maxSets = kSetsPerPool;
+            pi.poolSizeCount = 1;
+            pi.pPoolSizes = &size;
+            VkDescriptorPool pool = VK_NULL_HANDLE;
+            check(vkCreateDescriptorPool(ctx_.device(), &pi, nullptr, &pool), "vkCreateDescriptorPool", ctx_.label());
+            pools_.push_back(pool);
+        }
+        VkDescriptorSetLayout layout = ctx_.pipelines().set_layout();
+        VkDescriptorSetAllocateInfo ai = init<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
+        ai.descriptorPool = pools_[pool_in_use_];
+        ai.descriptorSetCount = 1;
+        ai.pSetLayouts = &layout;
+        VkDescriptorSet set = VK_NULL_HANDLE;
+        const VkResult r = vkAllocateDescriptorSets(ctx_.device(), &ai, &set);
+        if (r == VK_SUCCESS) return set;
+        if (r != VK_ERROR_OUT_OF_POOL_MEMORY && r != VK_ERROR_FRAGMENTED_POOL)
+            check(r, "vkAllocateDescriptorSets", ctx_.label());
+    }
+}
+
+void Recorder::barrier() {
+    if (!recording_) throw device_error("Recorder::barrier outside begin()/submit_and_wait()");
+    VkMemoryBarrier mb = init<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+    vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb,
+                         0, nullptr, 0, nullptr);
+    ++barriers_;
+    written_.clear();
+    read_.clear();
+}
+
+// Inserts buffer memory barriers for the hazards this dispatch would have with the ones
+// recorded since the last barrier.
+void Recorder::sync_for(std::initializer_list<Arg> args) {
+    bool hazard = false;
+    for (const Arg& a : args) {
+        const VkBuffer b = a.buffer->handle();
+        hazard = hazard || written_.count(b) != 0 || (a.written && read_.count(b) != 0);
+    }
+    if (!hazard) return;
+    // The barrier orders all earlier dispatches before this one, so it must also make every
+    // earlier write visible (not only the conflicting ones): the tracking sets are cleared.
+    std::set<VkBuffer> targets = written_;
+    for (const Arg& a : args)
+        if (a.written && read_.count(a.buffer->handle())) targets.insert(a.buffer->handle());
+    std::vector<VkBufferMemoryBarrier> barriers;
+    for (const VkBuffer b : targets) {
+        VkBufferMemoryBarrier bb = init<VkBufferMemoryBarrier>(VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER);
+        bb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT;
+        bb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+        bb.srcQueueFamilyIndex = bb.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+        bb.buffer = b;
+        bb.offset = 0;
+        bb.size = VK_WHOLE_SIZE;
+        barriers.push_back(bb);
+    }
+    vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
+                         nullptr, uint32_t(barriers.size()), barriers.data(), 0, nullptr);
+    ++barriers_;
+    written_.clear();
+    read_.clear();
+}
+
+void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const void* push, size_t push_size,
+                            Groups groups, std::initializer_list<uint32_t> spec) {
+    const ShaderBinary& bin = shader_binary(id);
+    if (!recording_) throw device_error(std::string("dispatch of ") + bin.name + " outside begin()/submit_and_wait()");
+    if (args.size() != bin.n_bindings || args.size() > kMaxBindings)
+        throw device_error(std::string("shader ") + bin.name + " takes " + std::to_string(bin.n_bindings) +
+                           " buffers, the dispatch gave " + std::to_string(args.size()));
+    for (const Arg& a : args)
+        if (!a.buffer || !*a.buffer) throw device_error(std::string("shader ") + bin.name + ": an empty buffer argument");
+    if (groups.x == 0 || groups.y == 0 || groups.z == 0) return;  // nothing to do
+
+    const VkPipeline pipeline = ctx_.pipelines().get(id, std::vector<uint32_t>(spec));
+    const VkDescriptorSet set = allocate_set();
+    VkDescriptorBufferInfo infos[kMaxBindings];
+    VkWriteDescriptorSet writes[kMaxBindings];
+    uint32_t i = 0;
+    for (const Arg& a : args) {
+        infos[i] = {a.buffer->handle(), 0, VK_WHOLE_SIZE};
+        writes[i] = init<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
+        writes[i].dstSet = set;
+        writes[i].dstBinding = i;
+        writes[i].descriptorCount = 1;
+        writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+        writes[i].pBufferInfo = &infos[i];
+        ++i;
+    }
+    vkUpdateDescriptorSets(ctx_.device(), i, writes, 0, nullptr);
+
+    sync_for(args);
+    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
+    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_.pipelines().layout(), 0, 1, &set, 0, nullptr);
+    if (push_size) vkCmdPushConstants(cmd_, ctx_.pipelines().layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, uint32_t(push_size), push);
+    vkCmdDispatch(cmd_, groups.x, groups.y, groups.z);
+    for (const Arg& a : args) (a.written ? written_ : read_).insert(a.buffer->handle());
+    ++dispatches_;
+}
+
+void Recorder::submit_and_wait() {
+    if (!recording_) throw device_error("submit_and_wait without begin()");
+    recording_ = false;
+    check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer", ctx_.label());
+    check(vkResetFences(ctx_.device(), 1, &fence_), "vkResetFences", ctx_.label());
+    VkSubmitInfo si = init<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+    si.commandBufferCount = 1;
+    si.pCommandBuffers = &cmd_;
+    check(vkQueueSubmit(ctx_.queue(), 1, &si, fence_), "vkQueueSubmit", ctx_.label());
+    ctx_.wait_fence(fence_, "a submission of " + std::to_string(dispatches_) + " dispatches");
+    ctx_.instance().throw_if_validation_errors("a submission");
+}
+
+}  // namespace glimpse::vk

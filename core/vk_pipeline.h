@@ -1,0 +1,125 @@
+// Compute pipelines and the command stream that runs them.
+//
+// Every shader uses the same interface, so there is one descriptor-set layout and one pipeline
+// layout for all of them: set 0 holds kMaxBindings storage buffers (a shader declares bindings
+// 0..n-1, n from the generated table), and one push-constant range of kMaxPushBytes. A pipeline
+// is (ShaderId, specialization constants): constant_id i = spec[i]; shaders use constant 0 for
+// the workgroup size where they take one, and the rest for tile sizes or an op selector.
+//
+// A Recorder records dispatches into one command buffer and submits them once:
+//   rec.begin();
+//   rec.dispatch(ShaderId::rms_norm, {in(x), in(w), out(y)}, push, {rows});
+//   rec.dispatch(ShaderId::matvec_q8_0, {in(W), in(y), out(z)}, push2, {N});  // barrier added
+//   rec.submit_and_wait();
+// Each argument says whether the dispatch writes it; before a dispatch that touches a buffer
+// written (or, for a write, read) since the last barrier, the Recorder inserts a pipeline
+// barrier with buffer memory barriers for exactly those buffers (read-after-write,
+// write-after-write, write-after-read). barrier() inserts a full one by hand.
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <set>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "glimpse_shaders/shader_ids.h"
+
+namespace glimpse::vk {
+
+class Context;
+class Buffer;
+
+constexpr uint32_t kMaxBindings = 8;
+constexpr uint32_t kMaxPushBytes = 128;  // the minimum every Vulkan device guarantees
+constexpr uint32_t kMaxSpecConstants = 8;
+
+class PipelineCache {
+public:
+    explicit PipelineCache(Context& ctx);
+    ~PipelineCache();
+    PipelineCache(const PipelineCache&) = delete;
+    PipelineCache& operator=(const PipelineCache&) = delete;
+
+    // The pipeline for this shader and specialization constants, created on first use.
+    // Throws Error(Device) naming the shader if the driver rejects it.
+    VkPipeline get(ShaderId id, const std::vector<uint32_t>& spec);
+    VkPipelineLayout layout() const { return layout_; }
+    VkDescriptorSetLayout set_layout() const { return set_layout_; }
+    size_t size() const { return pipelines_.size(); }
+
+private:
+    VkShaderModule module(ShaderId id);
+
+    Context& ctx_;
+    VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
+    VkPipelineLayout layout_ = VK_NULL_HANDLE;
+    std::map<ShaderId, VkShaderModule> modules_;
+    std::map<std::pair<ShaderId, std::vector<uint32_t>>, VkPipeline> pipelines_;
+};
+
+// One buffer argument of a dispatch: binding i of the shader is the i-th argument.
+struct Arg {
+    const Buffer* buffer;
+    bool written;
+};
+inline Arg in(const Buffer& b) { return {&b, false}; }
+inline Arg out(Buffer& b) { return {&b, true}; }  // written (and possibly read)
+
+struct Groups {
+    uint32_t x = 1, y = 1, z = 1;
+};
+
+// ceil(n / per_group) as a group count; throws Error(Device) when the count exceeds what
+// the device can dispatch in that dimension (`axis` 0..2).
+uint32_t group_count(const Context& ctx, int64_t n, int64_t per_group, int axis = 0);
+
+class Recorder {
+public:
+    explicit Recorder(Context& ctx);
+    ~Recorder();
+    Recorder(const Recorder&) = delete;
+    Recorder& operator=(const Recorder&) = delete;
+
+    Context& context() { return ctx_; }
+
+    // Starts a new command stream; descriptor sets of the previous one are recycled.
+    void begin();
+    // Records one dispatch. `push` is the shader's push-constant struct (mirrored in C++).
+    template <class Push>
+    void dispatch(ShaderId id, std::initializer_list<Arg> args, const Push& push, Groups groups,
+                  std::initializer_list<uint32_t> spec = {}) {
+        static_assert(sizeof(Push) <= kMaxPushBytes, "push constants are limited to 128 bytes");
+        static_assert(std::is_trivially_copyable_v<Push>);
+        dispatch_raw(id, args, &push, sizeof(Push), groups, spec);
+    }
+    // A full compute->compute memory barrier.
+    void barrier();
+    // Ends, submits with a fence and waits (bounded by ContextOptions::submit_timeout_ms);
+    // then checks validation messages. The Recorder can begin() again afterwards.
+    void submit_and_wait();
+
+    uint32_t dispatch_count() const { return dispatches_; }
+    uint32_t barrier_count() const { return barriers_; }
+
+private:
+    void dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const void* push, size_t push_size,
+                      Groups groups, std::initializer_list<uint32_t> spec);
+    VkDescriptorSet allocate_set();
+    void sync_for(std::initializer_list<Arg> args);
+
+    Context& ctx_;
+    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+    VkFence fence_ = VK_NULL_HANDLE;
+    std::vector<VkDescriptorPool> pools_;  // grown on demand, all reset by begin()
+    size_t pool_in_use_ = 0;
+    bool recording_ = false;
+    uint32_t dispatches_ = 0, barriers_ = 0;
+    std::set<VkBuffer> written_, read_;  // since the last barrier
+};
+
+}  // namespace glimpse::vk

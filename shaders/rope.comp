@@ -1,0 +1,69 @@
+#version 450
+// Rotary position embedding in place (core/ops.h rope, MODELS.md §1.4).
+// x [n_tokens][n_heads][head_dim]; positions [n_tokens] int32; inv_freq [head_dim/2].
+// One invocation per rotated pair i of one head of one token, angle a:
+//   style 0 (AdjacentPairs, ggml NORMAL): pair (2i, 2i+1), a = pos · s · s ⋯ (i factors of
+//     theta_scale, multiplied one at a time in float, as ggml and the CPU reference do);
+//   style 1 (HalfSplit, HF rotate_half): pair (i, i + d/2), a = float(pos) · inv_freq[i]
+//     (inv_freq computed on the host exactly as the CPU reference does).
+// (u, v) -> (u cos a − v sin a, u sin a + v cos a), with sin/cos computed in the shader (below).
+#include "common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 256;
+
+layout(binding = 0) buffer XBuf { float x[]; };
+layout(binding = 1) readonly buffer Pos { int positions[]; };
+layout(binding = 2) readonly buffer Freq { float inv_freq[]; };
+
+layout(push_constant) uniform Push {  // mirrors RopePush in core/vk_ops.cpp
+    uint n_tokens, n_heads, head_dim, style;
+    float theta_scale;
+} p;
+
+// sin and cos of a to a few ulp. Vulkan only promises 2^-11 absolute error for the built-in
+// sin/cos (and lavapipe is that coarse), too little for positions in the thousands: reduce by
+// π/2 in three parts (Cody–Waite: q·C1 is exact for |q| < 2^16) and use Cephes' single-precision
+// minimax polynomials on [−π/4, π/4].
+void sincos_accurate(float a, out float s, out float c) {
+    const float q = round(a * 0.63661977236758134);
+    float r = a - q * 1.5703125;
+    r = r - q * 4.837512969970703125e-4;
+    r = r - q * 7.54978995489188216e-8;
+    const float z = r * r;
+    const float sr = r + r * z * ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1);
+    const float cr = 1.0 - 0.5 * z + z * z * ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z +
+                                              4.166664568298827e-2);
+    const int quadrant = int(q) & 3;  // two's complement: −1 & 3 = 3, as wanted
+    if (quadrant == 0) { s = sr; c = cr; }
+    else if (quadrant == 1) { s = cr; c = -sr; }
+    else if (quadrant == 2) { s = -sr; c = -cr; }
+    else { s = -cr; c = sr; }
+}
+
+void main() {
+    const uint half_d = p.head_dim / 2;
+    const uint idx = linear_invocation(WG);
+    if (idx >= p.n_tokens * p.n_heads * half_d) return;
+    const uint i = idx % half_d;
+    const uint row = idx / half_d;  // token · n_heads + head
+    const uint token = row / p.n_heads;
+    const float pos = float(positions[token]);
+    float a;
+    uint iu, iv;
+    if (p.style == 0) {
+        a = pos;
+        for (uint j = 0; j < i; ++j) a *= p.theta_scale;
+        iu = row * p.head_dim + 2 * i;
+        iv = iu + 1;
+    } else {
+        a = pos * inv_freq[i];
+        iu = row * p.head_dim + i;
+        iv = iu + half_d;
+    }
+    float s, c;
+    sincos_accurate(a, s, c);
+    const float u = x[iu], v = x[iv];
+    x[iu] = u * c - v * s;
+    x[iv] = u * s + v * c;
+}

@@ -1,0 +1,71 @@
+// Shared by the tests/test_vk_*.cpp files: one Vulkan context per configuration for the whole
+// test run (validation layers on where installed, so that any validation error fails the test
+// that caused it), and the skip rule: Vulkan tests are skipped only where no Vulkan device
+// exists at all, and say so.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/vk_context.h"
+#include "tests/helpers.h"
+
+namespace glimpse::test {
+
+struct VkTestSlot {
+    bool tried = false;
+    std::unique_ptr<vk::Context> ctx;
+};
+// [0]: subgroups off, [1]: on. Emptied at the end of the test run by a Catch2 listener
+// (test_vk_device.cpp): destroyed by static destructors at exit instead, the contexts would
+// outlive the validation layer's own globals.
+inline VkTestSlot* vk_test_slots() {
+    static VkTestSlot slots[2];
+    return slots;
+}
+
+// nullptr when this machine has no Vulkan device (or no loader/driver).
+inline vk::Context* vk_test_context(bool subgroups = true) {
+    VkTestSlot& s = vk_test_slots()[subgroups ? 1 : 0];
+    if (!s.tried) {
+        s.tried = true;
+        std::vector<vk::DeviceInfo> devices;
+        try {
+            vk::Instance probe;
+            devices = probe.devices();
+        } catch (const Error&) {
+        }
+        if (!devices.empty()) {
+            const vk::DeviceChoice c = vk::select_device("vulkan", devices);
+            vk::ContextOptions o;
+            o.validation = vk::Validation::IfAvailable;
+            o.allow_subgroup_ops = subgroups;
+            s.ctx = std::make_unique<vk::Context>(c.vulkan_index, o);
+        }
+    }
+    return s.ctx.get();
+}
+
+#define VK_OR_SKIP(ctx, ...)                                                    \
+    ::glimpse::vk::Context* ctx = ::glimpse::test::vk_test_context(__VA_ARGS__); \
+    if (!ctx) {                                                                  \
+        WARN("SKIPPED: no Vulkan device on this machine");                       \
+        return;                                                                  \
+    }
+
+// Every element within |got − ref| ≤ abs + rel·|ref|; reports the first mismatch.
+inline void require_close(const std::vector<float>& got, const std::vector<float>& ref, float abs_tol,
+                          float rel_tol) {
+    REQUIRE(got.size() == ref.size());
+    for (size_t i = 0; i < got.size(); ++i)
+        if (!close_enough(got[i], ref[i], abs_tol, rel_tol)) {
+            INFO("element " << i << ": got " << got[i] << ", reference " << ref[i]);
+            REQUIRE(close_enough(got[i], ref[i], abs_tol, rel_tol));
+        }
+}
+
+}  // namespace glimpse::test

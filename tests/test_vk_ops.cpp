@@ -1,0 +1,290 @@
+// Parity of every Vulkan op with its CPU reference (core/ops.h, core/matmul.h) on awkward
+// shapes, on whatever Vulkan device exists (lavapipe in CI), validation layers on where
+// installed. Tolerances: |got − ref| ≤ abs + rel·|ref| (tests/helpers.h close_enough); GPU sums
+// are float where the references sum in double, and GPU exp/sin/cos differ by a few ulp.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <memory>
+
+#include "core/matmul.h"
+#include "core/ops.h"
+#include "core/quant.h"
+#include "core/thread_pool.h"
+#include "core/vk_ops.h"
+#include "tests/test_vk_helpers.h"
+
+using namespace glimpse;
+using glimpse::test::random_floats;
+using glimpse::test::require_close;
+
+namespace {
+
+// A contiguous 2-D weight tensor {K, N} of type t holding `values` (quantized as the file
+// writers do), with its own storage.
+Tensor make_weight(DType t, int64_t K, int64_t N, const std::vector<float>& values) {
+    Tensor w;
+    w.name = "w." + std::string(dtype_name(t));
+    w.dtype = t;
+    w.n_dims = 2;
+    w.ne = {K, N, 1, 1};
+    w.nb = contiguous_strides(t, w.ne);
+    auto bytes = std::make_shared<std::vector<uint8_t>>(w.nb[1] * uint64_t(N));
+    for (int64_t r = 0; r < N; ++r) quantize_row(t, values.data() + r * K, bytes->data() + r * w.nb[1], K);
+    w.data = bytes->data();
+    w.storage = std::shared_ptr<const void>(bytes, bytes->data());
+    return w;
+}
+
+std::vector<float> run_matmul(vk::Context& ctx, const Tensor& W, const std::vector<float>& x, int64_t M,
+                              vk::MatmulPath path) {
+    const vk::DeviceMatrix dw = vk::upload_matrix(ctx, W);
+    vk::Buffer dx = vk::upload_floats(ctx, x);
+    vk::Buffer dy(ctx, uint64_t(M * W.ne[1]) * 4);
+    vk::Recorder rec(ctx);
+    rec.begin();
+    vk::matmul(rec, dw, dx, dy, M, path);
+    rec.submit_and_wait();
+    return vk::download_floats(ctx, dy, uint64_t(M * W.ne[1]));
+}
+
+ThreadPool& pool() {
+    static ThreadPool p(1);
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("vulkan matmul matches matmul_reference for every weight type", "[vulkan]") {
+    const DType type = GENERATE(DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K);
+    const bool subgroups = GENERATE(true, false);
+    VK_OR_SKIP(ctx, subgroups);
+    const int64_t block = dtype_info(type).block_elems;
+    struct Shape {
+        int64_t M, N, K;
+    };
+    // K not a multiple of 16/32/64 for the float types; N and M around the tile edges.
+    std::vector<Shape> shapes = block == 1
+        ? std::vector<Shape>{{1, 7, 13}, {3, 129, 100}, {8, 127, 65}, {7, 1000, 33}, {13, 7, 1}, {129, 65, 129}, {127, 1, 50}}
+        : block == 32 ? std::vector<Shape>{{1, 7, 32}, {5, 129, 96}, {8, 13, 160}, {9, 127, 64}, {129, 33, 96}}
+                      : std::vector<Shape>{{1, 7, 256}, {4, 33, 512}, {13, 17, 256}, {127, 9, 256}};
+    for (const Shape& s : shapes) {
+        INFO(dtype_name(type) << " subgroups=" << subgroups << " M=" << s.M << " N=" << s.N << " K=" << s.K);
+        const Tensor W = make_weight(type, s.K, s.N, random_floats(size_t(s.K * s.N), 11 + s.N));
+        const auto x = random_floats(size_t(s.M * s.K), 5 + s.M);
+        std::vector<float> ref(size_t(s.M * s.N));
+        matmul_reference(W, x.data(), ref.data(), s.M);
+        const float abs_tol = 2e-5f * float(s.K) + 1e-5f;
+        require_close(run_matmul(*ctx, W, x, s.M, vk::MatmulPath::Auto), ref, abs_tol, 1e-4f);
+        if (s.M <= vk::kVkMatvecMaxM)  // the other kernel on the same shape
+            require_close(run_matmul(*ctx, W, x, s.M, vk::MatmulPath::Tiled), ref, abs_tol, 1e-4f);
+    }
+}
+
+TEST_CASE("vulkan upload_matrix rejects what it cannot run", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const Tensor w = make_weight(DType::Q5_0, 32, 2, random_floats(64, 1));
+    try {
+        vk::upload_matrix(*ctx, w);
+        FAIL("no error");
+    } catch (const Error& e) {
+        CHECK(e.kind() == ErrorKind::Model);
+        CHECK(std::string(e.what()).rfind("w.Q5_0: type Q5_0", 0) == 0);
+    }
+}
+
+TEST_CASE("vulkan rms_norm and layer_norm match the CPU", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Shape {
+        int64_t rows, n;
+    };
+    for (const Shape s : {Shape{1, 7}, Shape{7, 1000}, Shape{127, 65}, Shape{3, 1}, Shape{2, 4097}}) {
+        INFO("rows=" << s.rows << " n=" << s.n);
+        const size_t total = size_t(s.rows * s.n);
+        auto x = random_floats(total, 3, 2.0f);
+        for (size_t i = 0; i < total; i += 3) x[i] += 5.0f;  // an offset for layer_norm's centring
+        const auto w = random_floats(size_t(s.n), 4), b = random_floats(size_t(s.n), 5);
+        vk::Buffer dx = vk::upload_floats(*ctx, x), dw = vk::upload_floats(*ctx, w), db = vk::upload_floats(*ctx, b);
+        vk::Buffer y1(*ctx, total * 4), y2(*ctx, total * 4), y3(*ctx, total * 4), y4(*ctx, total * 4);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::rms_norm(rec, dx, &dw, y1, s.rows, s.n, 1e-6f);
+        vk::rms_norm(rec, dx, nullptr, y2, s.rows, s.n, 1e-5f);
+        vk::layer_norm(rec, dx, &dw, &db, y3, s.rows, s.n, 1e-6f);
+        vk::layer_norm(rec, dx, nullptr, nullptr, y4, s.rows, s.n, 1e-5f);
+        rec.submit_and_wait();
+        std::vector<float> r1(total), r2(total), r3(total), r4(total);
+        ops::rms_norm(x.data(), w.data(), r1.data(), s.rows, s.n, 1e-6f, pool());
+        ops::rms_norm(x.data(), nullptr, r2.data(), s.rows, s.n, 1e-5f, pool());
+        ops::layer_norm(x.data(), w.data(), b.data(), r3.data(), s.rows, s.n, 1e-6f, pool());
+        ops::layer_norm(x.data(), nullptr, nullptr, r4.data(), s.rows, s.n, 1e-5f, pool());
+        require_close(vk::download_floats(*ctx, y1, total), r1, 1e-5f, 1e-4f);
+        require_close(vk::download_floats(*ctx, y2, total), r2, 1e-5f, 1e-4f);
+        require_close(vk::download_floats(*ctx, y3, total), r3, 1e-5f, 1e-4f);
+        require_close(vk::download_floats(*ctx, y4, total), r4, 1e-5f, 1e-4f);
+    }
+}
+
+TEST_CASE("vulkan softmax_rows (plain and causal) matches the CPU", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Shape {
+        int64_t rows, n, offset;
+    };
+    for (const Shape s : {Shape{1, 1, 0}, Shape{7, 13, 0}, Shape{13, 1000, 3}, Shape{127, 129, -5}, Shape{5, 300, 600}}) {
+        INFO("rows=" << s.rows << " n=" << s.n << " offset=" << s.offset);
+        const size_t total = size_t(s.rows * s.n);
+        const auto x = random_floats(total, 9, 8.0f);
+        vk::Buffer a = vk::upload_floats(*ctx, x), c = vk::upload_floats(*ctx, x);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::softmax_rows(rec, a, s.rows, s.n);
+        vk::softmax_rows_causal(rec, c, s.rows, s.n, s.offset);
+        rec.submit_and_wait();
+        auto ra = x, rc = x;
+        ops::softmax_rows(ra.data(), s.rows, s.n);
+        ops::softmax_rows_causal(rc.data(), s.rows, s.n, s.offset);
+        require_close(vk::download_floats(*ctx, a, total), ra, 1e-6f, 1e-4f);
+        require_close(vk::download_floats(*ctx, c, total), rc, 1e-6f, 1e-4f);
+    }
+}
+
+TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const ops::RopeStyle style = GENERATE(ops::RopeStyle::AdjacentPairs, ops::RopeStyle::HalfSplit);
+    struct Shape {
+        int64_t tokens, heads, dim;
+        float base;
+    };
+    for (const Shape s : {Shape{1, 1, 2, 10000.f}, Shape{7, 3, 64, 10000.f}, Shape{13, 5, 128, 100000.f}, Shape{3, 2, 30, 500.f}}) {
+        INFO("tokens=" << s.tokens << " heads=" << s.heads << " dim=" << s.dim);
+        const size_t total = size_t(s.tokens * s.heads * s.dim);
+        const auto x = random_floats(total, 21);
+        std::vector<int32_t> pos(size_t(s.tokens));
+        for (int64_t t = 0; t < s.tokens; ++t) pos[size_t(t)] = int32_t(t * 97 + (t % 2 ? 1000 : 3));  // up to ~2200
+        vk::Buffer dx = vk::upload_floats(*ctx, x);
+        vk::Buffer dpos(*ctx, pos.size() * 4);
+        vk::upload(*ctx, dpos, pos.data(), pos.size() * 4);
+        const vk::RopeTable table = vk::make_rope_table(*ctx, s.dim, s.base, style);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::rope(rec, dx, dpos, table, s.tokens, s.heads);
+        rec.submit_and_wait();
+        auto ref = x;
+        ops::rope(ref.data(), pos.data(), s.tokens, s.heads, s.dim, s.base, style);
+        // Angles up to ~2200 rad: float's own spacing there is 2.4e-4.
+        require_close(vk::download_floats(*ctx, dx, total), ref, 2e-5f, 1e-4f);
+    }
+}
+
+TEST_CASE("vulkan activations and element-wise ops match the CPU", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    for (const int64_t n : {int64_t(1), int64_t(127), int64_t(1000), int64_t(70001)}) {
+        INFO("n=" << n);
+        auto x = random_floats(size_t(n), 31, 6.0f);
+        x[0] = n > 1 ? -90.0f : x[0];  // exp overflow territory
+        const auto b = random_floats(size_t(n), 32);
+        vk::Buffer dx = vk::upload_floats(*ctx, x), dbuf = vk::upload_floats(*ctx, b);
+        std::vector<vk::Buffer> outs;
+        for (int i = 0; i < 8; ++i) outs.emplace_back(*ctx, uint64_t(n) * 4);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::unary(rec, vk::UnaryOp::GeluTanh, dx, outs[0], n);
+        vk::unary(rec, vk::UnaryOp::GeluErf, dx, outs[1], n);
+        vk::unary(rec, vk::UnaryOp::QuickGelu, dx, outs[2], n);
+        vk::unary(rec, vk::UnaryOp::Silu, dx, outs[3], n);
+        vk::unary(rec, vk::UnaryOp::Scale, dx, outs[4], n, -0.37f);
+        vk::add(rec, dx, dbuf, outs[5], n);
+        vk::mul(rec, dx, dbuf, outs[6], n);
+        vk::swiglu(rec, dx, dbuf, outs[7], n);
+        rec.submit_and_wait();
+        std::vector<std::vector<float>> ref(8, std::vector<float>(size_t(n)));
+        ops::gelu_tanh(x.data(), ref[0].data(), n);
+        ops::gelu_erf(x.data(), ref[1].data(), n);
+        ops::quick_gelu(x.data(), ref[2].data(), n);
+        ops::silu(x.data(), ref[3].data(), n);
+        ops::scale(x.data(), -0.37f, ref[4].data(), n);
+        ops::add(x.data(), b.data(), ref[5].data(), n);
+        ops::mul(x.data(), b.data(), ref[6].data(), n);
+        ops::swiglu(x.data(), b.data(), ref[7].data(), n);
+        const char* names[] = {"gelu_tanh", "gelu_erf", "quick_gelu", "silu", "scale", "add", "mul", "swiglu"};
+        for (int i = 0; i < 8; ++i) {
+            INFO(names[i]);
+            require_close(vk::download_floats(*ctx, outs[size_t(i)], uint64_t(n)), ref[size_t(i)], 1e-6f, 1e-5f);
+        }
+    }
+}
+
+TEST_CASE("vulkan add_row_bias (in place, broadcast) matches the CPU", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const int64_t rows = 129, n = 77;
+    const auto x = random_floats(size_t(rows * n), 41), bias = random_floats(size_t(n), 42);
+    vk::Buffer dx = vk::upload_floats(*ctx, x), db = vk::upload_floats(*ctx, bias);
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    vk::add_row_bias(rec, dx, db, rows, n);
+    vk::add_row_bias(rec, dx, db, rows, n);  // twice: the second depends on the first
+    rec.submit_and_wait();
+    auto ref = x;
+    ops::add_row_bias(ref.data(), bias.data(), rows, n);
+    ops::add_row_bias(ref.data(), bias.data(), rows, n);
+    require_close(vk::download_floats(*ctx, dx, uint64_t(rows * n)), ref, 0.0f, 0.0f);
+}
+
+TEST_CASE("vulkan get_rows matches the CPU for F32, F16 and Q8_0 tables", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const DType type = GENERATE(DType::F32, DType::F16, DType::Q8_0);
+    const int64_t dim = type == DType::Q8_0 ? 96 : 37, n_rows = 1000;
+    const Tensor table = make_weight(type, dim, n_rows, random_floats(size_t(dim * n_rows), 51));
+    const std::vector<int32_t> ids = {0, 999, 7, 7, 500, 1, 998};
+    const vk::DeviceMatrix dt = vk::upload_matrix(*ctx, table);
+    vk::check_row_ids(dt, ids.data(), int64_t(ids.size()));
+    vk::Buffer did(*ctx, ids.size() * 4), dout(*ctx, ids.size() * uint64_t(dim) * 4);
+    vk::upload(*ctx, did, ids.data(), ids.size() * 4);
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    vk::get_rows(rec, dt, did, dout, int64_t(ids.size()));
+    rec.submit_and_wait();
+    std::vector<float> ref(ids.size() * size_t(dim));
+    ops::get_rows(table, ids.data(), int64_t(ids.size()), ref.data());
+    require_close(vk::download_floats(*ctx, dout, ref.size()), ref, 0.0f, 0.0f);  // exact: same formula
+
+    const int32_t bad[] = {3, 1000};
+    try {
+        vk::check_row_ids(dt, bad, 2);
+        FAIL("no error");
+    } catch (const Error& e) {
+        CHECK(e.kind() == ErrorKind::Model);
+        CHECK(std::string(e.what()).find("row id 1000 outside [0, 1000)") != std::string::npos);
+    }
+}
+
+TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Shape {
+        int64_t n_q, n_kv, heads, kv_heads, dim;
+        bool causal;
+        int64_t q_pos0;
+    };
+    const Shape shapes[] = {
+        {1, 1, 1, 1, 8, false, 0},       {7, 7, 4, 2, 64, true, 0},    {1, 130, 6, 2, 64, true, 129},
+        {13, 129, 3, 3, 80, false, 0},   {5, 200, 8, 1, 32, true, 60}, {3, 65, 2, 2, 256, true, 62},
+        {127, 127, 2, 1, 16, true, 0},
+    };
+    for (const Shape& s : shapes) {
+        INFO("n_q=" << s.n_q << " n_kv=" << s.n_kv << " heads=" << s.heads << "/" << s.kv_heads << " dim=" << s.dim
+                    << " causal=" << s.causal << " q_pos0=" << s.q_pos0);
+        const size_t nq = size_t(s.n_q * s.heads * s.dim), nk = size_t(s.n_kv * s.kv_heads * s.dim);
+        const auto q = random_floats(nq, 61, 2.0f), k = random_floats(nk, 62, 2.0f), v = random_floats(nk, 63);
+        const float scale = 1.0f / std::sqrt(float(s.dim));
+        vk::Buffer dq = vk::upload_floats(*ctx, q), dk = vk::upload_floats(*ctx, k), dv = vk::upload_floats(*ctx, v);
+        vk::Buffer dout(*ctx, nq * 4);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::attention(rec, dq, dk, dv, dout, s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0);
+        rec.submit_and_wait();
+        std::vector<float> ref(nq);
+        ops::attention(q.data(), k.data(), v.data(), ref.data(), s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale,
+                       s.causal, s.q_pos0, pool());
+        require_close(vk::download_floats(*ctx, dout, nq), ref, 2e-5f, 1e-4f);
+    }
+}
