@@ -1,11 +1,14 @@
-// `glimpse bench --ops [-t THREADS] [--json]`: the CPU kernels against the machine's own
-// limits, measured in the same run (bench/README.md says what each figure means):
-//   (a) FMA peak GFLOP/s and (b) memory read bandwidth GB/s on all threads;
-//   (c) matmul GFLOP/s per weight type at the ViT sizes, as % of (a);
-//   (d) decode matvec GB/s (weight bytes / time) per weight type, as % of (b), at the
-//       SmolVLM decode sizes (cache-resident) and over > 512 MiB of weights (from DRAM).
-// Every figure is the median of several timed repeats. Model benchmarks (-m) are not
-// implemented yet; without --ops the command says so.
+// `glimpse bench`: measurements against the machine's own limits, taken in the same run
+// (bench/README.md says what each figure means).
+//   --ops [-t N] [--json]: the CPU kernels:
+//     (a) FMA peak GFLOP/s and (b) memory read bandwidth GB/s on all threads;
+//     (c) matmul GFLOP/s per weight type at the ViT sizes, as % of (a);
+//     (d) decode matvec GB/s (weight bytes / time) per weight type, as % of (b), at the
+//         SmolVLM decode sizes (cache-resident) and over > 512 MiB of weights (from DRAM).
+//   -m MODEL | --random SHAPE [--type T] [-t N] [-p 512] [-n 128] [-r 3] [--profile] [--json]:
+//     text-model prefill/decode tokens/s against the bandwidth bound (apps/bench_model.cpp).
+//   --pool [-t N]: the thread pool on a decode-like workload of many small jobs.
+// Every figure is the median of several timed repeats.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/bench_model.h"
+#include "apps/bench_util.h"
 #include "apps/commands.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
@@ -30,8 +35,11 @@ namespace {
 
 struct BenchOptions {
     bool ops = false;
+    bool pool = false;
     bool json = false;
     int threads = 0;
+    std::string type = "q8_0";
+    ModelBenchOptions model;
 };
 
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
@@ -39,12 +47,6 @@ const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
                         DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // Median seconds per call of fn over `repeats` timings of `iters` calls each (after a warm-up).
 template <class Fn>
@@ -140,17 +142,6 @@ MatvecRow bench_matvec(DType t, int64_t K, int64_t N, int copies, double bw, Thr
     return {t, K, N, copies, s * 1e6, bytes / (1 << 20), gbs, 100.0 * gbs / bw};
 }
 
-// The 1-minute load average (Linux /proc/loadavg), or -1 where unavailable: printed with the
-// results because a busy machine lowers every figure.
-double load_average() {
-    std::FILE* f = std::fopen("/proc/loadavg", "r");
-    if (!f) return -1;
-    double l = -1;
-    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
-    std::fclose(f);
-    return l;
-}
-
 std::string shape(int64_t M, int64_t K, int64_t N) {
     return std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
 }
@@ -238,16 +229,41 @@ int run_ops(const BenchOptions& opt) {
 
 Command add_bench(CLI::App& app) {
     auto opt = std::make_shared<BenchOptions>();
-    auto* sub = app.add_subcommand("bench", "benchmarks: --ops measures the CPU kernels against this machine's FMA peak and memory bandwidth");
+    auto* sub = app.add_subcommand(
+        "bench", "benchmarks against this machine's measured FMA peak and memory bandwidth: --ops (kernels), "
+                 "-m MODEL or --random SHAPE (text model tokens/s), --pool (thread pool)");
     sub->add_flag("--ops", opt->ops, "benchmark the CPU kernels (matmul, matvec) against measured machine limits");
+    sub->add_flag("--pool", opt->pool, "benchmark the thread pool on many small decode-like jobs");
+    sub->add_option("-m,--model", opt->model.model, "text model to benchmark (GGUF, HF folder, llama2.c)");
+    sub->add_option("--random", opt->model.random,
+                    "benchmark a random-weight model of this shape: smollm2-135m, smolvlm-256m, smolvlm-500m");
+    sub->add_option("--type", opt->type, "weight type of the --random model (f32 f16 bf16 q8_0 q4_0 q4_k ...)");
+    sub->add_option("--save", opt->model.save, "keep the --random model in this file (default: a temp dir)");
+    sub->add_option("--seed", opt->model.seed, "seed of the --random weights");
+    sub->add_option("-p,--prompt", opt->model.prompt, "prefill tokens, one forward (default 512)")
+        ->check(CLI::Range(0, 1 << 16));
+    sub->add_option("-n,--gen", opt->model.gen, "decode steps (default 128)")->check(CLI::Range(1, 1 << 16));
+    sub->add_option("-r,--repeats", opt->model.repeats, "runs per figure; the median is reported (default 3)")
+        ->check(CLI::Range(1, 100));
+    sub->add_flag("--profile", opt->model.profile, "also time each stage of a decode step");
     sub->add_option("-t,--threads", opt->threads, "threads (default: one per hardware thread)")
         ->check(CLI::Range(1, 1024));
     sub->add_flag("--json", opt->json, "print one JSON document instead of tables");
     return {sub, [opt] {
-                if (!opt->ops)
+                const int modes = int(opt->ops) + int(opt->pool) +
+                                  int(!opt->model.model.empty() || !opt->model.random.empty());
+                if (modes != 1)
                     throw Error(ErrorKind::Usage,
-                                "bench: model benchmarks (-m) are not available yet; use --ops for the kernel benchmarks");
-                return run_ops(*opt);
+                                "bench: choose one of --ops, --pool, -m MODEL, --random SHAPE");
+                if (opt->ops) return run_ops(*opt);
+                if (opt->pool) return run_pool_bench(opt->threads, opt->json);
+                ModelBenchOptions m = opt->model;
+                const auto t = dtype_from_name(opt->type);
+                if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
+                m.type = *t;
+                m.threads = opt->threads;
+                m.json = opt->json;
+                return run_model_bench(m);
             }};
 }
 

@@ -279,36 +279,50 @@ float qdot_q6k(const uint8_t* row, const BlockQ8_K* a, int64_t nblocks) {
 }
 
 // ---- Threading ----
+// Work is cut into more chunks than threads (kChunksPerThread each) and claimed dynamically
+// (ThreadPool::run_chunks): when another process takes a core mid-call, the thread still
+// running picks up the chunks the descheduled one has not started, instead of waiting for it.
+// Chunk boundaries never change what an element computes, so results do not depend on them.
+
+constexpr int kChunksPerThread = 4;
+constexpr int64_t kMinMatvecRows = 32;  // below this a chunk costs more to hand out than to run
+
+int chunk_count(int64_t units, int64_t min_units, int nth) {
+    const int64_t by_size = std::max<int64_t>(1, units / std::max<int64_t>(min_units, 1));
+    return int(std::min<int64_t>(by_size, int64_t(kChunksPerThread) * nth));
+}
 
 void run_matvec(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
                 int64_t M, ThreadPool& pool) {
     const bool quant = !mm::is_float_type(W.type);
     const QuantActs acts = quant ? quantize_acts(ks, W, x, M) : QuantActs{};
-    pool.run([&](int ith, int nth) {
+    pool.run_chunks(chunk_count(W.N, kMinMatvecRows, pool.size()), [&](int c, int nc) {
         int64_t n0, n1;
-        ThreadPool::split(W.N, ith, nth, n0, n1);
+        ThreadPool::split(W.N, c, nc, n0, n1);
         if (n0 >= n1) return;
         if (quant) ks.matvec_quant(W, acts, M, y, n0, n1);
         else ks.matvec_float(W, x, M, y, n0, n1);
     });
 }
 
-// Columns are shared out in whole NR-wide panels when there are enough of them (each thread
+// Columns are shared out in whole NR-wide panels when there are enough of them (each chunk
 // then converts only its own weights); otherwise the rows are, in whole MR-row tiles.
 void run_gemm(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
               int64_t M, ThreadPool& pool) {
     const int nth = pool.size();
     const int64_t panels = (W.N + mm::kGemmNR - 1) / mm::kGemmNR;
+    const int64_t tiles = (M + mm::kGemmMR - 1) / mm::kGemmMR;
     const bool split_n = panels >= 2 * int64_t(nth) || M < int64_t(mm::kGemmMR) * nth;
-    pool.run([&](int ith, int nth_) {
+    // A chunk of at least 8 panels (128 weight rows) keeps re-reading x per chunk cheap.
+    const int chunks = split_n ? chunk_count(panels, 8, nth) : chunk_count(tiles, 1, nth);
+    pool.run_chunks(chunks, [&](int c, int nc) {
         int64_t b, e;
         if (split_n) {
-            ThreadPool::split(panels, ith, nth_, b, e);
+            ThreadPool::split(panels, c, nc, b, e);
             const int64_t n0 = b * mm::kGemmNR, n1 = std::min(W.N, e * mm::kGemmNR);
             if (n0 < n1) ks.gemm(W, x, y, 0, M, n0, n1);
         } else {
-            const int64_t tiles = (M + mm::kGemmMR - 1) / mm::kGemmMR;
-            ThreadPool::split(tiles, ith, nth_, b, e);
+            ThreadPool::split(tiles, c, nc, b, e);
             const int64_t m0 = b * mm::kGemmMR, m1 = std::min(M, e * mm::kGemmMR);
             if (m0 < m1) ks.gemm(W, x, y, m0, m1, 0, W.N);
         }
