@@ -21,6 +21,7 @@ Command add_tokenize(CLI::App& app);
 Command add_describe(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_convert(CLI::App& app);
 Command add_devices(CLI::App& app);
 
 }  // namespace glimpse::app

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
         glimpse::app::add_tokenize(app),
         glimpse::app::add_info(app),
         glimpse::app::add_bench(app),
+        glimpse::app::add_convert(app),
         glimpse::app::add_devices(app),
     };
 
