@@ -28,6 +28,7 @@
 #include "core/matmul.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
+#include "vision/vit_forward.h"
 
 namespace glimpse::app {
 
@@ -36,6 +37,8 @@ namespace {
 struct BenchOptions {
     bool ops = false;
     bool pool = false;
+    bool vit = false;
+    int vit_tiles = 4;
     bool json = false;
     int threads = 0;
     std::string type = "q8_0";
@@ -225,15 +228,48 @@ int run_ops(const BenchOptions& opt) {
     return 0;
 }
 
+// The SmolVLM-256M vision tower (SigLIP-B/16 at 512×512 + the Idefics3 projector, random
+// weights): ms per tile for a batch of tiles, as an image of several tiles is encoded, against
+// the FMA peak measured in the same run.
+int run_vit_bench(const BenchOptions& o) {
+    ThreadPool pool(o.threads);
+    const double peak = measure_fma_peak_gflops(pool, 0.5);
+    const VitBenchResult f32 = bench_vit_tiles(pool, o.vit_tiles, o.model.repeats, false);
+    const VitBenchResult f16 = bench_vit_tiles(pool, o.vit_tiles, o.model.repeats, true);
+    const double load = load_average();
+    auto pct = [&](const VitBenchResult& r, double ms) { return 100.0 * r.gflop_per_tile / (ms / 1000.0) / peak; };
+    if (o.json) {
+        nlohmann::json j = {{"threads", pool.size()}, {"tiles_per_batch", o.vit_tiles}, {"fma_peak_gflops", peak},
+                            {"load_average", load}};
+        for (const auto& [name, r] : {std::pair{"f32", f32}, std::pair{"f16", f16}})
+            j[name] = {{"ms_per_tile", r.wall_ms_per_tile}, {"cpu_ms_per_tile", r.cpu_ms_per_tile},
+                       {"gflop_per_tile", r.gflop_per_tile}, {"pct_fma_peak", pct(r, r.wall_ms_per_tile)},
+                       {"image_tokens_per_s", 64.0 * 1000.0 / r.wall_ms_per_tile}};
+        std::printf("%s\n", j.dump(2).c_str());
+        return 0;
+    }
+    std::printf("ViT: SmolVLM-256M vision tower (SigLIP-B/16, 512x512 tile, 12 layers of 768, projector to 576), "
+                "%d tiles per batch, %d threads, load average %.1f\n", o.vit_tiles, pool.size(), load);
+    std::printf("FMA peak: %.1f GFLOP/s\n\n", peak);
+    std::printf("%-8s %12s %14s %10s %14s %16s\n", "weights", "ms/tile", "cpu ms/tile", "GFLOP", "% FMA peak", "image tokens/s");
+    for (const auto& [name, r] : {std::pair{"F32", f32}, std::pair{"F16", f16}})
+        std::printf("%-8s %12.0f %14.0f %10.1f %13.0f%% %16.1f\n", name, r.wall_ms_per_tile, r.cpu_ms_per_tile,
+                    r.gflop_per_tile, pct(r, r.wall_ms_per_tile), 64.0 * 1000.0 / r.wall_ms_per_tile);
+    std::printf("\n(cpu ms/tile = process CPU time / threads: the wall time idle cores would give; 64 image tokens per tile)\n");
+    return 0;
+}
+
 }  // namespace
 
 Command add_bench(CLI::App& app) {
     auto opt = std::make_shared<BenchOptions>();
     auto* sub = app.add_subcommand(
         "bench", "benchmarks against this machine's measured FMA peak and memory bandwidth: --ops (kernels), "
-                 "-m MODEL or --random SHAPE (text model tokens/s), --pool (thread pool)");
+                 "-m MODEL or --random SHAPE (text model tokens/s), --vit (vision tower), --pool (thread pool)");
     sub->add_flag("--ops", opt->ops, "benchmark the CPU kernels (matmul, matvec) against measured machine limits");
     sub->add_flag("--pool", opt->pool, "benchmark the thread pool on many small decode-like jobs");
+    sub->add_flag("--vit", opt->vit, "benchmark the SmolVLM-256M vision tower: ms per 512x512 tile vs the FMA peak");
+    sub->add_option("--vit-tiles", opt->vit_tiles, "--vit: tiles encoded per batch (default 4)")->check(CLI::Range(1, 64));
     sub->add_option("-m,--model", opt->model.model, "text model to benchmark (GGUF, HF folder, llama2.c)");
     sub->add_option("--random", opt->model.random,
                     "benchmark a random-weight model of this shape: smollm2-135m, smolvlm-256m, smolvlm-500m");
@@ -250,13 +286,14 @@ Command add_bench(CLI::App& app) {
         ->check(CLI::Range(1, 1024));
     sub->add_flag("--json", opt->json, "print one JSON document instead of tables");
     return {sub, [opt] {
-                const int modes = int(opt->ops) + int(opt->pool) +
+                const int modes = int(opt->ops) + int(opt->pool) + int(opt->vit) +
                                   int(!opt->model.model.empty() || !opt->model.random.empty());
                 if (modes != 1)
                     throw Error(ErrorKind::Usage,
-                                "bench: choose one of --ops, --pool, -m MODEL, --random SHAPE");
+                                "bench: choose one of --ops, --pool, --vit, -m MODEL, --random SHAPE");
                 if (opt->ops) return run_ops(*opt);
                 if (opt->pool) return run_pool_bench(opt->threads, opt->json);
+                if (opt->vit) return run_vit_bench(*opt);
                 ModelBenchOptions m = opt->model;
                 const auto t = dtype_from_name(opt->type);
                 if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
