@@ -12,12 +12,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/default_model.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
@@ -132,10 +134,10 @@ nlohmann::json answer_json(const std::string& path, const Answer& x) {
 
 int run_describe(DescribeArgs& a) {
     finish_sampling_options(a.sampling);
-    if (a.model.empty())
-        throw Error(ErrorKind::Usage,
-                    "no model given: pass -m MODEL (a GGUF text model with its mmproj beside it or in --mmproj, or a "
-                    "Hugging Face SmolVLM/LLaVA folder)");
+    if (a.model.empty()) {  // the embedded default: the tiny SmolVLM trained by weights/tiny/
+        if (!a.mmproj.empty()) throw Error(ErrorKind::Usage, "--mmproj needs -m (the default model has its own)");
+        std::tie(a.model, a.mmproj) = default_model_files();
+    }
     const auto t_load = Clock::now();
     const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
     ThreadPool pool(a.threads);
@@ -190,7 +192,7 @@ Command add_describe(CLI::App& app) {
         "(exit code 2 if any failed).\n"
         "Example: glimpse describe photo.jpg -m SmolVLM-256M-Instruct-Q8_0.gguf --mmproj mmproj-SmolVLM-256M-Instruct-f16.gguf");
     sub->add_option("images", a->images, "image files (JPEG, PNG, BMP, GIF, WebP, TIFF)")->required();
-    sub->add_option("-m,--model", a->model, "model file or folder");
+    sub->add_option("-m,--model", a->model, "model file or folder (default: the embedded tiny SmolVLM, weights/tiny/)");
     sub->add_option("--mmproj", a->mmproj, "the vision tower + projector GGUF (default: the mmproj*.gguf beside the model)");
     sub->add_option("-p,--prompt", a->prompt, "what to ask about each image (default \"Describe this image.\")");
     add_sampling_options(sub, a->sampling);

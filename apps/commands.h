@@ -19,11 +19,12 @@ struct Command {
 Command add_info(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_describe(CLI::App& app);
-Command add_caption(CLI::App& app);
-Command add_ask(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_bench(CLI::App& app);
-Command add_convert(CLI::App& app);
 Command add_devices(CLI::App& app);
+Command add_convert(CLI::App& app);
+Command add_caption(CLI::App& app);
+Command add_ask(CLI::App& app);
+Command add_eval_scenes(CLI::App& app);
 
 }  // namespace glimpse::app

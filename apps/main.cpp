@@ -18,14 +18,15 @@ int main(int argc, char** argv) {
 
     std::vector<glimpse::app::Command> commands = {
         glimpse::app::add_describe(app),
-        glimpse::app::add_caption(app),
-        glimpse::app::add_ask(app),
         glimpse::app::add_generate(app),
         glimpse::app::add_tokenize(app),
         glimpse::app::add_info(app),
         glimpse::app::add_bench(app),
-        glimpse::app::add_convert(app),
         glimpse::app::add_devices(app),
+        glimpse::app::add_convert(app),
+        glimpse::app::add_caption(app),
+        glimpse::app::add_ask(app),
+        glimpse::app::add_eval_scenes(app),
     };
 
     try {

@@ -96,8 +96,8 @@ TEST_CASE("describe CLI: bad models and prompts are one line with the right exit
         one_line(r);
         CHECK(r.err.find("--mmproj") != std::string::npos);
     }
-    SECTION("no model") {
-        const auto r = run_glimpse("describe " + img);
+    SECTION("--mmproj without -m (the default model brings its own)") {
+        const auto r = run_glimpse("describe " + img + " --mmproj " + q(smol / "mmproj-smolvlm-tiny-f32.gguf"));
         CHECK(r.exit_code == 1);
         one_line(r);
     }

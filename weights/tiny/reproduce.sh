@@ -1,0 +1,19 @@
+#!/bin/sh
+# Reproduces the committed tiny model from nothing: three training stages (the same model,
+# resumed with new schedules), the example scenes, the export and the reference logits.
+# About 45 minutes on 2 busy CPU cores; OMP_NUM_THREADS=1 avoids OpenMP spinning on a shared box.
+set -e
+cd "$(dirname "$0")"
+export OMP_NUM_THREADS=1
+PY=${PYTHON:-python3}
+# Stage 1: every scene read three times (English caption, Russian caption, one question).
+$PY train.py --steps 480 --batch 12 --seed 1 --out run
+# Stages 2 and 3: one sequence per scene, twice as many scenes per step, probe weight 1.
+$PY train.py --resume run/checkpoint.pt --rows 1 --steps 450 --batch 24 --aux 1.0 --seed 2 --lr 2e-3 --out run2
+$PY train.py --resume run2/checkpoint.pt --rows 1 --steps 600 --batch 24 --aux 1.0 --seed 3 --lr 1.5e-3 --out run3
+# Stage 4: half of the sequences are questions (one sequence per scene from here on).
+$PY train.py --resume run3/checkpoint.pt --rows 1 --q-frac 0.5 --steps 1000 --batch 24 --aux 1.0 --seed 4 --lr 1.5e-3 --out run4
+# Stage 5: 60 % questions, a lower peak rate.
+$PY train.py --resume run4/checkpoint.pt --rows 1 --q-frac 0.6 --steps 1200 --batch 24 --aux 1.0 --seed 5 --lr 1e-3 --out run5
+$PY make_examples.py
+$PY export.py --run run5

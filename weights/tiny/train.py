@@ -1,0 +1,179 @@
+"""Trains the tiny SmolVLM on the scene world (issue 6). Deterministic for a given --seed and
+thread count.
+
+    python3 weights/tiny/train.py --out weights/tiny/run   # then export.py
+
+Each step renders --batch fresh scenes; every scene is used three times (English caption,
+Russian caption, one question), so the vision tower runs once per scene and the decoder three
+times. Only the answer tokens (and the closing <end_of_utterance>) carry loss: the prompt is
+given, exactly as the runtime builds it (data.py).
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data  # noqa: E402
+import scenes  # noqa: E402
+import tokenizer as bpe  # noqa: E402
+from model import Config, TinyVLM  # noqa: E402
+
+
+# Training aid, not exported: a linear probe on the projected image tokens that names, per grid
+# cell, whether a shape is there and its kind, size and colour. It gives the vision tower a dense
+# signal from the first steps, so the decoder soon has something to read.
+AUX = [("present", 2), ("kind", 3), ("size", 2), ("colour", 7)]
+
+
+def aux_targets(sc):
+    t = np.full((9, 4), -100, np.int64)
+    t[:, 0] = 0
+    for s in sc.shapes:
+        t[s.cell] = [1, scenes.KINDS.index(s.kind), scenes.SIZES.index(s.size), scenes.COLOUR_NAMES.index(s.colour)]
+    return t
+
+
+def aux_loss(head, feats, targets):
+    out = head(feats.flatten(1)).view(len(feats), 9, -1)  # [B, 9, 14]
+    loss, at = 0.0, 0
+    for j, (_, n) in enumerate(AUX):
+        loss = loss + F.cross_entropy(out[..., at:at + n].reshape(-1, n), targets[..., j].reshape(-1), ignore_index=-100)
+        at += n
+    return loss
+
+
+def pick_tasks(tasks, rng, rows, q_frac):
+    """rows = 3: both captions and one question; rows = 1: one of them (a question with
+    probability q_frac, else either caption)."""
+    question = tasks[2 + rng.integers(len(tasks) - 2)]
+    if rows == 3:
+        return [tasks[0], tasks[1], question]
+    r = rng.random()
+    c = (1 - q_frac) / 2
+    return [tasks[0] if r < c else tasks[1] if r < 2 * c else question]
+
+
+def make_batch(tok, cfg, rng, n_scenes, rows=3, q_frac=0.3):
+    pixels, rows, image_of_row, aux = [], [], [], []
+    for i in range(n_scenes):
+        sc = scenes.random_scene(rng)
+        pixels.append(data.pixels(scenes.render(sc)))
+        aux.append(aux_targets(sc))
+        tasks = scenes.all_tasks(sc, rng)
+        for prompt, answer in pick_tasks(tasks, rng, rows, q_frac):
+            rows.append(data.sequence(tok, cfg.image_tokens, prompt, answer))
+            image_of_row.append(i)
+    T = max(len(ids) for ids, _ in rows)
+    ids = torch.zeros(len(rows), T, dtype=torch.long)
+    labels = torch.full((len(rows), T), -100, dtype=torch.long)
+    for r, (seq, n_prompt) in enumerate(rows):
+        ids[r, :len(seq)] = torch.tensor(seq)
+        # position t predicts token t+1: the answer tokens seq[n_prompt:] are targets
+        labels[r, n_prompt - 1:len(seq) - 1] = torch.tensor(seq[n_prompt:])
+    return torch.from_numpy(np.stack(pixels)), ids, labels, torch.tensor(image_of_row), torch.from_numpy(np.stack(aux))
+
+
+def lr_at(step, total, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def plot_loss(losses, path):
+    """A loss curve as a PNG (log scale), drawn with Pillow so no plotting library is needed."""
+    from PIL import Image, ImageDraw
+    W, H, m = 640, 360, 40
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    ys = np.log10(np.maximum(np.array(losses), 1e-4))
+    k = max(1, len(ys) // 200)  # smooth over windows of k steps
+    ys = np.convolve(ys, np.ones(k) / k, mode="valid")
+    lo, hi = math.floor(ys.min()), math.ceil(ys.max())
+    hi = max(hi, lo + 1)
+    d.rectangle([m, m // 2, W - m // 2, H - m], outline="black")
+    for e in range(lo, hi + 1):
+        y = H - m - (e - lo) / (hi - lo) * (H - 1.5 * m)
+        d.line([m, y, W - m // 2, y], fill=(220, 220, 220))
+        d.text((2, y - 6), f"1e{e}", fill="black")
+    pts = [(m + i / max(1, len(ys) - 1) * (W - 1.5 * m), H - m - (v - lo) / (hi - lo) * (H - 1.5 * m))
+           for i, v in enumerate(ys)]
+    d.line(pts, fill=(200, 30, 30), width=2)
+    d.text((m, H - m + 8), f"training loss (log10) over {len(losses)} steps", fill="black")
+    img.save(path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "run"))
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=16, help="scenes per step (x3 sequences)")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--aux", type=float, default=0.5, help="weight of the per-cell probe loss")
+    ap.add_argument("--rows", type=int, default=3, choices=[1, 3], help="sequences per scene")
+    ap.add_argument("--q-frac", type=float, default=0.3, help="with --rows 1: share of questions")
+    ap.add_argument("--resume", default="", help="continue from this checkpoint.pt (a second schedule)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+
+    cfg = Config()
+    if args.resume:  # the checkpoint's own vocabulary
+        tok = bpe.Tokenizer.load(os.path.join(os.path.dirname(os.path.abspath(args.resume)), "tokenizer.json"))
+    else:
+        tok = data.build_tokenizer(np.random.default_rng(args.seed + 1000), cfg.vocab_size)
+    cfg.vocab_size = len(tok.tokens)
+    tok.save(os.path.join(args.out, "tokenizer.json"))
+    model = TinyVLM(cfg, tok.special("<image>"))
+    if args.resume:
+        ck = torch.load(args.resume, map_location="cpu")
+        model.load_state_dict(ck["model"])
+        print(f"resumed from {args.resume} ({ck['steps']} steps)")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"vocab {cfg.vocab_size}, {n_params / 1e6:.2f} M parameters, {cfg.image_tokens} tokens per image")
+
+    head = torch.nn.Linear(cfg.image_tokens * cfg.t_dim, 9 * sum(n for _, n in AUX))
+    params = list(model.parameters()) + list(head.parameters())
+    decay = [p for p in params if p.dim() >= 2]
+    other = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": other, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98))
+    losses, t0 = [], time.time()
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr, warmup=50)
+        pixels, ids, labels, image_of_row, aux = make_batch(tok, cfg, rng, args.batch, args.rows, args.q_frac)
+        feats = model.image_features(pixels)
+        logits = model(ids, feats, image_of_row)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        loss = loss + args.aux * aux_loss(head, feats, aux)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 5 == 0 or step == args.steps - 1:
+            el = time.time() - t0
+            eta = el / (step + 1) * (args.steps - step - 1)
+            bar = "#" * int(30 * (step + 1) / args.steps)
+            print(f"\r[{bar:<30}] {step + 1}/{args.steps} loss {np.mean(losses[-10:]):.4f} "
+                  f"{el / 60:.1f} min, eta {eta / 60:.1f} min", end="", flush=True)
+        if (step + 1) % 500 == 0 or step == args.steps - 1:
+            torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "steps": step + 1,
+                        "seed": args.seed, "minutes": (time.time() - t0) / 60},
+                       os.path.join(args.out, "checkpoint.pt"))
+            plot_loss(losses, os.path.join(args.out, "loss.png"))
+    print(f"\ndone in {(time.time() - t0) / 60:.1f} min, final loss {np.mean(losses[-50:]):.4f}")
+
+
+if __name__ == "__main__":
+    main()
