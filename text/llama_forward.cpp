@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/matmul.h"
 #include "core/ops.h"
+#include "text/generation.h"
 #include "text/sampler.h"
 
 namespace glimpse {
@@ -164,29 +165,11 @@ void LlamaContext::output_logits(const float* x_rows, int n_rows, float* logits_
 
 GenerateResult generate(LlamaContext& ctx, const std::vector<int32_t>& prompt, Sampler& sampler,
                         const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token) {
-    GenerateResult result;
     if (prompt.empty()) throw Error(ErrorKind::Usage, "generate: the prompt has no tokens");
-    const int n_vocab = ctx.config().n_vocab;
-    std::vector<float> logits(static_cast<size_t>(n_vocab));
+    std::vector<float> logits(static_cast<size_t>(ctx.config().n_vocab));
     ctx.forward(prompt.data(), int(prompt.size()), ctx.n_past(), logits.data(), LogitRows::Last);
     for (int32_t id : prompt) sampler.accept(id);
-    for (int i = 0; i < opts.max_tokens; ++i) {
-        const int32_t id = sampler.sample(logits.data(), n_vocab);
-        if (opts.on_step) opts.on_step(logits.data(), n_vocab, id);
-        if (std::find(opts.stop_tokens.begin(), opts.stop_tokens.end(), id) != opts.stop_tokens.end()) {
-            result.stopped_by_token = true;
-            break;
-        }
-        sampler.accept(id);
-        result.tokens.push_back(id);
-        if (on_token && !on_token(id)) {
-            result.stopped_by_callback = true;
-            break;
-        }
-        if (i + 1 == opts.max_tokens || ctx.n_past() >= ctx.n_ctx()) break;
-        ctx.forward(&id, 1, ctx.n_past(), logits.data(), LogitRows::Last);
-    }
-    return result;
+    return continue_generation(ctx, logits, sampler, opts, on_token);
 }
 
 }  // namespace glimpse
