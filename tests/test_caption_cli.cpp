@@ -49,12 +49,14 @@ std::map<std::string, nlohmann::json> lines_by_file(const std::string& text, int
 
 // A folder holding the golden images (one in a subfolder), a corrupt PNG, a text file named
 // .jpg, and a README that the folder search must not pick up.
+constexpr char kTornPng[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR broken";
+
 void make_image_folder(const fs::path& golden_images, const fs::path& dir) {
     fs::create_directories(dir / "sub");
     fs::copy_file(golden_images / "shapes_64x64.png", dir / "shapes_64x64.png");
     fs::copy_file(golden_images / "gradient_200x120.png", dir / "sub" / "gradient_200x120.png");
     fs::copy_file(golden_images / "noise_37x91.jpg", dir / "noise_37x91.jpg");
-    test::write_file(dir / "corrupt.png", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR broken", 27));
+    test::write_file(dir / "corrupt.png", std::string(kTornPng, sizeof kTornPng - 1));
     test::write_file(dir / "sub" / "not_an_image.jpg", std::string("hello, I am text"));
     test::write_file(dir / "README.txt", std::string("not picked up"));
 }

@@ -199,7 +199,7 @@ TEST_CASE("llama2c looks_like accepts exactly consistent files", "[llama2c]") {
     longer.push_back(0);
     write_file(dir / "long.bin", longer);
     CHECK_FALSE(Llama2cCheckpoint::looks_like((dir / "long.bin").string()));
-    write_file(dir / "gguf.bin", std::string("GGUF\x03\0\0\0 and more bytes in here", 32));
+    write_file(dir / "gguf.bin", std::string("GGUF\x03\0\0\0 and more bytes in here", 31));
     CHECK_FALSE(Llama2cCheckpoint::looks_like((dir / "gguf.bin").string()));
     CHECK_FALSE(Llama2cCheckpoint::looks_like((dir / "missing.bin").string()));
     CHECK_FALSE(Llama2cCheckpoint::looks_like(dir.path().string()));
