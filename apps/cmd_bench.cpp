@@ -152,7 +152,9 @@ std::string shape(int64_t M, int64_t K, int64_t N) {
 int run_ops(const BenchOptions& opt) {
     ThreadPool pool(opt.threads);
     const std::string features = cpu_features_string();
-    const char* kernels = has_avx2_kernels() ? "avx2+fma+f16c" : "portable";
+    const char* kernels = has_avx512_kernels() ? "avx2+fma+f16c, avx512f gemm tile"
+                          : has_avx2_kernels() ? "avx2+fma+f16c"
+                                               : "portable";
     const double load_before = load_average();
     if (!opt.json) {
         std::printf("glimpse bench --ops: %d threads, CPU features: %s; matmul kernels: %s\n", pool.size(),
@@ -166,7 +168,7 @@ int run_ops(const BenchOptions& opt) {
     const double bw = measure_read_bandwidth_gbs(pool, size_t(512) << 20, 5);
     if (!opt.json) {
         std::printf("machine: FMA peak %.1f GFLOP/s (%s, all threads), memory read %.1f GB/s (512 MiB)\n\n",
-                    peak, has_avx2_kernels() ? "AVX2 FMA" : "portable", bw);
+                    peak, has_avx512_kernels() ? "AVX-512 FMA" : has_avx2_kernels() ? "AVX2 FMA" : "portable", bw);
         std::printf("%-16s %-5s %10s %10s %8s\n", "matmul M×K×N", "type", "ms", "GFLOP/s", "% peak");
         std::fflush(stdout);
     }
@@ -255,6 +257,13 @@ int run_vit_bench(const BenchOptions& o) {
     for (const auto& [name, r] : {std::pair{"F32", f32}, std::pair{"F16", f16}})
         std::printf("%-8s %12.0f %14.0f %10.1f %13.0f%% %16.1f\n", name, r.wall_ms_per_tile, r.cpu_ms_per_tile,
                     r.gflop_per_tile, pct(r, r.wall_ms_per_tile), 64.0 * 1000.0 / r.wall_ms_per_tile);
+    std::printf("\nstages, ms per tile (wall): embed, attention block (LN1, Q/K/V, attention, output), MLP block, projector\n");
+    for (const auto& [name, r] : {std::pair{"F32", f32}, std::pair{"F16", f16}}) {
+        const VisionTimings& t = r.timings;
+        const double n = t.tiles > 0 ? double(t.tiles) : 1.0;
+        std::printf("%-8s embed %6.0f   attention %6.0f (of which softmax(QK^T)V %5.0f)   mlp %6.0f   project %5.0f\n", name,
+                    t.embed_ms / n, t.attention_ms / n, t.attention_core_ms / n, t.mlp_ms / n, t.project_ms / n);
+    }
     std::printf("\n(cpu ms/tile = process CPU time / threads: the wall time idle cores would give; 64 image tokens per tile)\n");
     return 0;
 }

@@ -336,6 +336,7 @@ namespace mm {
 // No AVX2 kernels are built for other targets (core/CMakeLists.txt); has_avx2_kernels() is
 // false there, so this is never chosen, but the symbol must exist.
 const KernelSet& avx2_kernels() { return scalar_kernels(); }
+const KernelSet& avx512_kernels() { return scalar_kernels(); }
 #endif
 
 float qdot_scalar(DType t, const uint8_t* w_row, const void* act_row, int64_t K) {
@@ -377,8 +378,9 @@ void matmul(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& p
         std::fill(y, y + M * W.N, 0.0f);
         return;
     }
-    const bool simd = path == KernelPath::Auto && has_avx2_kernels();
-    const mm::KernelSet& ks = simd ? mm::avx2_kernels() : mm::scalar_kernels();
+    const mm::KernelSet& ks = path == KernelPath::Scalar || !has_avx2_kernels() ? mm::scalar_kernels()
+                              : path == KernelPath::Auto && has_avx512_kernels() ? mm::avx512_kernels()
+                                                                                 : mm::avx2_kernels();
     if (M < kMatvecMaxM) run_matvec(ks, W, x, y, M, pool);
     else run_gemm(ks, W, x, y, M, pool);
 }

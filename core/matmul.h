@@ -29,9 +29,11 @@ namespace glimpse {
 
 class ThreadPool;
 
-// Auto: the fastest kernels this CPU has (AVX2+FMA+F16C where present). Scalar: the portable
-// C++ kernels, which are what runs on other CPUs; tests force it to check them.
-enum class KernelPath { Auto, Scalar };
+// Auto: the fastest kernels this CPU has (AVX2+FMA+F16C where present, with an AVX-512F GEMM
+// tile where that is present too). Avx2: never the AVX-512 tile (it gives the same bits; tests
+// and benchmarks compare the two). Scalar: the portable C++ kernels, which are what runs on
+// other CPUs; tests force it to check them.
+enum class KernelPath { Auto, Avx2, Scalar };
 
 // Activation rows below this count take the streaming (matvec) path.
 constexpr int64_t kMatvecMaxM = 4;

@@ -72,6 +72,8 @@ struct KernelSet {
 
 const KernelSet& scalar_kernels();
 const KernelSet& avx2_kernels();  // only where has_avx2_kernels() (x86-64 builds)
+// The AVX2 set with an AVX-512F GEMM tile (identical results); only where has_avx512_kernels().
+const KernelSet& avx512_kernels();
 
 // Integer dot of one weight row (K values, K/32 or K/256 blocks) with one quantized
 // activation row, portable: the specification the AVX2 dots are tested against.

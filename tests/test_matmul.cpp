@@ -98,7 +98,7 @@ struct Case {
 
 std::string describe(const Case& c, KernelPath p, int threads) {
     return std::string(dtype_name(c.t)) + " M=" + std::to_string(c.M) + " K=" + std::to_string(c.K) +
-           " N=" + std::to_string(c.N) + (p == KernelPath::Auto ? " auto" : " scalar") +
+           " N=" + std::to_string(c.N) + (p == KernelPath::Auto ? " auto" : p == KernelPath::Avx2 ? " avx2" : " scalar") +
            " threads=" + std::to_string(threads);
 }
 
@@ -165,7 +165,7 @@ std::vector<int64_t> ks_for(DType t) {
 
 TEST_CASE("matmul matches the reference for every type and shape", "[matmul]") {
     const DType t = GENERATE(from_range(std::begin(kAllTypes), std::end(kAllTypes)));
-    const KernelPath path = GENERATE(KernelPath::Auto, KernelPath::Scalar);
+    const KernelPath path = GENERATE(KernelPath::Auto, KernelPath::Avx2, KernelPath::Scalar);
     ThreadPool pool(2);
     for (int64_t K : ks_for(t))
         for (int64_t M : {1, 2, 7, 13})
@@ -178,6 +178,27 @@ TEST_CASE("matmul blocked path at ViT size", "[matmul]") {
     check_case({t, 1024, 256, 37}, KernelPath::Auto, pool);
     if (t == DType::F32 || t == DType::F16 || t == DType::Q8_0)
         check_case({t, 1024, 768, 131}, KernelPath::Auto, pool);
+}
+
+// The AVX-512 GEMM tile does, lane by lane, the FMAs the AVX2 tile does: the same bits, at
+// shapes that exercise 32-wide pairs, a lone last panel, partial panels and every row count.
+TEST_CASE("matmul: the AVX-512 and AVX2 GEMM paths give identical bits", "[matmul]") {
+    if (!has_avx512_kernels()) {
+        WARN("SKIPPED: this CPU (or GLIMPSE_NO_AVX512) has no AVX-512 GEMM path");
+        return;
+    }
+    const DType t = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_K);
+    ThreadPool pool(2);
+    for (const auto& [M, K, N] : {std::array<int64_t, 3>{4, 256, 16}, {13, 256, 48}, {25, 768, 37}, {179, 1024, 100},
+                                  {1024, 256, 96}, {12, 1536, 512}}) {
+        INFO(describe({t, M, K, N}, KernelPath::Auto, 2));
+        const Tensor w = make_weight(t, K, N, 41);
+        const auto x = test::random_floats(size_t(M * K), 9);
+        std::vector<float> y512(size_t(M * N)), y2(y512.size());
+        matmul(w, x.data(), y512.data(), M, pool, KernelPath::Auto);
+        matmul(w, x.data(), y2.data(), M, pool, KernelPath::Avx2);
+        CHECK(std::memcmp(y512.data(), y2.data(), y2.size() * 4) == 0);
+    }
 }
 
 TEST_CASE("matmul reads unaligned weight rows", "[matmul]") {

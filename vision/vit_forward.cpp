@@ -14,6 +14,7 @@
 #include "core/fp16.h"
 #include "core/matmul.h"
 #include "core/ops.h"
+#include "core/vmath.h"
 
 namespace glimpse {
 
@@ -82,7 +83,7 @@ void tile_attention(const float* q, const float* k, const float* v, float* out, 
         for (int64_t i = 0; i < T; ++i) std::memcpy(qh + i * hd, q + i * D + h * hd, size_t(hd) * sizeof(float));
         matmul(f32_view(k + h * hd, hd, T, D), qh, scores, T, pool);  // scores[i][j] = q_i · k_j
         pool.parallel_for(T, [&](int64_t r0, int64_t r1) {
-            detail::exp_scaled_rows(scores + r0 * T, r1 - r0, T, scale, inv + r0);
+            vmath::exp_scaled_rows(scores + r0 * T, r1 - r0, T, scale, inv + r0);
         });
         for (int64_t j = 0; j < T; ++j)
             for (int64_t d = 0; d < hd; ++d) vt[d * T + j] = v[j * D + h * hd + d];
@@ -136,7 +137,7 @@ void linear(const Tensor& W, const Tensor& b, const float* x, float* y, int64_t 
 
 // x += o(attention(q, k, v)) with q, k, v = ln1(x) · {q,k,v}ᵀ + b; attention per tile.
 void attention_block(const VisionConfig& c, const VisionLayerWeights& L, int l, int nt, VisionScratch& s,
-                     ThreadPool& pool, const Tracer& tr) {
+                     ThreadPool& pool, const Tracer& tr, double& core_ms) {
     const int64_t D = c.n_embd, T = c.n_positions(), N = nt * T, H = c.n_heads, hd = c.head_dim();
     ops::layer_norm(s.x.data(), f32(L.ln1_w), f32(L.ln1_b), s.h.data(), N, D, c.layer_norm_eps, pool);
     tr.layer("layer_inp_normed", l, s.h.data(), N, D);
@@ -147,11 +148,13 @@ void attention_block(const VisionConfig& c, const VisionLayerWeights& L, int l, 
     tr.layer("Kcur", l, s.k.data(), N, D);
     tr.layer("Vcur", l, s.v.data(), N, D);
     const float scale = 1.0f / std::sqrt(float(hd));
+    const auto t_core = Clock::now();
     for (int t = 0; t < nt; ++t) {
         const int64_t off = t * T * D;
         tile_attention(s.q.data() + off, s.k.data() + off, s.v.data() + off, s.att.data() + off, T, H, hd, scale, s,
                        pool);
     }
+    core_ms += ms_since(t_core);
     tr.layer("kqv_out", l, s.att.data(), N, D);
     linear(L.o_w, L.o_b, s.att.data(), s.h.data(), N, pool);
     tr.layer("attn_out", l, s.h.data(), N, D);
@@ -170,7 +173,7 @@ void mlp_block(const VisionConfig& c, const VisionLayerWeights& L, int l, int nt
     float* f = s.ff.data();
     switch (c.activation) {
         case VisionActivation::GeluTanh:
-            pool.parallel_for(N * F, [&](int64_t b, int64_t e) { detail::gelu_tanh_fast(f + b, f + b, e - b); });
+            pool.parallel_for(N * F, [&](int64_t b, int64_t e) { vmath::gelu_tanh(f + b, f + b, e - b); });
             break;
         case VisionActivation::GeluErf: ops::gelu_erf(f, f, N * F, pool); break;
         case VisionActivation::QuickGelu: ops::quick_gelu(f, f, N * F, pool); break;
@@ -193,7 +196,7 @@ void encode_batch(const VisionModel& m, const float* tiles, int nt, float* featu
     for (int l = 0; l < c.n_layers; ++l) {
         const VisionLayerWeights& L = m.weights.layers[size_t(l)];
         t0 = Clock::now();
-        attention_block(c, L, l, nt, s, pool, tr);
+        attention_block(c, L, l, nt, s, pool, tr, tm.attention_core_ms);
         tm.attention_ms += ms_since(t0);
         t0 = Clock::now();
         mlp_block(c, L, l, nt, s, pool, tr);
@@ -258,6 +261,7 @@ void run_tiles(const VisionModel& m, const float* tiles, int n_tiles, float* out
     if (t) {
         t->embed_ms += local.embed_ms;
         t->attention_ms += local.attention_ms;
+        t->attention_core_ms += local.attention_core_ms;
         t->mlp_ms += local.mlp_ms;
         t->project_ms += local.project_ms;
         t->tiles += n_tiles;
@@ -284,102 +288,6 @@ void normalize_tile_u8(const VisionConfig& c, const uint8_t* rgb, float* out) {
         for (int64_t i = 0; i < n; ++i) plane[i] = (float(rgb[i * 3 + ch]) / 255.0f - mean) / std;
     }
 }
-
-// ---- vectorised exp for softmax and GELU ------------------------------------------------------
-
-namespace detail {
-
-namespace {
-
-// Four floats as one vector (GCC/Clang vector extension: one SSE/NEON register, the width every
-// x86-64 CPU has); arithmetic is per lane.
-typedef float f32x4 __attribute__((vector_size(16)));
-typedef int32_t i32x4 __attribute__((vector_size(16)));
-
-inline f32x4 splat(float v) { return f32x4{v, v, v, v}; }
-
-// e^x per lane, x clamped to [-87, 88] (normal floats): x = n·ln2 + r with |r| <= ln2/2 (n by
-// round-to-nearest through the 1.5·2^23 trick, ln2 split in two for an exact n·ln2), e^r by its
-// Taylor polynomial to r^7 (truncation < 3e-9 relative), 2^n from the exponent bits.
-inline f32x4 exp4(f32x4 x) {
-    x = x < splat(-87.0f) ? splat(-87.0f) : x;
-    x = x > splat(88.0f) ? splat(88.0f) : x;
-    const f32x4 magic = splat(12582912.0f);
-    const f32x4 n = (x * splat(1.44269504f) + magic) - magic;
-    const f32x4 r = (x - n * splat(0.693359375f)) - n * splat(-2.12194440e-4f);
-    f32x4 p = splat(1.0f / 5040.0f);
-    p = p * r + splat(1.0f / 720.0f);
-    p = p * r + splat(1.0f / 120.0f);
-    p = p * r + splat(1.0f / 24.0f);
-    p = p * r + splat(1.0f / 6.0f);
-    p = p * r + splat(0.5f);
-    p = p * r + splat(1.0f);
-    p = p * r + splat(1.0f);
-    const i32x4 bits = (__builtin_convertvector(n, i32x4) + 127) << 23;
-    f32x4 two_n;
-    std::memcpy(&two_n, &bits, sizeof(two_n));
-    return p * two_n;
-}
-
-inline f32x4 load4(const float* p) {
-    f32x4 v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof(v)); }
-
-// Applies f (f32x4 -> f32x4) to x[0..n) into y, the tail through a zero-padded vector.
-template <class F>
-void map4(const float* x, float* y, int64_t n, F&& f) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) store4(y + i, f(load4(x + i)));
-    if (i < n) {
-        float buf[4] = {};
-        std::memcpy(buf, x + i, size_t(n - i) * sizeof(float));
-        store4(buf, f(load4(buf)));
-        std::memcpy(y + i, buf, size_t(n - i) * sizeof(float));
-    }
-}
-
-float exp_scaled_row(float* x, int64_t n, float scale) {
-    float max = x[0];
-    for (int64_t i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
-    // scale > 0, so the largest scaled value is scale · max; every exponent is <= 0.
-    const f32x4 m = splat(scale * max), sc = splat(scale);
-    f32x4 acc = splat(0.0f);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const f32x4 e = exp4(load4(x + i) * sc - m);
-        acc += e;
-        store4(x + i, e);
-    }
-    double sum = 0.0;
-    for (int l = 0; l < 4; ++l) sum += acc[l];
-    for (; i < n; ++i) {
-        float tail[4] = {x[i]};
-        x[i] = exp4(load4(tail) * sc - m)[0];
-        sum += x[i];
-    }
-    return float(1.0 / sum);
-}
-
-}  // namespace
-
-void exp_scaled_rows(float* x, int64_t rows, int64_t n, float scale, float* inv_sum) {
-    if (n <= 0) return;
-    for (int64_t r = 0; r < rows; ++r) inv_sum[r] = exp_scaled_row(x + r * n, n, scale);
-}
-
-void gelu_tanh_fast(const float* x, float* y, int64_t n) {
-    // 0.5x(1 + tanh(u)) = x · sigmoid(2u) = x / (1 + e^(−2u)), u = √(2/π)(x + 0.044715x³).
-    map4(x, y, n, [](f32x4 v) {
-        const f32x4 u2 = splat(-2.0f * 0.7978845608f) * (v + splat(0.044715f) * v * v * v);
-        return v / (splat(1.0f) + exp4(u2));
-    });
-}
-
-}  // namespace detail
 
 // ---- random-weight models for benchmarks and tests ----------------------------------------
 

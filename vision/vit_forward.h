@@ -29,6 +29,7 @@ constexpr int64_t kDefaultVisionBatchRows = 4096;
 struct VisionTimings {
     double embed_ms = 0;      // patch embedding, class token, positions, pre-LN
     double attention_ms = 0;  // LN1, Q/K/V, attention, output projection
+    double attention_core_ms = 0;  // of which softmax(Q·Kᵀ)·V alone
     double mlp_ms = 0;        // LN2, fc1, activation, fc2
     double project_ms = 0;    // post-LN, class-row drop, projector
     int64_t tiles = 0;
@@ -74,18 +75,5 @@ struct VitBenchResult {
     VisionTimings timings;        // stages, summed over the repeats
 };
 VitBenchResult bench_vit_tiles(ThreadPool& pool, int n_tiles = 1, int repeats = 1, bool f16 = false);
-
-namespace detail {
-// The two element-wise hot spots of a ViT tile (151M exponentials in the attention softmax and
-// 38M tanh-GELUs per SmolVLM tile), vectorised with a polynomial exp (max relative error about
-// 2e-7, as accurate as the float32 libm for these uses). ops::softmax_rows and ops::gelu_tanh are
-// their specification; test_vit.cpp checks the parity.
-// x [rows][n] in place: each row becomes exp(scale · x − scale · max(x)) (scale > 0), and
-// inv_sum[r] = 1 / Σ of row r, so x[r] · inv_sum[r] = softmax(scale · x[r]).
-void exp_scaled_rows(float* x, int64_t rows, int64_t n, float scale, float* inv_sum);
-// y = 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) computed as x / (1 + exp(−2·√(2/π)(x + 0.044715x³))).
-// In place allowed.
-void gelu_tanh_fast(const float* x, float* y, int64_t n);
-}  // namespace detail
 
 }  // namespace glimpse
