@@ -178,8 +178,8 @@ std::vector<Stage> profile_decode(const LlamaModel& model, ThreadPool& pool, int
                 ops::rope(k.data(), &pos, 1, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
             });
             timed(kAttn, [&] {
-                ops::attention(q.data(), kv.k(0), kv.v(0), att.data(), 1, depth + 1, c.n_heads, c.n_kv_heads,
-                               c.head_dim, scale, true, depth, pool);
+                ops::attention_kt(q.data(), kv.kt(0), kv.n_ctx(), kv.v(0), att.data(), 1, depth + 1, c.n_heads,
+                                  c.n_kv_heads, c.head_dim, scale, true, depth, pool);
             });
             mm(kO, L.wo, att.data(), proj.data());
             timed(kAdd, [&] { ops::add(x.data(), proj.data(), x.data(), D); });

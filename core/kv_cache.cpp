@@ -36,15 +36,16 @@ void KvCache::write(int64_t layer, int64_t pos, const float* k_rows, const float
                                           std::to_string(pos) + " do not fit in a context of " +
                                           std::to_string(n_ctx_) + " tokens (raise the context size)");
     if (n_tokens == 0) return;
-    const size_t offset = size_t(pos * row_size());
-    const size_t count = size_t(n_tokens * row_size());
-    std::memcpy(k_[size_t(layer)].get() + offset, k_rows, count * sizeof(float));
-    std::memcpy(v_[size_t(layer)].get() + offset, v_rows, count * sizeof(float));
+    const int64_t row = row_size();
+    float* kt = k_[size_t(layer)].get();
+    for (int64_t t = 0; t < n_tokens; ++t)  // row t's value e = g·head_dim + d goes to kt[e][pos + t]
+        for (int64_t e = 0; e < row; ++e) kt[e * n_ctx_ + pos + t] = k_rows[t * row + e];
+    std::memcpy(v_[size_t(layer)].get() + size_t(pos * row), v_rows, size_t(n_tokens * row) * sizeof(float));
     if (pos + n_tokens > used_) used_ = pos + n_tokens;
 }
 
-const float* KvCache::k(int64_t layer) const {
-    if (layer < 0 || layer >= n_layers_) throw std::invalid_argument("KvCache::k: layer out of range");
+const float* KvCache::kt(int64_t layer) const {
+    if (layer < 0 || layer >= n_layers_) throw std::invalid_argument("KvCache::kt: layer out of range");
     return k_[size_t(layer)].get();
 }
 

@@ -1,9 +1,12 @@
 // The key/value cache of a decoder: for every layer, the K and V rows of every position seen so
-// far, in the layout ops::attention reads directly:
-//   k(layer), v(layer)  [n_ctx][n_kv_heads][head_dim]  (float32, row r = position r)
-// A prefill writes T rows at once, each decode step writes one; attention over the cache then
-// uses n_kv = pos + n_tokens keys. Rows not yet written are never read, so the buffers are left
-// uninitialised (no page is touched before it is used).
+// far, in the layouts ops::attention_kt reads directly:
+//   kt(layer)  [n_kv_heads][head_dim][n_ctx]  keys transposed: position j, KV head g,
+//              dimension d at kt[(g · head_dim + d) · n_ctx + j], so the scores of consecutive
+//              positions are consecutive floats and no decode step transposes the cache
+//   v(layer)   [n_ctx][n_kv_heads][head_dim]  (row r = position r)
+// (float32). A prefill writes T rows at once, each decode step writes one; attention over the
+// cache then uses n_kv = pos + n_tokens keys. Entries not yet written are never read, so the
+// buffers are left uninitialised (no page is touched before it is used).
 #pragma once
 
 #include <cstdint>
@@ -30,8 +33,12 @@ public:
     // the context, std::invalid_argument for a bad layer or a negative pos / n_tokens.
     void write(int64_t layer, int64_t pos, const float* k_rows, const float* v_rows, int64_t n_tokens);
 
-    const float* k(int64_t layer) const;  // [n_ctx][n_kv_heads][head_dim]
-    const float* v(int64_t layer) const;
+    const float* kt(int64_t layer) const;  // [n_kv_heads][head_dim][n_ctx], row stride n_ctx()
+    const float* v(int64_t layer) const;   // [n_ctx][n_kv_heads][head_dim]
+    // Key of `pos`, KV head g, dimension d (for code that reads single keys).
+    float key(int64_t layer, int64_t pos, int64_t g, int64_t d) const {
+        return kt(layer)[(g * head_dim_ + d) * n_ctx_ + pos];
+    }
 
     void clear() { used_ = 0; }
     // Forget positions >= n (a chat rewinding to an earlier turn); used() becomes min(used, n).

@@ -131,7 +131,7 @@ void pixel_shuffle(const float* x, int64_t seq, int64_t dim, int64_t s, float* y
 
 // ---- attention (MODELS.md §1.2) -------------------------------------------------------------
 
-// q [n_q][n_heads][head_dim], k and v [n_kv][n_kv_heads][head_dim] (the KvCache layout),
+// q [n_q][n_heads][head_dim], k and v [n_kv][n_kv_heads][head_dim] (v: the KvCache layout),
 // out [n_q][n_heads][head_dim].  Per query head h (KV head g = h / (n_heads / n_kv_heads)):
 //   s_j = scale · q_h · k_{j,g};  p = softmax_j(s) over visible keys;  out_h = Σ_j p_j v_{j,g}
 // causal: query row i sits at absolute position q_pos0 + i and sees keys 0 .. q_pos0 + i
@@ -141,5 +141,11 @@ void pixel_shuffle(const float* x, int64_t seq, int64_t dim, int64_t s, float* y
 void attention(const float* q, const float* k, const float* v, float* out, int64_t n_q, int64_t n_kv,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
                int64_t q_pos0, ThreadPool& pool);
+
+// The same with the keys already transposed, as KvCache keeps them: key j of KV head g,
+// dimension d at kt[(g · head_dim + d) · kt_ld + j] (kt_ld ≥ n_kv). No step copies the keys.
+void attention_kt(const float* q, const float* kt, int64_t kt_ld, const float* v, float* out, int64_t n_q,
+                  int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
+                  int64_t q_pos0, ThreadPool& pool);
 
 }  // namespace glimpse::ops

@@ -133,8 +133,8 @@ TEST_CASE("attention: prefill equals token-by-token decode through the KV cache"
     KvCache prefill_cache(2, 64, Hkv, d);
     prefill_cache.write(layer, 0, k.data(), v.data(), T);
     std::vector<float> prefill(size_t(T * H * d));
-    ops::attention(q.data(), prefill_cache.k(layer), prefill_cache.v(layer), prefill.data(), T, T, H, Hkv, d,
-                   scale, true, 0, pool);
+    ops::attention_kt(q.data(), prefill_cache.kt(layer), prefill_cache.n_ctx(), prefill_cache.v(layer),
+                      prefill.data(), T, T, H, Hkv, d, scale, true, 0, pool);
     require_close(prefill, attention_ref(q, k, v, {T, T, H, Hkv, d}, scale, true, 0), 2e-5f, 1e-4f);
 
     // Decode: one token per step, each seeing the cache so far.
@@ -143,8 +143,8 @@ TEST_CASE("attention: prefill equals token-by-token decode through the KV cache"
     for (int64_t t = 0; t < T; ++t) {
         cache.write(layer, t, k.data() + t * Hkv * d, v.data() + t * Hkv * d, 1);
         REQUIRE(cache.used() == t + 1);
-        ops::attention(q.data() + t * H * d, cache.k(layer), cache.v(layer), step.data(), 1, t + 1, H, Hkv, d, scale,
-                       true, t, pool);
+        ops::attention_kt(q.data() + t * H * d, cache.kt(layer), cache.n_ctx(), cache.v(layer), step.data(), 1,
+                          t + 1, H, Hkv, d, scale, true, t, pool);
         for (int64_t i = 0; i < H * d; ++i) {
             INFO("token " << t << " element " << i);
             REQUIRE(close_enough(step[size_t(i)], prefill[size_t(t * H * d + i)], 1e-6f, 1e-6f));
@@ -157,8 +157,8 @@ TEST_CASE("attention: prefill equals token-by-token decode through the KV cache"
     chunked.write(layer, 0, k.data(), v.data(), first);
     chunked.write(layer, first, k.data() + first * Hkv * d, v.data() + first * Hkv * d, T - first);
     std::vector<float> rest(size_t((T - first) * H * d));
-    ops::attention(q.data() + first * H * d, chunked.k(layer), chunked.v(layer), rest.data(), T - first, T, H, Hkv,
-                   d, scale, true, first, pool);
+    ops::attention_kt(q.data() + first * H * d, chunked.kt(layer), chunked.n_ctx(), chunked.v(layer), rest.data(),
+                      T - first, T, H, Hkv, d, scale, true, first, pool);
     for (size_t i = 0; i < rest.size(); ++i)
         REQUIRE(close_enough(rest[i], prefill[size_t(first * H * d) + i], 1e-6f, 1e-6f));
 }
@@ -186,7 +186,9 @@ TEST_CASE("KvCache: bounds, overflow, clear and truncate", "[ops][kv_cache]") {
     cache.write(0, 0, rows.data(), rows_v.data(), 6);
     cache.write(0, 6, rows.data() + 6 * Hkv * d, rows_v.data() + 6 * Hkv * d, 2);  // exactly full: fine
     CHECK(cache.used() == n_ctx);
-    CHECK(std::memcmp(cache.k(0), rows.data(), rows.size() * sizeof(float)) == 0);
+    for (int64_t pos = 0; pos < n_ctx; ++pos)
+        for (int64_t g = 0; g < Hkv; ++g)
+            for (int64_t e = 0; e < d; ++e) REQUIRE(cache.key(0, pos, g, e) == rows[size_t((pos * Hkv + g) * d + e)]);
     CHECK(std::memcmp(cache.v(0), rows_v.data(), rows_v.size() * sizeof(float)) == 0);
 
     try {
@@ -200,7 +202,7 @@ TEST_CASE("KvCache: bounds, overflow, clear and truncate", "[ops][kv_cache]") {
     CHECK_THROWS_AS(cache.write(0, INT64_MAX, rows.data(), rows_v.data(), 1), Error);
     CHECK_THROWS_AS(cache.write(2, 0, rows.data(), rows_v.data(), 1), std::invalid_argument);
     CHECK_THROWS_AS(cache.write(0, -1, rows.data(), rows_v.data(), 1), std::invalid_argument);
-    CHECK_THROWS_AS(cache.k(-1), std::invalid_argument);
+    CHECK_THROWS_AS(cache.kt(-1), std::invalid_argument);
 
     cache.truncate(3);
     CHECK(cache.used() == 3);

@@ -136,10 +136,41 @@ void LlamaContext::attention_block(const LlamaLayerWeights& L, int layer, int T,
     ops::rope(k_.data(), pos_.data(), T, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
     kv_.write(layer, pos0, k_.data(), v_.data(), T);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    ops::attention(q_.data(), kv_.k(layer), kv_.v(layer), att_.data(), T, int64_t(pos0) + T, c.n_heads,
-                   c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0, pool_);
+    ops::attention_kt(q_.data(), kv_.kt(layer), kv_.n_ctx(), kv_.v(layer), att_.data(), T, int64_t(pos0) + T,
+                      c.n_heads, c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0, pool_);
+    if (capture_) capture_attention(layer, T, pos0);
     matmul(L.wo, att_.data(), proj_.data(), T, pool_);
     ops::add(x_.data(), proj_.data(), x_.data(), sz(T, D));
+}
+
+// The attention hook for `glimpse inspect` (AttentionCapture), kept out of ops::attention so
+// that the fast path stays as it is: the last query row's weights are recomputed here from q_
+// and the cache, p_j = softmax_j(scale · q_h · k_{j,g}) over every cached position j (the last
+// row sees them all). Runs only when a capture is set; costs O(n_heads · n_kv · head_dim).
+void LlamaContext::capture_attention(int layer, int T, int pos0) {
+    const LlamaConfig& c = config();
+    const int n_kv = pos0 + T;
+    AttentionCapture& cap = *capture_;
+    if (layer == 0) {
+        cap.n_layers = c.n_layers;
+        cap.n_heads = c.n_heads;
+        cap.n_kv = n_kv;
+        cap.probs.assign(sz(int64_t(c.n_layers) * c.n_heads, n_kv), 0.0f);
+    }
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    const int group = c.n_heads / c.n_kv_heads;
+    const float* q_last = q_.data() + sz(T - 1, c.q_dim());
+    for (int h = 0; h < c.n_heads; ++h) {
+        const float* q = q_last + sz(h, c.head_dim);
+        const int g = h / group;
+        float* p = cap.probs.data() + (sz(layer, c.n_heads) + size_t(h)) * size_t(n_kv);
+        for (int j = 0; j < n_kv; ++j) {
+            float dot = 0.0f;
+            for (int d = 0; d < c.head_dim; ++d) dot += q[d] * kv_.key(layer, j, g, d);
+            p[j] = scale * dot;
+        }
+        ops::softmax_rows(p, 1, n_kv);
+    }
 }
 
 // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)

@@ -25,6 +25,7 @@
 namespace glimpse {
 
 class Sampler;
+class TokenConstraint;
 
 // Which logits forward() writes.
 enum class LogitRows {
@@ -40,6 +41,17 @@ struct LlamaTimings {
     int64_t prefill_tokens = 0;
     double decode_ms = 0;
     int64_t decode_tokens = 0;
+};
+
+// What `glimpse inspect` reads: where the last position of a forward() call looked. When a
+// context has one set (set_attention_capture), every forward() overwrites it with the softmax
+// weights that the last query row of each layer and head gave each cached position.
+struct AttentionCapture {
+    int n_layers = 0, n_heads = 0;
+    int n_kv = 0;              // positions attended: 0 .. n_kv-1 (all cached positions)
+    std::vector<float> probs;  // [n_layers][n_heads][n_kv]; each [n_kv] row sums to 1
+
+    const float* row(int layer, int head) const { return probs.data() + (size_t(layer) * n_heads + head) * n_kv; }
 };
 
 class LlamaContext {
@@ -69,6 +81,8 @@ public:
     void reset();  // forget every position (n_past() becomes 0); timings are kept
     const LlamaTimings& timings() const { return timings_; }
     void reset_timings() { timings_ = {}; }
+    // Optional (null = off, the default, and then it costs nothing): filled by every forward().
+    void set_attention_capture(AttentionCapture* c) { capture_ = c; }
 
 private:
     void check_positions(int n_tokens, int pos0) const;
@@ -77,6 +91,7 @@ private:
     // One pass over at most n_batch_ tokens: x [T][D] in place, logits for `rows`.
     void run_batch(int T, int pos0, float* logits_out, LogitRows rows);
     void attention_block(const LlamaLayerWeights& L, int layer, int T, int pos0);
+    void capture_attention(int layer, int T, int pos0);  // only when capture_ is set
     void ffn_block(const LlamaLayerWeights& L, int T);
     void output_logits(const float* x_rows, int n_rows, float* logits_out);
 
@@ -95,6 +110,7 @@ private:
     std::vector<float> gate_, up_;  // [T][n_ff]
     std::vector<int32_t> pos_;   // [T]
     LlamaTimings timings_;
+    AttentionCapture* capture_ = nullptr;  // not owned
 };
 
 // ---- the generation loop ---------------------------------------------------------------------
@@ -105,12 +121,17 @@ struct GenerateOptions {
     // Called for every sampled id (a stop token too) with the logits [n_vocab] it was drawn
     // from, before on_token: what --show-probs prints.
     std::function<void(const float* logits, int n_vocab, int32_t chosen)> on_step;
+    // Optional, not owned: masks the logits before each draw (on_step sees them masked) and
+    // ends generation once its document is complete (text/token_constraint.h, structured
+    // output: text/json_schema.h).
+    TokenConstraint* constraint = nullptr;
 };
 
 struct GenerateResult {
     std::vector<int32_t> tokens;  // generated ids, without a final stop token
     bool stopped_by_token = false;
     bool stopped_by_callback = false;
+    bool stopped_by_constraint = false;  // the constraint's document is complete
 };
 
 // Prefills `prompt` after the context's current position, then samples one token at a time
