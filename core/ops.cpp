@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/ops_internal.h"
+#include "core/vmath.h"
 
 namespace glimpse::ops {
 
@@ -255,9 +256,11 @@ void silu(const float* x, float* y, int64_t n, ThreadPool& pool) {
     chunked(pool, n, [&](int64_t b, int64_t e) { silu(x + b, y + b, e - b); });
 }
 
+// The threaded form is the decoder's hot path: core/vmath's polynomial exp (relative error
+// about 2e-7 against the single-threaded form above, its specification).
 void swiglu(const float* gate, const float* up, float* y, int64_t n, ThreadPool& pool) {
     require(n >= 0, "swiglu", "negative size");
-    chunked(pool, n, [&](int64_t b, int64_t e) { swiglu(gate + b, up + b, y + b, e - b); });
+    chunked(pool, n, [&](int64_t b, int64_t e) { vmath::swiglu(gate + b, up + b, y + b, e - b); });
 }
 
 }  // namespace glimpse::ops

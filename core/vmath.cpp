@@ -84,6 +84,18 @@ void gelu_tanh_portable(const float* x, float* y, int64_t n) {
     }
 }
 
+void swiglu_portable(const float* gate, const float* up, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const f32x4 g = load4(gate + i);
+        store4(y + i, g * load4(up + i) / (splat(1.0f) + exp4(-g)));
+    }
+    for (; i < n; ++i) {
+        float buf[4] = {-gate[i]};
+        y[i] = gate[i] * up[i] / (1.0f + exp4(load4(buf))[0]);
+    }
+}
+
 enum class Isa { Portable, Avx2, Avx512 };
 
 Isa choose(Path path) {
@@ -119,6 +131,16 @@ void gelu_tanh(const float* x, float* y, int64_t n, Path path) {
     gelu_tanh_portable(x, y, n);
 }
 
+void swiglu(const float* gate, const float* up, float* y, int64_t n, Path path) {
+    if (n <= 0) return;
+    switch (choose(path)) {
+        case Isa::Avx512: detail::swiglu_avx512(gate, up, y, n); return;
+        case Isa::Avx2: detail::swiglu_avx2(gate, up, y, n); return;
+        case Isa::Portable: break;
+    }
+    swiglu_portable(gate, up, y, n);
+}
+
 #if !defined(__x86_64__)
 // No *_avx2.cpp is built for other targets (core/CMakeLists.txt) and choose() never picks
 // these there; the symbols must exist.
@@ -127,6 +149,8 @@ float exp_scaled_row_avx2(float* x, int64_t n, float scale) { return exp_scaled_
 float exp_scaled_row_avx512(float* x, int64_t n, float scale) { return exp_scaled_row_portable(x, n, scale); }
 void gelu_tanh_avx2(const float* x, float* y, int64_t n) { gelu_tanh_portable(x, y, n); }
 void gelu_tanh_avx512(const float* x, float* y, int64_t n) { gelu_tanh_portable(x, y, n); }
+void swiglu_avx2(const float* g, const float* u, float* y, int64_t n) { swiglu_portable(g, u, y, n); }
+void swiglu_avx512(const float* g, const float* u, float* y, int64_t n) { swiglu_portable(g, u, y, n); }
 }  // namespace detail
 #endif
 

@@ -52,3 +52,24 @@ TEST_CASE("vmath: gelu_tanh matches ops::gelu_tanh, extremes included", "[vmath]
         }
     }
 }
+
+TEST_CASE("vmath: swiglu matches ops::swiglu, in place too", "[vmath]") {
+    const vmath::Path path = GENERATE(vmath::Path::Auto, vmath::Path::Portable);
+    std::vector<float> g = test::random_floats(1031, 78, 12.0f), u = test::random_floats(1031, 79, 3.0f);
+    for (float v : {0.0f, -0.0f, 30.0f, -30.0f, 100.0f, -100.0f}) {
+        g.push_back(v);
+        u.push_back(1.5f);
+    }
+    for (size_t n : {g.size(), size_t(3), size_t(19)}) {
+        std::vector<float> ref(n), got(n, -7.0f);
+        ops::swiglu(g.data(), u.data(), ref.data(), int64_t(n));
+        vmath::swiglu(g.data(), u.data(), got.data(), int64_t(n), path);
+        for (size_t i = 0; i < n; ++i) {
+            INFO("path " << int(path) << " gate = " << g[i] << " up = " << u[i]);
+            REQUIRE(test::close_enough(got[i], ref[i], 1e-7f, 2e-6f));
+        }
+        std::vector<float> inplace(g.begin(), g.begin() + long(n));
+        vmath::swiglu(inplace.data(), u.data(), inplace.data(), int64_t(n), path);
+        REQUIRE(inplace == got);
+    }
+}
