@@ -75,8 +75,11 @@ const CpuFeatures& cpu_features() {
 }
 
 bool has_avx2_kernels() {
-    const auto& f = cpu_features();
-    return f.x86_64 && f.avx2 && f.fma && f.f16c;
+    static const bool on = [] {
+        const auto& f = cpu_features();
+        return f.x86_64 && f.avx2 && f.fma && f.f16c && std::getenv("GLIMPSE_NO_AVX2") == nullptr;
+    }();
+    return on;
 }
 
 bool has_avx512_kernels() {

@@ -28,7 +28,8 @@ const CpuFeatures& cpu_features();
 // "x86-64 avx2 fma f16c avx512f" — what was found, in a fixed order ("generic" if nothing).
 std::string cpu_features_string();
 
-// True when the AVX2+FMA+F16C kernels may run: built for x86-64 and all three present.
+// True when the AVX2+FMA+F16C kernels may run: built for x86-64 and all three present, unless
+// the environment variable GLIMPSE_NO_AVX2 is set (the tests run the portable kernels so).
 bool has_avx2_kernels();
 
 // True when the GEMM may also use its AVX-512F tile: has_avx2_kernels() and AVX-512F, unless

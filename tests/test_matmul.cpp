@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -423,7 +424,9 @@ TEST_CASE("cpu features are reported", "[matmul]") {
     const auto& f = cpu_features();
     const std::string s = cpu_features_string();
     CHECK_FALSE(s.empty());
-    CHECK(has_avx2_kernels() == (f.x86_64 && f.avx2 && f.fma && f.f16c));
+    const bool forced_off = std::getenv("GLIMPSE_NO_AVX2") != nullptr;
+    CHECK(has_avx2_kernels() == (f.x86_64 && f.avx2 && f.fma && f.f16c && !forced_off));
+    CHECK(has_avx512_kernels() == (has_avx2_kernels() && f.avx512f && std::getenv("GLIMPSE_NO_AVX512") == nullptr));
     if (f.avx2) CHECK(s.find("avx2") != std::string::npos);
 #if defined(__x86_64__)
     CHECK(f.x86_64);
