@@ -103,12 +103,13 @@ private:
                     print_probs(*m_.tokenizer, ++step, lg, n_vocab, a_.sampling.show_probs, a_.sampling.params.temperature,
                                 chosen);
                 };
+            const auto constraint = json_constraint(a_.sampling);  // each answer a fresh document
             const TurnResult r = s_.ask(text, a_.sampling.params, a_.sampling.max_tokens, a_.sampling.stops,
                                         [](const std::string& piece) {
                                             std::fwrite(piece.data(), 1, piece.size(), stdout);
                                             std::fflush(stdout);
                                         },
-                                        on_step);
+                                        on_step, constraint.get());
             std::fputc('\n', stdout);
             std::fflush(stdout);
             if (r.stop == "context_full")
@@ -176,6 +177,7 @@ int run_ask(AskArgs& a) {
                     "no model given: pass -m MODEL (a GGUF text model with its mmproj beside it or in --mmproj, or a "
                     "Hugging Face SmolVLM/LLaVA folder)");
     const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    prepare_json_output(a.sampling, *m.tokenizer);
     ThreadPool pool(a.threads);
     LlamaContext ctx(m.text, pool, a.ctx);
     SessionOptions opt;
@@ -204,6 +206,7 @@ Command add_ask(CLI::App& app) {
     sub->add_option("--mmproj", a->mmproj, "the vision tower + projector GGUF (default: the mmproj*.gguf beside the model)");
     sub->add_option("-p,--prompt", a->prompt, "a first question, asked before reading stdin");
     add_sampling_options(sub, a->sampling);
+    add_json_schema_option(sub, a->sampling);
     a->system_opt = sub->add_option("--system", a->system, "system prompt: the assistant's name, manner and rules");
     sub->add_option("--chat-template", a->chat_template, "smolvlm, llava, vicuna, chatml (default: the model's own)");
     sub->add_option("--image-max-tiles", a->max_tiles, "SmolVLM: at most N tiles besides the overview (0 = the model's rule)")

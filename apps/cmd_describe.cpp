@@ -82,6 +82,8 @@ Answer describe_one(const DescribeArgs& a, const VlmModel& m, LlamaContext& ctx,
     GenerateOptions gen;
     gen.max_tokens = a.sampling.max_tokens;
     gen.stop_tokens = m.tokenizer->eog_ids();
+    const auto constraint = json_constraint(a.sampling);
+    gen.constraint = constraint.get();
     if (a.sampling.show_probs > 0)
         gen.on_step = [&, step = 0](const float* lg, int n_vocab, int32_t chosen) mutable {
             print_probs(*m.tokenizer, ++step, lg, n_vocab, a.sampling.show_probs, a.sampling.params.temperature, chosen);
@@ -103,7 +105,7 @@ Answer describe_one(const DescribeArgs& a, const VlmModel& m, LlamaContext& ctx,
     if (!stops.stopped()) emit(stops.feed(stream.flush()) + stops.flush());
     ans.generate_ms = ms_since(t0);
     ans.tokens = r.tokens;
-    ans.stop = r.stopped_by_token ? "eog" : stops.stopped() ? "stop_string" : "length";
+    ans.stop = r.stopped_by_token ? "eog" : stops.stopped() ? "stop_string" : r.stopped_by_constraint ? "complete" : "length";
     return ans;
 }
 
@@ -140,6 +142,7 @@ int run_describe(DescribeArgs& a) {
     }
     const auto t_load = Clock::now();
     const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    prepare_json_output(a.sampling, *m.tokenizer);
     ThreadPool pool(a.threads);
     LlamaContext ctx(m.text, pool, a.ctx);
     if (a.verbose)
@@ -196,6 +199,7 @@ Command add_describe(CLI::App& app) {
     sub->add_option("--mmproj", a->mmproj, "the vision tower + projector GGUF (default: the mmproj*.gguf beside the model)");
     sub->add_option("-p,--prompt", a->prompt, "what to ask about each image (default \"Describe this image.\")");
     add_sampling_options(sub, a->sampling);
+    add_json_schema_option(sub, a->sampling);
     a->system_opt = sub->add_option("--system", a->system, "system prompt (default: none)");
     sub->add_option("--chat-template", a->chat_template, "smolvlm, llava, vicuna, chatml (default: the model's own)");
     sub->add_option("--image-max-tiles", a->max_tiles,

@@ -83,6 +83,9 @@ int run_generate(GenerateArgs& a) {
     opts.max_tokens = a.sampling.max_tokens;
     opts.stop_tokens = tok->eog_ids();
     if (model.format == LlamaFormat::Llama2c && tok->bos_id() >= 0) opts.stop_tokens.push_back(tok->bos_id());
+    prepare_json_output(a.sampling, *tok);
+    const auto constraint = json_constraint(a.sampling);
+    opts.constraint = constraint.get();
     if (a.sampling.show_probs > 0)
         opts.on_step = [&, step = 0](const float* logits, int n_vocab, int32_t chosen) mutable {
             print_probs(*tok, ++step, logits, n_vocab, a.sampling.show_probs, a.sampling.params.temperature, chosen);
@@ -114,7 +117,10 @@ int run_generate(GenerateArgs& a) {
         nlohmann::json j = {{"text", generated},
                             {"prompt_tokens", prompt.size()},
                             {"tokens", r.tokens},
-                            {"stop", r.stopped_by_token ? "eog" : stops.stopped() ? "stop_string" : "length"},
+                            {"stop", r.stopped_by_token              ? "eog"
+                                     : stops.stopped()               ? "stop_string"
+                                     : r.stopped_by_constraint       ? "complete"
+                                                                     : "length"},
                             {"seed", a.sampling.params.seed},
                             {"timings", {{"prompt_ms", t.prefill_ms}, {"prompt_tokens", t.prefill_tokens},
                                          {"generation_ms", t.decode_ms}, {"generation_tokens", t.decode_tokens}}}};
@@ -139,6 +145,7 @@ Command add_generate(CLI::App& app) {
     sub->add_option("-m,--model", a->model, "model file or folder")->required();
     sub->add_option("-p,--prompt", a->prompt, "the prompt (the user message when a chat template applies)")->required();
     add_sampling_options(sub, a->sampling);
+    add_json_schema_option(sub, a->sampling);
     a->system_opt = sub->add_option("--system", a->system, "system prompt (templates that have one); \"\" = none");
     sub->add_option("--chat-template", a->chat_template,
                     "smolvlm, llava, vicuna, chatml, or none for the raw prompt (default: the model's own)");

@@ -74,10 +74,27 @@ void add_sampling_options(CLI::App* sub, SamplingArgs& a) {
         ->check(CLI::Range(0, 100));
 }
 
+void add_json_schema_option(CLI::App* sub, SamplingArgs& a) {
+    sub->add_option("--json-schema", a.json_schema_file,
+                    "answer with JSON that follows this JSON Schema file (decoding is constrained to it; see "
+                    "docs/APPS.md, \"Structured output\")");
+}
+
 void finish_sampling_options(SamplingArgs& a) {
     if (a.max_tokens < 0) throw Error(ErrorKind::Usage, "-n/--max-tokens must be >= 0");
     if (a.seed_opt->count() == 0) a.params.seed = std::random_device{}();
     validate(a.params);
+    if (!a.json_schema_file.empty()) a.json_schema = std::make_shared<const JsonSchema>(JsonSchema::load(a.json_schema_file));
+}
+
+void prepare_json_output(SamplingArgs& a, const Tokenizer& tok) {
+    if (a.json_schema && !a.json_vocab) a.json_vocab = std::make_shared<const JsonVocab>(tok);
+}
+
+std::unique_ptr<TokenConstraint> json_constraint(const SamplingArgs& a) {
+    if (!a.json_schema) return nullptr;
+    if (!a.json_vocab) throw Error(ErrorKind::Usage, "internal: prepare_json_output was not called");
+    return make_json_constraint(*a.json_schema, a.json_vocab);
 }
 
 }  // namespace glimpse::app

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "text/chat_template.h"
+#include "text/json_schema.h"
 #include "text/sampler.h"
 
 namespace glimpse {
@@ -25,10 +26,22 @@ struct SamplingArgs {
     int show_probs = 0;
     std::vector<std::string> stops;
     CLI::Option* seed_opt = nullptr;
+    // --json-schema FILE (add_json_schema_option): read by finish_sampling_options; the
+    // vocabulary index by prepare_json_output once the model's tokenizer is known.
+    std::string json_schema_file;
+    std::shared_ptr<const JsonSchema> json_schema;
+    std::shared_ptr<const JsonVocab> json_vocab;
 };
 void add_sampling_options(CLI::App* sub, SamplingArgs& a);
-// Checks the values (Error(Usage) naming the flag) and draws a seed when none was given.
+// --json-schema FILE: answers constrained to the schema (describe, ask, generate).
+void add_json_schema_option(CLI::App* sub, SamplingArgs& a);
+// Checks the values (Error(Usage) naming the flag), draws a seed when none was given, and
+// compiles the --json-schema file (Error(BadInput) / Error(Usage) naming it).
 void finish_sampling_options(SamplingArgs& a);
+// With --json-schema: indexes the tokenizer's vocabulary for the constraint (once per run).
+void prepare_json_output(SamplingArgs& a, const Tokenizer& tok);
+// A fresh constraint for one answer, or null without --json-schema.
+std::unique_ptr<TokenConstraint> json_constraint(const SamplingArgs& a);
 
 // The tokenizer that belongs to the model: inside the GGUF, the folder's tokenizer.json, or
 // for llama2.c `tokenizer_flag` (default: tok<vocab>.bin, then tokenizer.bin, beside the

@@ -187,7 +187,8 @@ std::vector<int32_t> ChatSession::history_ids() const {
 TurnResult ChatSession::ask(const std::string& question, const SamplerParams& sampling, int max_tokens,
                             const std::vector<std::string>& stop_strings,
                             const std::function<void(const std::string&)>& on_text,
-                            const std::function<void(const float*, int, int32_t)>& on_step) {
+                            const std::function<void(const float*, int, int32_t)>& on_step,
+                            TokenConstraint* constraint) {
     const std::vector<Call> calls = turn_calls(question);
     int n_new = 0;
     for (const Call& c : calls) n_new += c.n_positions();
@@ -235,6 +236,7 @@ TurnResult ChatSession::ask(const std::string& question, const SamplerParams& sa
     r.stop = "length";
     const int n_vocab = ctx_.config().n_vocab;
     for (int i = 0; i < max_tokens; ++i) {
+        if (constraint) constraint->mask(logits.data(), n_vocab);
         const int32_t id = sampler.sample(logits.data(), n_vocab);
         if (on_step) on_step(logits.data(), n_vocab, id);
         if (std::find(eog.begin(), eog.end(), id) != eog.end()) {
@@ -242,11 +244,13 @@ TurnResult ChatSession::ask(const std::string& question, const SamplerParams& sa
             break;
         }
         sampler.accept(id);
+        if (constraint) constraint->accept(id);
         r.tokens.push_back(id);
         emit(stops.feed(stream.push(id)));
         const bool full = ctx_.n_past() + 1 >= ctx_.n_ctx();
-        if (stops.stopped() || i + 1 == max_tokens || full) {
-            r.stop = stops.stopped() ? "stop_string" : full ? "context_full" : "length";
+        const bool complete = constraint && constraint->complete();
+        if (stops.stopped() || complete || i + 1 == max_tokens || full) {
+            r.stop = stops.stopped() ? "stop_string" : complete ? "complete" : full ? "context_full" : "length";
             unfed_ = {id};  // run through the model at the start of the next turn
             break;
         }

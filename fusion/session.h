@@ -24,6 +24,7 @@
 
 #include "fusion/vlm.h"
 #include "text/sampler.h"
+#include "text/token_constraint.h"
 
 namespace glimpse {
 
@@ -36,7 +37,7 @@ struct SessionOptions {
 struct TurnResult {
     std::string text;               // the answer as released (stop strings removed)
     std::vector<int32_t> tokens;    // generated ids, without a stop token
-    std::string stop;               // "eog", "stop_string", "length", "context_full"
+    std::string stop;               // "eog", "stop_string", "length", "context_full", "complete" (constraint)
     int new_positions = 0;          // positions evaluated for the question (cache reuse: only the new turn)
     double prefill_ms = 0, generate_ms = 0;
 };
@@ -51,9 +52,13 @@ public:
 
     // One question and its answer, streamed through on_text. Error(Usage) starting with
     // "the context is full" when the question does not fit (nothing changes then).
+    // constraint (optional, not owned, fresh for this answer): restricts the answer's tokens
+    // (structured output, text/json_schema.h); the answer ends with stop "complete" once its
+    // document is.
     TurnResult ask(const std::string& question, const SamplerParams& sampling, int max_tokens,
                    const std::vector<std::string>& stop_strings, const std::function<void(const std::string&)>& on_text,
-                   const std::function<void(const float* logits, int n_vocab, int32_t chosen)>& on_step = {});
+                   const std::function<void(const float* logits, int n_vocab, int32_t chosen)>& on_step = {},
+                   TokenConstraint* constraint = nullptr);
 
     void reset();  // forget the conversation (the image cache stays)
     void save(const std::string& path) const;

@@ -1,7 +1,8 @@
 // The sampling loop after a prompt has been evaluated: the caller has run the prompt through
 // the context (text, or text mixed with image embeddings) and holds the last position's
 // logits; this draws tokens one at a time until a stop token, max_tokens, a full context, or
-// on_token returning false. generate() in text/llama_forward.h is this after a text prefill.
+// on_token returning false, or (with opts.constraint) a complete document.
+// generate() in text/llama_forward.h is this after a text prefill.
 #pragma once
 
 #include <functional>
