@@ -26,5 +26,7 @@ Command add_convert(CLI::App& app);
 Command add_caption(CLI::App& app);
 Command add_ask(CLI::App& app);
 Command add_eval_scenes(CLI::App& app);
+Command add_serve(CLI::App& app);
+Command add_inspect(CLI::App& app);
 
 }  // namespace glimpse::app

@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
         glimpse::app::add_caption(app),
         glimpse::app::add_ask(app),
         glimpse::app::add_eval_scenes(app),
+        glimpse::app::add_serve(app),
+        glimpse::app::add_inspect(app),
     };
 
     try {

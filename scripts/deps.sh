@@ -8,7 +8,13 @@ packages=(
   catch2 nlohmann-json3-dev libcli11-dev
   libstb-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev   # vision/
   libvulkan-dev glslc glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers  # Vulkan
+  libcpp-httplib-dev              # glimpse serve
 )
+# tests/serve_openai (the openai npm client): Debian's node and npm, unless a node is already
+# there (NodeSource's nodejs package carries its own npm and conflicts with Debian's).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
