@@ -20,6 +20,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/default_model.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/session.h"
@@ -172,10 +173,7 @@ private:
 
 int run_ask(AskArgs& a) {
     finish_sampling_options(a.sampling);
-    if (a.model.empty())
-        throw Error(ErrorKind::Usage,
-                    "no model given: pass -m MODEL (a GGUF text model with its mmproj beside it or in --mmproj, or a "
-                    "Hugging Face SmolVLM/LLaVA folder)");
+    use_default_model_if_unset(a.model, a.mmproj);
     const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
     prepare_json_output(a.sampling, *m.tokenizer);
     ThreadPool pool(a.threads);
@@ -202,7 +200,7 @@ Command add_ask(CLI::App& app) {
         "The conversation stays in the model's KV cache: each question evaluates only its own tokens.\n"
         "Example: echo 'What is in this photo?' | glimpse ask photo.jpg -m model.gguf");
     sub->add_option("images", a->images, "images for the first question");
-    sub->add_option("-m,--model", a->model, "model file or folder");
+    sub->add_option("-m,--model", a->model, "model file or folder (default: the embedded tiny SmolVLM, weights/tiny/)");
     sub->add_option("--mmproj", a->mmproj, "the vision tower + projector GGUF (default: the mmproj*.gguf beside the model)");
     sub->add_option("-p,--prompt", a->prompt, "a first question, asked before reading stdin");
     add_sampling_options(sub, a->sampling);

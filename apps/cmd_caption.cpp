@@ -30,6 +30,7 @@
 #include "apps/caption_inputs.h"
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/default_model.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
@@ -226,10 +227,7 @@ int run_caption(CaptionArgs& a) {
     finish_sampling_options(a.sampling);
     if (a.resume && a.format == "jsonl" && a.out == "-")
         throw Error(ErrorKind::Usage, "--resume needs an output file (-o OUT.jsonl) to resume from");
-    if (a.model.empty())
-        throw Error(ErrorKind::Usage,
-                    "no model given: pass -m MODEL (a GGUF text model with its mmproj beside it or in --mmproj, or a "
-                    "Hugging Face SmolVLM/LLaVA folder)");
+    use_default_model_if_unset(a.model, a.mmproj);
     size_t skipped = 0;
     const std::vector<CaptionInput> todo = select_inputs(a, skipped);
     const auto t_load = Clock::now();
@@ -296,7 +294,7 @@ Command add_caption(CLI::App& app) {
         ->check(CLI::IsMember({"jsonl", "txt"}));
     sub->add_flag("--resume", a->resume, "skip the files already in the output (txt: that have their .txt) and append");
     sub->add_option("--shard", a->shard, "I/N: caption only shard I of N (by a hash of the path)");
-    sub->add_option("-m,--model", a->model, "model file or folder");
+    sub->add_option("-m,--model", a->model, "model file or folder (default: the embedded tiny SmolVLM, weights/tiny/)");
     sub->add_option("--mmproj", a->mmproj, "the vision tower + projector GGUF (default: the mmproj*.gguf beside the model)");
     sub->add_option("-p,--prompt", a->prompt, "what to ask about each image (default \"Describe this image.\")");
     add_sampling_options(sub, a->sampling);

@@ -136,10 +136,7 @@ nlohmann::json answer_json(const std::string& path, const Answer& x) {
 
 int run_describe(DescribeArgs& a) {
     finish_sampling_options(a.sampling);
-    if (a.model.empty()) {  // the embedded default: the tiny SmolVLM trained by weights/tiny/
-        if (!a.mmproj.empty()) throw Error(ErrorKind::Usage, "--mmproj needs -m (the default model has its own)");
-        std::tie(a.model, a.mmproj) = default_model_files();
-    }
+    use_default_model_if_unset(a.model, a.mmproj);  // the tiny SmolVLM trained by weights/tiny/
     const auto t_load = Clock::now();
     const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
     prepare_json_output(a.sampling, *m.tokenizer);

@@ -174,10 +174,7 @@ void write_probs(const fs::path& path, const Tokenizer& tok, float temperature, 
 
 int run_inspect(InspectArgs& a) {
     finish_sampling_options(a.sampling);
-    if (a.model.empty()) {  // the embedded default model, as describe
-        if (!a.mmproj.empty()) throw Error(ErrorKind::Usage, "--mmproj needs -m (the default model has its own)");
-        std::tie(a.model, a.mmproj) = default_model_files();
-    }
+    use_default_model_if_unset(a.model, a.mmproj);
     const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
     const int n_layers = m.text.config.n_layers;
     if (a.layer >= n_layers)

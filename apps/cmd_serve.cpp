@@ -295,10 +295,7 @@ public:
 };
 
 int run_serve(ServeArgs& a) {
-    if (a.engine.model.empty()) {
-        if (!a.engine.mmproj.empty()) throw Error(ErrorKind::Usage, "--mmproj needs -m (the default model has its own)");
-        std::tie(a.engine.model, a.engine.mmproj) = default_model_files();
-    }
+    use_default_model_if_unset(a.engine.model, a.engine.mmproj);
     if (!a.media.allowed_local_dir.empty() && !std::filesystem::is_directory(a.media.allowed_local_dir))
         throw input_error(a.media.allowed_local_dir, "--allowed-local-media must be a folder");
     a.media.max_image_bytes = size_t(a.max_body_mb) << 20;

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -47,6 +48,12 @@ std::pair<std::string, std::string> default_model_files() {
                                       kDefaultMmprojFile + ") was not found in " +
                                       (tried.empty() ? std::string("any known folder") : tried) +
                                       ": pass -m MODEL, or keep weights/tiny beside the glimpse binary's folder");
+}
+
+void use_default_model_if_unset(std::string& model, std::string& mmproj) {
+    if (!model.empty()) return;
+    if (!mmproj.empty()) throw Error(ErrorKind::Usage, "--mmproj needs -m (the default model has its own)");
+    std::tie(model, mmproj) = default_model_files();
 }
 
 }  // namespace glimpse::app

@@ -20,4 +20,8 @@ inline constexpr const char* kDefaultMmprojFile = "mmproj-tiny-smolvlm-f32.gguf"
 // none does.
 std::pair<std::string, std::string> default_model_files();
 
+// What every model-loading command does with its -m/--mmproj: no -m means the default pair
+// (then --mmproj alone is Error(Usage): the default model has its own).
+void use_default_model_if_unset(std::string& model, std::string& mmproj);
+
 }  // namespace glimpse::app

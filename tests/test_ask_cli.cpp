@@ -158,8 +158,12 @@ TEST_CASE("ask CLI: a full context is reported, /reset recovers", "[ask][cli][go
     REQUIRE(!turns.empty());
     CHECK(turns.back().rfind("turn 1:", 0) == 0);
 
-    // With no -m there is no model yet: the usage error of describe.
-    const auto u = ask("", "hi\n");
-    CHECK(u.exit_code == 1);
-    CHECK(u.err.find("no model given") != std::string::npos);
+    // With no -m: the embedded default model, as describe; --mmproj alone is a usage error.
+    const std::string scene = q(std::string(GLIMPSE_SOURCE_DIR) + "/examples/scene_1.png");
+    const auto u = ask(scene + " -n 8", "What is in the picture?\n");
+    CHECK(u.exit_code == 0);
+    CHECK(!u.out.empty());
+    const auto m = ask("--mmproj x.gguf " + scene, "hi\n");
+    CHECK(m.exit_code == 1);
+    CHECK(m.err.find("--mmproj needs -m") != std::string::npos);
 }

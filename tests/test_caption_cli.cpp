@@ -182,9 +182,9 @@ TEST_CASE("caption CLI: shards cover the set exactly once; usage errors", "[capt
 
     CHECK(run_glimpse("caption " + q(tmp / "imgs") + " --shard 3/3" + model).exit_code == 1);
     CHECK(run_glimpse("caption " + q(tmp / "imgs") + " --resume" + model).exit_code == 1);  // no -o
-    r = run_glimpse("caption " + q(tmp / "imgs") + " -n 2");
+    r = run_glimpse("caption " + q(tmp / "imgs") + " -n 2 --mmproj x.gguf");  // --mmproj without -m
     CHECK(r.exit_code == 1);
-    CHECK(r.err.find("no model given") != std::string::npos);
+    CHECK(r.err.find("--mmproj needs -m") != std::string::npos);
 }
 
 TEST_CASE("caption CLI: killed with SIGKILL again and again, --resume still covers every file once",
