@@ -420,12 +420,33 @@ constexpr Tile512Fn kTiles512[kMR512 + 1] = {nullptr,       tile512<1>,  tile512
                                              tile512<5>,    tile512<6>,  tile512<7>,  tile512<8>, tile512<9>,
                                              tile512<10>,   tile512<11>, tile512<12>};
 
-// The x block [mc0, mc1) against the packed panels of columns [n, n + cols): 32-wide AVX-512
-// tiles over pairs of full panels, the ymm tiles for a last single or partial panel.
+// The x block [mc0, mc1) against the packed panels of columns [n_begin, nc1) with the ymm
+// tiles (the panel of column n starts at packed + (n − nc0) · KC).
+void block_avx2(const float* x, int64_t K, int64_t k0, int64_t kc, const float* packed, int64_t nc0, int64_t n_begin,
+                int64_t nc1, int64_t mc0, int64_t mc1, float* y, int64_t N) {
+    for (int64_t n = n_begin; n < nc1; n += NR) {
+        const int cols = int(std::min<int64_t>(NR, nc1 - n));
+        const float* panel = packed + (n - nc0) * KC;
+        for (int64_t m = mc0; m < mc1; m += MR) {
+            const int rows = int(std::min<int64_t>(MR, mc1 - m));
+            const float* xm = x + m * K + k0;
+            float* ym = y + m * N + n;
+            // y (M×N) is larger than L2 in the ViT MLP; fetch the next tile's rows now so its
+            // loads and stores do not stall on L3/DRAM.
+            if (m + MR < mc1)
+                for (int r = 0; r < MR; ++r)
+                    _mm_prefetch(reinterpret_cast<const char*>(ym + (MR + r) * N), _MM_HINT_T0);
+            if (cols == NR) kTiles[rows](xm, K, panel, kc, ym, N, k0 > 0);
+            else edge_tile(rows, cols, xm, K, panel, kc, ym, N, k0 > 0);
+        }
+    }
+}
+
+// The same with 32-wide AVX-512 tiles over pairs of full panels; a last single or partial
+// panel goes to the ymm tiles.
 GLIMPSE_AVX512 void block_avx512(const float* x, int64_t K, int64_t k0, int64_t kc, const float* packed, int64_t nc0,
-                                 int64_t nc1, int64_t mc0, int64_t mc1, float* y, int64_t N) {
-    const bool acc = k0 > 0;
-    int64_t n = nc0;
+                                 int64_t n_begin, int64_t nc1, int64_t mc0, int64_t mc1, float* y, int64_t N) {
+    int64_t n = n_begin;
     for (; n + 2 * NR <= nc1; n += 2 * NR) {
         const float* p0 = packed + (n - nc0) * KC;
         const float* p1 = p0 + NR * KC;
@@ -435,30 +456,18 @@ GLIMPSE_AVX512 void block_avx512(const float* x, int64_t K, int64_t k0, int64_t 
             if (m + kMR512 < mc1)
                 for (int r = 0; r < kMR512; ++r)
                     _mm_prefetch(reinterpret_cast<const char*>(ym + (kMR512 + r) * N), _MM_HINT_T0);
-            kTiles512[rows](x + m * K + k0, K, p0, p1, kc, ym, N, acc);
+            kTiles512[rows](x + m * K + k0, K, p0, p1, kc, ym, N, k0 > 0);
         }
     }
-    if (n >= nc1) return;
-    const int cols = int(std::min<int64_t>(NR, nc1 - n));
-    const float* panel = packed + (n - nc0) * KC;
-    for (int64_t m = mc0; m < mc1; m += MR) {
-        const int rows = int(std::min<int64_t>(MR, mc1 - m));
-        if (cols == NR) kTiles[rows](x + m * K + k0, K, panel, kc, y + m * N + n, N, acc);
-        else edge_tile(rows, cols, x + m * K + k0, K, panel, kc, y + m * N + n, N, acc);
-    }
-    if (n + NR < nc1) {  // a full panel followed by a partial one (cols == NR above)
-        const int64_t n2 = n + NR;
-        const int cols2 = int(nc1 - n2);
-        const float* panel2 = packed + (n2 - nc0) * KC;
-        for (int64_t m = mc0; m < mc1; m += MR) {
-            const int rows = int(std::min<int64_t>(MR, mc1 - m));
-            edge_tile(rows, cols2, x + m * K + k0, K, panel2, kc, y + m * N + n2, N, acc);
-        }
-    }
+    block_avx2(x, K, k0, kc, packed, nc0, n, nc1, mc0, mc1, y, N);
 }
 
-GLIMPSE_AVX512 void gemm_avx512(const WeightView& W, const float* x, float* y, int64_t m0, int64_t m1, int64_t n0,
-                                int64_t n1) {
+using BlockFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, float*, int64_t);
+
+// The GEMM loops (file comment) around one block kernel.
+template <BlockFn Block>
+void gemm_blocked(const WeightView& W, const float* x, float* y, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     thread_local Scratch scratch;
     const int64_t K = W.K, N = W.N;
     for (int64_t nc0 = n0; nc0 < n1; nc0 += kNC) {
@@ -469,41 +478,7 @@ GLIMPSE_AVX512 void gemm_avx512(const WeightView& W, const float* x, float* y, i
                 pack_weights(W, n, int(std::min<int64_t>(NR, nc1 - n)), k0, kc, scratch.rows.get(),
                              scratch.packed.get() + (n - nc0) * KC);
             for (int64_t mc0 = m0; mc0 < m1; mc0 += kMC)
-                block_avx512(x, K, k0, kc, scratch.packed.get(), nc0, nc1, mc0, std::min(m1, mc0 + kMC), y, N);
-        }
-    }
-}
-
-void gemm_avx2(const WeightView& W, const float* x, float* y, int64_t m0, int64_t m1, int64_t n0,
-               int64_t n1) {
-    thread_local Scratch scratch;
-    const int64_t K = W.K, N = W.N;
-    for (int64_t nc0 = n0; nc0 < n1; nc0 += kNC) {
-        const int64_t nc1 = std::min(n1, nc0 + kNC);
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            const int64_t kc = std::min(KC, K - k0);
-            for (int64_t n = nc0; n < nc1; n += NR)
-                pack_weights(W, n, int(std::min<int64_t>(NR, nc1 - n)), k0, kc, scratch.rows.get(),
-                             scratch.packed.get() + (n - nc0) * KC);
-            for (int64_t mc0 = m0; mc0 < m1; mc0 += kMC) {
-                const int64_t mc1 = std::min(m1, mc0 + kMC);
-                for (int64_t n = nc0; n < nc1; n += NR) {
-                    const int cols = int(std::min<int64_t>(NR, nc1 - n));
-                    const float* panel = scratch.packed.get() + (n - nc0) * KC;
-                    for (int64_t m = mc0; m < mc1; m += MR) {
-                        const int rows = int(std::min<int64_t>(MR, mc1 - m));
-                        const float* xm = x + m * K + k0;
-                        float* ym = y + m * N + n;
-                        // y (M×N) is larger than L2 in the ViT MLP; fetch the next tile's rows
-                        // now so its loads and stores do not stall on L3/DRAM.
-                        if (m + MR < mc1)
-                            for (int r = 0; r < MR; ++r)
-                                _mm_prefetch(reinterpret_cast<const char*>(ym + (MR + r) * N), _MM_HINT_T0);
-                        if (cols == NR) kTiles[rows](xm, K, panel, kc, ym, N, k0 > 0);
-                        else edge_tile(rows, cols, xm, K, panel, kc, ym, N, k0 > 0);
-                    }
-                }
-            }
+                Block(x, K, k0, kc, scratch.packed.get(), nc0, nc0, nc1, mc0, std::min(m1, mc0 + kMC), y, N);
         }
     }
 }
@@ -512,13 +487,13 @@ void gemm_avx2(const WeightView& W, const float* x, float* y, int64_t m0, int64_
 
 const KernelSet& avx2_kernels() {
     static const KernelSet ks{quantize_q8x32_avx2, quantize_q8k_avx2, matvec_float_avx2,
-                              matvec_quant_avx2, gemm_avx2};
+                              matvec_quant_avx2, gemm_blocked<block_avx2>};
     return ks;
 }
 
 const KernelSet& avx512_kernels() {
     static const KernelSet ks{quantize_q8x32_avx2, quantize_q8k_avx2, matvec_float_avx2,
-                              matvec_quant_avx2, gemm_avx512};
+                              matvec_quant_avx2, gemm_blocked<block_avx512>};
     return ks;
 }
 
