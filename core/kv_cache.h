@@ -1,8 +1,11 @@
 // The key/value cache of a decoder: for every layer, the K and V rows of every position seen so
 // far, in the layouts ops::attention_kt reads directly:
-//   kt(layer)  [n_kv_heads][head_dim][n_ctx]  keys transposed: position j, KV head g,
-//              dimension d at kt[(g · head_dim + d) · n_ctx + j], so the scores of consecutive
-//              positions are consecutive floats and no decode step transposes the cache
+//   kt(layer)  [n_kv_heads][head_dim][kt_stride]  keys transposed: position j, KV head g,
+//              dimension d at kt[(g · head_dim + d) · kt_stride + j], so the scores of
+//              consecutive positions are consecutive floats and no decode step transposes the
+//              cache. kt_stride ≥ n_ctx is n_ctx rounded up to an odd multiple of 16 floats
+//              (64 bytes): rows a power-of-two apart would all fall into the same L1 cache set,
+//              and the attention kernel reads 64 of them at once.
 //   v(layer)   [n_ctx][n_kv_heads][head_dim]  (row r = position r)
 // (float32). A prefill writes T rows at once, each decode step writes one; attention over the
 // cache then uses n_kv = pos + n_tokens keys. Entries not yet written are never read, so the
@@ -33,11 +36,12 @@ public:
     // the context, std::invalid_argument for a bad layer or a negative pos / n_tokens.
     void write(int64_t layer, int64_t pos, const float* k_rows, const float* v_rows, int64_t n_tokens);
 
-    const float* kt(int64_t layer) const;  // [n_kv_heads][head_dim][n_ctx], row stride n_ctx()
+    int64_t kt_stride() const { return kt_stride_; }  // row stride of kt(), in floats
+    const float* kt(int64_t layer) const;  // [n_kv_heads][head_dim][kt_stride()]
     const float* v(int64_t layer) const;   // [n_ctx][n_kv_heads][head_dim]
     // Key of `pos`, KV head g, dimension d (for code that reads single keys).
     float key(int64_t layer, int64_t pos, int64_t g, int64_t d) const {
-        return kt(layer)[(g * head_dim_ + d) * n_ctx_ + pos];
+        return kt(layer)[(g * head_dim_ + d) * kt_stride_ + pos];
     }
 
     void clear() { used_ = 0; }
@@ -48,6 +52,7 @@ public:
 
 private:
     int64_t n_layers_, n_ctx_, n_kv_heads_, head_dim_;
+    int64_t kt_stride_;
     int64_t used_ = 0;
     std::vector<std::unique_ptr<float[]>> k_, v_;
 };

@@ -70,7 +70,7 @@ void attention_impl(const float* q, const float* k, const float* kt_in, int64_t 
     const int64_t group = s.n_heads / s.n_kv_heads;
     const int64_t n_blocks = (s.n_q + kQBlock - 1) / kQBlock;
     const int64_t cost = kQBlock * s.n_kv * s.head_dim * 4;
-    const bool avx2 = has_avx2_kernels();
+    const bool avx512 = has_avx512_kernels(), avx2 = has_avx2_kernels();
 
     parallel_rows(pool, s.n_heads * n_blocks, cost, [&](int64_t item0, int64_t item1) {
         // Scratch kept by each thread between calls (a decode step would otherwise allocate,
@@ -102,7 +102,8 @@ void attention_impl(const float* q, const float* k, const float* kt_in, int64_t 
                 kt = kt_buf.data();
                 ld = s.n_kv;
             }
-            if (avx2) attn::attend_avx2(q, kt, ld, v, out, s, h, g, i0, i1, scores.data());
+            if (avx512) attn::attend_avx512(q, kt, ld, v, out, s, h, g, i0, i1, scores.data());
+            else if (avx2) attn::attend_avx2(q, kt, ld, v, out, s, h, g, i0, i1, scores.data());
             else attn::Kernels<f32x4, PortableOps>::attend(q, kt, ld, v, out, s, h, g, i0, i1, scores.data());
         }
     });
@@ -111,10 +112,14 @@ void attention_impl(const float* q, const float* k, const float* kt_in, int64_t 
 }  // namespace
 
 #if !defined(__x86_64__)
-// No *_avx2.cpp is built for other targets and has_avx2_kernels() is false there; the symbol
-// must exist.
+// No *_avx2.cpp or *_avx512.cpp is built for other targets and has_avx2_kernels() is false
+// there; the symbols must exist.
 void attn::attend_avx2(const float* q, const float* kt, int64_t ld_kt, const float* v, float* out, const Shape& s,
                        int64_t h, int64_t g, int64_t i0, int64_t i1, float* scores) {
+    attn::Kernels<f32x4, PortableOps>::attend(q, kt, ld_kt, v, out, s, h, g, i0, i1, scores);
+}
+void attn::attend_avx512(const float* q, const float* kt, int64_t ld_kt, const float* v, float* out, const Shape& s,
+                         int64_t h, int64_t g, int64_t i0, int64_t i1, float* scores) {
     attn::Kernels<f32x4, PortableOps>::attend(q, kt, ld_kt, v, out, s, h, g, i0, i1, scores);
 }
 #endif

@@ -44,11 +44,9 @@ struct Kernels {
         return v;
     }
     static void store(float* p, V v) { std::memcpy(p, &v, sizeof(v)); }
-    static V splat(float x) {
-        V v;
-        for (int64_t l = 0; l < L; ++l) v[l] = x;
-        return v;
-    }
+    // x in every lane: one broadcast (x − (+0) is x exactly, −0 and NaN included; a loop over
+    // the lanes compiles to one masked insert per lane).
+    static V splat(float x) { return x - V{}; }
 
     // scores[r][j] = Σ_d q[r][d] · kt[d][j] for rows r < R and keys j < n (kt has row stride
     // ld_kt, scores ld_s). A register block of R rows × 2L keys accumulates over all of d.
@@ -58,7 +56,13 @@ struct Kernels {
     static void score_rows(const float* const* q, const float* kt, int64_t ld_kt, int64_t head_dim, int64_t n,
                            float* scores, int64_t ld_s) {
         int64_t j0 = 0;
-        for (; j0 + 2 * L <= n; j0 += 2 * L) {
+        for (bool last = false; !last && n >= 2 * L; j0 += 2 * L) {
+            // The final block ends at n, overlapping the one before it: the keys it repeats get
+            // the same bits again, and no key is left to a scalar loop with strided loads.
+            if (j0 + 2 * L >= n) {
+                j0 = n - 2 * L;
+                last = true;
+            }
             V acc[R][2];
             for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = splat(0.0f);
             for (int64_t d = 0; d < head_dim; ++d) {
@@ -74,7 +78,8 @@ struct Kernels {
                 store(scores + r * ld_s + j0 + L, acc[r][1]);
             }
         }
-        for (; j0 < n; ++j0)
+        if (n >= 2 * L) return;
+        for (; j0 < n; ++j0)  // fewer than 2L keys in all
             for (int r = 0; r < R; ++r) {
                 float acc = 0.0f;
                 for (int64_t d = 0; d < head_dim; ++d) acc = Ops::madd1(q[r][d], kt[d * ld_kt + j0], acc);
@@ -149,5 +154,9 @@ struct Kernels {
 // The AVX2+FMA instantiation (core/ops_attention_avx2.cpp); call only if has_avx2_kernels().
 void attend_avx2(const float* q, const float* kt, int64_t ld_kt, const float* v, float* out, const Shape& s, int64_t h,
                  int64_t g, int64_t i0, int64_t i1, float* scores);
+// The AVX-512F instantiation (core/ops_attention_avx512.cpp, identical results); call only if
+// has_avx512_kernels().
+void attend_avx512(const float* q, const float* kt, int64_t ld_kt, const float* v, float* out, const Shape& s,
+                   int64_t h, int64_t g, int64_t i0, int64_t i1, float* scores);
 
 }  // namespace glimpse::ops::attn

@@ -319,3 +319,28 @@ TEST_CASE("inspect pictures: the attention map is brightest where the weight is"
     CHECK(brightness(56 + 24, 8 + 24) == cold);
     CHECK_THROWS(attention_sheet(tiles, ImageGrid{1, 1, 3}, w.data()));
 }
+
+TEST_CASE("bitmap font: Cyrillic letters have glyphs of their own, other scripts are '?'", "[inspect]") {
+    const uint8_t ink[3] = {0, 0, 0};
+    // The pixels one character leaves on a white cell.
+    const auto drawn = [&](const std::string& ch) {
+        RgbImage img(kGlyphW, kGlyphH);
+        std::fill(img.pixels.begin(), img.pixels.end(), uint8_t(255));
+        draw_text(img, 0, 0, ch, ink);
+        return img.pixels;
+    };
+    const auto question = drawn("?");
+    const char* letters[] = {"Ж", "ж", "Я", "я", "Ё", "ё", "Щ", "ы", "Б", "П"};
+    for (const char* l : letters) {
+        INFO(l);
+        CHECK(drawn(l) != question);
+        CHECK(text_width(l) == kGlyphW);  // one cell per character, not per byte
+    }
+    CHECK(drawn("Ж") != drawn("ж"));
+    CHECK(drawn("П") != drawn("Л"));
+    CHECK(drawn("А") == drawn("A"));  // the same shape as the Latin letter
+    CHECK(drawn("中") == question);
+    CHECK(drawn("\xD0") == question);  // a lone lead byte
+    CHECK(text_width("красный круг") == 12 * kGlyphW);
+    CHECK(fit_text("синий квадрат", 5 * kGlyphW) == "сини~");
+}

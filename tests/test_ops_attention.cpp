@@ -133,7 +133,7 @@ TEST_CASE("attention: prefill equals token-by-token decode through the KV cache"
     KvCache prefill_cache(2, 64, Hkv, d);
     prefill_cache.write(layer, 0, k.data(), v.data(), T);
     std::vector<float> prefill(size_t(T * H * d));
-    ops::attention_kt(q.data(), prefill_cache.kt(layer), prefill_cache.n_ctx(), prefill_cache.v(layer),
+    ops::attention_kt(q.data(), prefill_cache.kt(layer), prefill_cache.kt_stride(), prefill_cache.v(layer),
                       prefill.data(), T, T, H, Hkv, d, scale, true, 0, pool);
     require_close(prefill, attention_ref(q, k, v, {T, T, H, Hkv, d}, scale, true, 0), 2e-5f, 1e-4f);
 
@@ -143,7 +143,7 @@ TEST_CASE("attention: prefill equals token-by-token decode through the KV cache"
     for (int64_t t = 0; t < T; ++t) {
         cache.write(layer, t, k.data() + t * Hkv * d, v.data() + t * Hkv * d, 1);
         REQUIRE(cache.used() == t + 1);
-        ops::attention_kt(q.data() + t * H * d, cache.kt(layer), cache.n_ctx(), cache.v(layer), step.data(), 1,
+        ops::attention_kt(q.data() + t * H * d, cache.kt(layer), cache.kt_stride(), cache.v(layer), step.data(), 1,
                           t + 1, H, Hkv, d, scale, true, t, pool);
         for (int64_t i = 0; i < H * d; ++i) {
             INFO("token " << t << " element " << i);
@@ -157,7 +157,7 @@ TEST_CASE("attention: prefill equals token-by-token decode through the KV cache"
     chunked.write(layer, 0, k.data(), v.data(), first);
     chunked.write(layer, first, k.data() + first * Hkv * d, v.data() + first * Hkv * d, T - first);
     std::vector<float> rest(size_t((T - first) * H * d));
-    ops::attention_kt(q.data() + first * H * d, chunked.kt(layer), chunked.n_ctx(), chunked.v(layer), rest.data(),
+    ops::attention_kt(q.data() + first * H * d, chunked.kt(layer), chunked.kt_stride(), chunked.v(layer), rest.data(),
                       T - first, T, H, Hkv, d, scale, true, first, pool);
     for (size_t i = 0; i < rest.size(); ++i)
         REQUIRE(close_enough(rest[i], prefill[size_t(first * H * d) + i], 1e-6f, 1e-6f));
@@ -179,7 +179,12 @@ TEST_CASE("KvCache: bounds, overflow, clear and truncate", "[ops][kv_cache]") {
     KvCache cache(2, n_ctx, Hkv, d);
     CHECK(cache.n_ctx() == n_ctx);
     CHECK(cache.row_size() == Hkv * d);
-    CHECK(cache.bytes() == uint64_t(2 * 2 * n_ctx * Hkv * d * 4));
+    // Key rows padded to an odd number of 64-byte lines (16 floats here).
+    CHECK(cache.kt_stride() == 16);
+    CHECK(KvCache(1, 16, 1, 1).kt_stride() == 16);
+    CHECK(KvCache(1, 17, 1, 1).kt_stride() == 48);
+    CHECK(KvCache(1, 4096, 1, 1).kt_stride() == 4112);
+    CHECK(cache.bytes() == uint64_t(2 * (16 + n_ctx) * Hkv * d * 4));
     const auto rows = random_floats(size_t(n_ctx * Hkv * d), 240);
     const auto rows_v = random_floats(size_t(n_ctx * Hkv * d), 241);
 

@@ -136,7 +136,7 @@ void LlamaContext::attention_block(const LlamaLayerWeights& L, int layer, int T,
     ops::rope(k_.data(), pos_.data(), T, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
     kv_.write(layer, pos0, k_.data(), v_.data(), T);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    ops::attention_kt(q_.data(), kv_.kt(layer), kv_.n_ctx(), kv_.v(layer), att_.data(), T, int64_t(pos0) + T,
+    ops::attention_kt(q_.data(), kv_.kt(layer), kv_.kt_stride(), kv_.v(layer), att_.data(), T, int64_t(pos0) + T,
                       c.n_heads, c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0, pool_);
     if (capture_) capture_attention(layer, T, pos0);
     matmul(L.wo, att_.data(), proj_.data(), T, pool_);

@@ -7,9 +7,13 @@
 // OpenCV prints to stderr) and GIF, which OpenCV 4.6 cannot read. OpenCV is called with
 // IMREAD_UNCHANGED so that it neither rotates nor converts: orientation, 16-bit reduction,
 // palette and alpha are handled here, by rules stated once (docs/IMAGES.md).
+//
+// Encoding: stb_image_write for PNG and BMP (the pictures `glimpse inspect` writes), OpenCV
+// for JPEG, WebP and TIFF.
 #include "vision/image.h"
 
 #include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
 
 #include <cctype>
 #include <climits>
@@ -190,7 +194,26 @@ RgbImage crop(const RgbImage& img, int x, int y, int w, int h) {
     return out;
 }
 
+namespace {
+
+void append_bytes(void* context, void* data, int size) {
+    auto* out = static_cast<std::vector<uint8_t>*>(context);
+    const auto* p = static_cast<const uint8_t*>(data);
+    out->insert(out->end(), p, p + size);
+}
+
+}  // namespace
+
 std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
+    if ((ext == "png" || ext == "bmp") && !img.empty()) {  // stb_image_write: no OpenCV round trip
+        std::vector<uint8_t> bytes;
+        const int ok = ext == "png" ? stbi_write_png_to_func(append_bytes, &bytes, img.width, img.height, 3,
+                                                             img.pixels.data(), img.width * 3)
+                                    : stbi_write_bmp_to_func(append_bytes, &bytes, img.width, img.height, 3,
+                                                             img.pixels.data());
+        if (!ok) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
+        return bytes;
+    }
     silence_opencv();
     std::vector<int> params;
     if (ext == "jpg" || ext == "jpeg") params = {cv::IMWRITE_JPEG_QUALITY, 95};

@@ -45,8 +45,9 @@ RgbImage load_image(const std::string& path, const ImageLimits& lim = {});
 // The same from memory (e.g. base64-decoded bytes from the server); `name` starts errors.
 RgbImage decode_image(const uint8_t* data, size_t size, const std::string& name, const ImageLimits& lim = {});
 
-// Lossless (png, bmp, tiff, webp) or lossy (jpg, quality 95) encoding through OpenCV; `ext` is
-// the format's file extension without the dot. Error(Usage) for any other extension.
+// Lossless (png, bmp: stb_image_write; tiff, webp: OpenCV) or lossy (jpg, quality 95: OpenCV)
+// encoding; `ext` is the format's file extension without the dot. Error(Usage) for any other
+// extension.
 std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext);
 void save_image(const RgbImage& img, const std::string& path);  // format from the extension
 
