@@ -305,21 +305,26 @@ void run_matvec(const mm::KernelSet& ks, const WeightView& W, const float* x, fl
     });
 }
 
-// Columns are shared out in whole NR-wide panels when there are enough of them (each chunk
-// then converts only its own weights); otherwise the rows are, in whole MR-row tiles.
+// Columns are shared out in whole pairs of NR-wide panels when there are enough of them (each
+// chunk then converts only its own weights; a pair is what one AVX-512 tile spans, so no chunk
+// leaves a lone panel to the narrower tile); otherwise the rows are, in whole MR-row tiles.
 void run_gemm(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
               int64_t M, ThreadPool& pool) {
     const int nth = pool.size();
-    const int64_t panels = (W.N + mm::kGemmNR - 1) / mm::kGemmNR;
+    constexpr int64_t kPair = 2 * mm::kGemmNR;
+    const int64_t pairs = (W.N + kPair - 1) / kPair;
     const int64_t tiles = (M + mm::kGemmMR - 1) / mm::kGemmMR;
-    const bool split_n = panels >= 2 * int64_t(nth) || M < int64_t(mm::kGemmMR) * nth;
-    // A chunk of at least 8 panels (128 weight rows) keeps re-reading x per chunk cheap.
-    const int chunks = split_n ? chunk_count(panels, 8, nth) : chunk_count(tiles, 1, nth);
+    const bool split_n = pairs >= 2 * int64_t(nth) || M < int64_t(mm::kGemmMR) * nth;
+    // A chunk of at least 4 pairs (128 weight rows) keeps re-reading x per chunk cheap, but
+    // every thread gets a chunk while there are pairs to give (the K/V projections of a small
+    // decoder have only 6).
+    const int chunks = split_n ? int(std::min<int64_t>(pairs, std::max(chunk_count(pairs, 4, nth), nth)))
+                               : chunk_count(tiles, 1, nth);
     pool.run_chunks(chunks, [&](int c, int nc) {
         int64_t b, e;
         if (split_n) {
-            ThreadPool::split(panels, c, nc, b, e);
-            const int64_t n0 = b * mm::kGemmNR, n1 = std::min(W.N, e * mm::kGemmNR);
+            ThreadPool::split(pairs, c, nc, b, e);
+            const int64_t n0 = b * kPair, n1 = std::min(W.N, e * kPair);
             if (n0 < n1) ks.gemm(W, x, y, 0, M, n0, n1);
         } else {
             ThreadPool::split(tiles, c, nc, b, e);
