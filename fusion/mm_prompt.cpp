@@ -64,6 +64,10 @@ void check_vocab(const ImageGrid& g, ImageLayout layout, const Tokenizer& tok) {
 
 }  // namespace
 
+void check_image_vocab(ImageLayout layout, const Tokenizer& tok) {
+    check_vocab(ImageGrid{1, 1, 1}, layout, tok);
+}
+
 int MmPrompt::n_positions() const {
     int n = 0;
     for (const auto& p : pieces) n += p.n_positions();

@@ -76,6 +76,11 @@ struct MmPrompt {
 MmPrompt assemble_prompt(const std::string& prompt, std::string_view marker, const std::vector<ImageGrid>& images,
                          ImageLayout layout, const Tokenizer& tok, bool add_special = true);
 
+// Error(Model) naming the token if the vocabulary lacks one that every image of this layout
+// needs (Idefics3: <fake_token_around_image>, <global-img>, <row_1_col_1>): checked when a
+// model is opened, so a broken pair fails before any image is encoded.
+void check_image_vocab(ImageLayout layout, const Tokenizer& tok);
+
 // The text of one image's layout with `image_token` standing for each embedding position (for
 // display and tests: Hugging Face's expanded prompt writes "<image>").
 std::string expanded_image_text(const ImageGrid& g, ImageLayout layout, std::string_view image_token);

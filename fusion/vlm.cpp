@@ -1,9 +1,11 @@
 #include "fusion/vlm.h"
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/ops.h"
 #include "text/model_files.h"
 #include "vision/preprocess.h"
 #include "vision/vit_forward.h"
@@ -75,6 +77,7 @@ VlmModel open_vlm(const std::string& model, const std::string& mmproj, const std
     m.layout = m.vision.config.projector.kind == ProjectorKind::Idefics3 ? ImageLayout::Idefics3 : ImageLayout::Llava;
     check_towers_fit(m);
     m.tokenizer = load_model_tokenizer(m.text);
+    check_image_vocab(m.layout, *m.tokenizer);
     m.chat = vlm_template(m.text, m.layout, chat_template);
     return m;
 }
@@ -164,22 +167,31 @@ void eval_prompt(LlamaContext& ctx, const MmPrompt& prompt, const std::vector<co
                                           (ctx.n_past() ? " after " + std::to_string(ctx.n_past()) + " already used" : "") +
                                           ", more than the context of " + std::to_string(ctx.n_ctx()) +
                                           " (raise --ctx, or lower --image-max-tiles)");
-    const int D = ctx.config().n_embd;
-    logits.resize(size_t(ctx.config().n_vocab));
-    for (size_t i = 0; i < prompt.pieces.size(); ++i) {
-        const PromptPiece& p = prompt.pieces[i];
-        const bool last = i + 1 == prompt.pieces.size();
-        float* out = last ? logits.data() : nullptr;
-        const LogitRows rows = last ? LogitRows::Last : LogitRows::None;
+    // One forward over the whole prompt's input embeddings (text rows looked up in the token
+    // table, as forward() does, image runs copied), not one per piece: a split SmolVLM image
+    // has ~35 pieces (2-token text runs between 64-row tiles), and every forward call streams
+    // all the weights again.
+    const size_t D = size_t(ctx.config().n_embd);
+    const int V = ctx.config().n_vocab;
+    std::vector<float> embd(size_t(n) * D);
+    size_t row = 0;
+    for (const PromptPiece& p : prompt.pieces) {
         if (p.is_image()) {
             if (p.image >= int(images.size()) || p.embd_row + p.n_rows > images[size_t(p.image)]->grid.n_embeddings())
                 throw std::logic_error("eval_prompt: an image run points outside its image's embeddings");
-            const float* embd = images[size_t(p.image)]->embd.data() + size_t(p.embd_row) * size_t(D);
-            ctx.forward_embeddings(embd, p.n_rows, ctx.n_past(), out, rows);
+            std::memcpy(embd.data() + row * D, images[size_t(p.image)]->embd.data() + size_t(p.embd_row) * D,
+                        size_t(p.n_rows) * D * sizeof(float));
         } else {
-            ctx.forward(p.tokens.data(), int(p.tokens.size()), ctx.n_past(), out, rows);
+            for (int32_t id : p.tokens)
+                if (id < 0 || id >= V)
+                    throw model_error(ctx.model().path, "token id " + std::to_string(id) +
+                                                            " is outside the vocabulary of " + std::to_string(V) + " tokens");
+            ops::get_rows(ctx.model().weights.token_embd, p.tokens.data(), int64_t(p.tokens.size()), embd.data() + row * D);
         }
+        row += size_t(p.n_positions());
     }
+    logits.resize(size_t(V));
+    ctx.forward_embeddings(embd.data(), n, ctx.n_past(), logits.data(), LogitRows::Last);
 }
 
 }  // namespace glimpse

@@ -110,6 +110,16 @@ TEST_CASE("mm prompt: marker count, several images, missing layout tokens", "[mm
         CHECK(e.kind() == ErrorKind::Model);
         CHECK(std::string(e.what()).find("<fake_token_around_image>") != std::string::npos);
     }
+    // The same check without a prompt, as open_vlm runs it before any image is encoded.
+    CHECK_NOTHROW(check_image_vocab(ImageLayout::Idefics3, *smol));
+    CHECK_NOTHROW(check_image_vocab(ImageLayout::Llava, *llama));
+    try {
+        check_image_vocab(ImageLayout::Idefics3, *llama);
+        FAIL("no error");
+    } catch (const Error& e) {
+        CHECK(e.kind() == ErrorKind::Model);
+        CHECK(std::string(e.what()).find("<fake_token_around_image>") != std::string::npos);
+    }
     // A prompt that starts with an image still gets the vocabulary's BOS first.
     const MmPrompt lv = assemble_prompt("<image>hi", "<image>", {ImageGrid{0, 0, 3}}, ImageLayout::Llava, *llama);
     REQUIRE(lv.pieces.size() == 3);
