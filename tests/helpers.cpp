@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -51,6 +52,18 @@ std::vector<uint8_t> read_file(const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
     if (!f) throw std::runtime_error("cannot read " + p.string());
     return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+nlohmann::json read_json(const fs::path& p) {
+    const std::vector<uint8_t> bytes = read_file(p);
+    return nlohmann::json::parse(bytes.begin(), bytes.end());
+}
+
+std::vector<float> read_floats(const fs::path& p) {
+    const std::vector<uint8_t> bytes = read_file(p);
+    std::vector<float> v(bytes.size() / sizeof(float));
+    std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
+    return v;
 }
 
 std::string shell_quote(const std::string& s) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace glimpse::test {
 
 // ../shared/golden beside the checkout, or $GLIMPSE_GOLDEN. Empty if absent (tests that
@@ -38,6 +40,10 @@ private:
 void write_file(const std::filesystem::path& p, const std::vector<uint8_t>& bytes);
 void write_file(const std::filesystem::path& p, const std::string& text);
 std::vector<uint8_t> read_file(const std::filesystem::path& p);
+// A whole JSON file (the golden manifests and references); throws on a missing or bad file.
+nlohmann::json read_json(const std::filesystem::path& p);
+// A raw little-endian float32 file (the golden tensors).
+std::vector<float> read_floats(const std::filesystem::path& p);
 
 // Runs the built `glimpse` binary with the given argument string (shell-quoted by the
 // caller), capturing stdout and stderr separately; returns the exit code.

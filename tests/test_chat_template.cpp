@@ -19,11 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
-
 // "<__media__>" (llama.cpp's marker in ref prompts) -> the marker a template uses.
 std::string with_marker(std::string s, const std::string& marker) {
     const std::string m = "<__media__>";
@@ -46,8 +41,8 @@ TEST_CASE("chat smolvlm: GGUF template recognised, golden prompts rendered", "[c
     const ChatTemplate t = from_gguf(dir / "smolvlm-tiny-text-f32.gguf");
     CHECK(t.family == ChatFamily::SmolVLM);
     CHECK(t.name() == "smolvlm");
-    const auto prompts = read_json(dir / "prompts.json");
-    const auto ref = read_json(dir / "ref/result.json");
+    const auto prompts = glimpse::test::read_json(dir / "prompts.json");
+    const auto ref = glimpse::test::read_json(dir / "ref/result.json");
 
     // Text prompt: the same string in llama.cpp and Hugging Face, and the same ids.
     const std::string user = prompts["text_prompts"][0]["user"];
@@ -58,7 +53,7 @@ TEST_CASE("chat smolvlm: GGUF template recognised, golden prompts rendered", "[c
     CHECK(tok->encode(text, true, true) == ref["text_prompts"][0]["tokens"].get<std::vector<int32_t>>());
 
     // Image prompts: the Hugging Face template (no space after "User:" before an image).
-    const auto e2e = read_json(dir / "ref-hf-e2e/result.json");
+    const auto e2e = glimpse::test::read_json(dir / "ref-hf-e2e/result.json");
     for (const auto& ip : e2e["image_prompts"]) {
         const std::string u = with_marker(ip["user"].get<std::string>(), "<image>");
         CHECK(t.render_user(u) == ip["prompt"].get<std::string>());
@@ -78,14 +73,14 @@ TEST_CASE("chat smolvlm system prompt and multi-turn follow the HF template", "[
 TEST_CASE("chat llava: GGUF template with its default system, and llama.cpp's vicuna", "[chat][golden]") {
     GOLDEN_OR_SKIP(golden);
     const fs::path dir = golden / "llava-tiny";
-    const auto prompts = read_json(dir / "prompts.json");
+    const auto prompts = glimpse::test::read_json(dir / "prompts.json");
     const std::string system = prompts["system"];
 
     const ChatTemplate t = from_gguf(dir / "llava-tiny-text-f16.gguf");
     CHECK(t.family == ChatFamily::Llava);
     CHECK(t.default_system == system);
     // Hugging Face processor prompts (ref-hf-e2e): the default system prompt, "USER: ... ASSISTANT:".
-    const auto e2e = read_json(dir / "ref-hf-e2e/result.json");
+    const auto e2e = glimpse::test::read_json(dir / "ref-hf-e2e/result.json");
     for (const auto& ip : e2e["image_prompts"]) {
         const std::string u = with_marker(ip["user"].get<std::string>(), "<image>");
         CHECK(t.render_user(u) == ip["prompt"].get<std::string>());
@@ -94,7 +89,7 @@ TEST_CASE("chat llava: GGUF template with its default system, and llama.cpp's vi
     // llama.cpp's built-in vicuna (the ref runs): text prompt without system, image prompts with it.
     ChatTemplate v = chat_template_by_name("vicuna");
     v.image_marker = "<__media__>";
-    const auto ref = read_json(dir / "ref/result.json");
+    const auto ref = glimpse::test::read_json(dir / "ref/result.json");
     const auto& t0 = ref["text_prompts"][0];
     const std::string text = v.render_user(prompts["text_prompts"][0]["user"], "");
     CHECK(text == t0["prompt"].get<std::string>());

@@ -36,11 +36,6 @@ ConvertOptions options(DType t, bool force = false) {
     return o;
 }
 
-json read_json(const fs::path& p) {
-    const auto bytes = test::read_file(p);
-    return json::parse(bytes.begin(), bytes.end());
-}
-
 bool same_bytes(const Tensor& a, const Tensor& b) {
     return a.bytes() == b.bytes() && std::memcmp(a.data, b.data, a.bytes()) == 0;
 }
@@ -243,7 +238,7 @@ TEST_CASE("convert: the golden f32 mmproj re-quantized to f16 equals the convert
 TEST_CASE("convert: stories260K to GGUF generates the published story", "[convert][golden][cli]") {
     GOLDEN_OR_SKIP(golden);
     const fs::path dir = golden / "stories260k";
-    const std::string want = read_json(dir / "expected.json")["prompts"]["Once upon a time"].get<std::string>();
+    const std::string want = glimpse::test::read_json(dir / "expected.json")["prompts"]["Once upon a time"].get<std::string>();
     test::TempDir tmp;
     const std::string out = (tmp / "stories.gguf").string();
     const auto c = test::run_glimpse("convert " + test::shell_quote((dir / "stories260K.bin").string()) + " --tokenizer " +
@@ -449,7 +444,7 @@ TEST_CASE("convert CLI: bad inputs give one line and the right exit code", "[con
     CHECK(c.exit_code == 0);
     CHECK_NOTHROW(GgufFile::open(out));
 
-    json cfg = read_json(tmp / "hf/config.json");
+    json cfg = glimpse::test::read_json(tmp / "hf/config.json");
     cfg["architectures"] = {"Qwen2ForCausalLM"};
     write_json(tmp / "hf/config.json", cfg);
     const auto d = test::run_glimpse("convert " + test::shell_quote((tmp / "hf").string()) + " -o " +
@@ -547,7 +542,7 @@ TEST_CASE("convert: SmolVLM folder to the golden text GGUF and idefics3 mmproj",
         CHECK_FALSE(fs::exists(tmp / "mmproj-smol-f16.gguf"));
     }
     SECTION("a vision config that contradicts the tensors is reported before anything is written") {
-        json cfg = read_json(hf / "config.json");
+        json cfg = glimpse::test::read_json(hf / "config.json");
         cfg["vision_config"]["patch_size"] = 8;
         write_json(hf / "config.json", cfg);
         const std::string out = (tmp / "y.gguf").string();

@@ -14,19 +14,11 @@ using test::run_glimpse;
 using test::shell_quote;
 namespace fs = std::filesystem;
 
-namespace {
-
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
-
-}  // namespace
 
 TEST_CASE("generate CLI: stories260K greedy story on stdout, nothing else", "[decoder][cli][golden]") {
     GOLDEN_OR_SKIP(golden);
     const fs::path dir = golden / "stories260k";
-    const auto expected = read_json(dir / "expected.json");
+    const auto expected = glimpse::test::read_json(dir / "expected.json");
     const std::string want = expected["prompts"]["Once upon a time"].get<std::string>();
     const std::string model = shell_quote((dir / "stories260K.bin").string());
     // 256 positions in all (expected.json "steps"): 5 prompt tokens, 252 generated.
@@ -47,7 +39,7 @@ TEST_CASE("generate CLI: stories260K greedy story on stdout, nothing else", "[de
 TEST_CASE("generate CLI: smolvlm-tiny with its chat template reproduces the greedy run", "[decoder][cli][golden]") {
     GOLDEN_OR_SKIP(golden);
     const fs::path dir = golden / "smolvlm-tiny";
-    const auto ref = read_json(dir / "ref/result.json");
+    const auto ref = glimpse::test::read_json(dir / "ref/result.json");
     const std::string model = shell_quote((dir / "smolvlm-tiny-text-f32.gguf").string());
     const auto r = run_glimpse("generate -m " + model + " -p 'What is the capital of France?' -n 16 -t 1");
     INFO(r.err);

@@ -23,17 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<float> read_floats(const fs::path& p) {
-    const auto bytes = test::read_file(p);
-    std::vector<float> v(bytes.size() / sizeof(float));
-    std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
-    return v;
-}
-
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
 
 std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
 
@@ -50,7 +39,7 @@ struct TextRun {
 };
 
 TextRun text_run(const fs::path& result_json) {
-    const auto r = read_json(result_json);
+    const auto r = glimpse::test::read_json(result_json);
     const auto& t = r["text_prompts"][0];
     return {ids_of(t["tokens"]), ids_of(t["greedy"]["tokens"])};
 }
@@ -93,7 +82,7 @@ TEST_CASE("decoder smolvlm-tiny F32: logits at every position and greedy continu
     CHECK(model.config.tied_output);
     CHECK(model.config.n_vocab == 49194);
     const TextRun run = text_run(dir / "ref/result.json");
-    const auto ref = read_floats(dir / "ref/text_t0_logits.bin");
+    const auto ref = glimpse::test::read_floats(dir / "ref/text_t0_logits.bin");
     const size_t T = run.prompt.size(), V = size_t(model.config.n_vocab);
     REQUIRE(ref.size() == T * V);
 
@@ -121,7 +110,7 @@ TEST_CASE("decoder smolvlm-tiny F16 and Q8_0 against their llama.cpp runs", "[de
     SECTION("F16: plain float32 activations, within the README's ~5e-3 for F16 rounding") {
         const auto model = load_llama_gguf(GgufFile::open((dir / "smolvlm-tiny-text-f16.gguf").string()));
         const TextRun run = text_run(dir / "f16/result.json");
-        const auto ref = read_floats(dir / "f16/text_t0_logits_last.bin");
+        const auto ref = glimpse::test::read_floats(dir / "f16/text_t0_logits_last.bin");
         LlamaContext ctx(model, pool, 256);
         const auto logits = last_logits(ctx, run.prompt, false);
         const float d = max_abs_diff(logits.data(), ref.data(), ref.size());
@@ -132,7 +121,7 @@ TEST_CASE("decoder smolvlm-tiny F16 and Q8_0 against their llama.cpp runs", "[de
     SECTION("Q8_0: one token at a time quantizes the activations like llama.cpp") {
         const auto model = load_llama_gguf(GgufFile::open((dir / "smolvlm-tiny-text-q8_0.gguf").string()));
         const TextRun run = text_run(dir / "q8_0/result.json");
-        const auto ref = read_floats(dir / "q8_0/text_t0_logits_last.bin");
+        const auto ref = glimpse::test::read_floats(dir / "q8_0/text_t0_logits_last.bin");
         LlamaContext ctx(model, pool, 256);
         const auto exact = last_logits(ctx, run.prompt, true);
         const float d = max_abs_diff(exact.data(), ref.data(), ref.size());
@@ -162,12 +151,12 @@ TEST_CASE("decoder llava-tiny text (F16, Q8_0) against ref, ref-hf and q8_0", "[
         std::vector<float> logits(T * V);
         ctx.forward(run.prompt.data(), int(T), 0, logits.data(), LogitRows::All);
 
-        const auto hf_last = read_floats(dir / "ref-hf/text_t0_logits_last.bin");
+        const auto hf_last = glimpse::test::read_floats(dir / "ref-hf/text_t0_logits_last.bin");
         const float d_hf = max_abs_diff(&logits[(T - 1) * V], hf_last.data(), V);
         INFO("vs ref-hf last logits max |diff| " << d_hf);
         CHECK(d_hf <= 1e-4f);
 
-        const auto ref = read_floats(dir / "ref/text_t0_logits.bin");
+        const auto ref = glimpse::test::read_floats(dir / "ref/text_t0_logits.bin");
         REQUIRE(ref.size() == T * V);
         const float d_ref = max_abs_diff(logits.data(), ref.data(), T * V);
         INFO("vs llama.cpp ref (F16 activations) all positions max |diff| " << d_ref);
@@ -180,7 +169,7 @@ TEST_CASE("decoder llava-tiny text (F16, Q8_0) against ref, ref-hf and q8_0", "[
     SECTION("Q8_0") {
         const auto model = load_llama_gguf(GgufFile::open((dir / "llava-tiny-text-q8_0.gguf").string()));
         const TextRun run = text_run(dir / "q8_0/result.json");
-        const auto ref = read_floats(dir / "q8_0/text_t0_logits_last.bin");
+        const auto ref = glimpse::test::read_floats(dir / "q8_0/text_t0_logits_last.bin");
         LlamaContext ctx(model, pool, 256);
         const auto exact = last_logits(ctx, run.prompt, true);
         const float d = max_abs_diff(exact.data(), ref.data(), ref.size());

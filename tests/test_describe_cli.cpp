@@ -18,11 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
-
 std::string q(const fs::path& p) { return shell_quote(p.string()); }
 
 int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
@@ -32,7 +27,7 @@ int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end()
 TEST_CASE("describe CLI: SmolVLM answer equals the Hugging Face reference's greedy text", "[describe][cli][golden]") {
     GOLDEN_OR_SKIP(golden);
     const fs::path dir = golden / "smolvlm-tiny";
-    const auto ref = read_json(dir / "ref-hf-e2e" / "result.json")["image_prompts"][0];
+    const auto ref = glimpse::test::read_json(dir / "ref-hf-e2e" / "result.json")["image_prompts"][0];
     // The reference prompt is "<__media__>Describe this image." = the default prompt, image first.
     const std::string model = "-m " + q(dir / "smolvlm-tiny-text-f32.gguf") + " --mmproj " + q(dir / "mmproj-smolvlm-tiny-f32.gguf");
     const auto r = run_glimpse("describe " + q(dir / "images" / ref["image"].get<std::string>()) + " " + model + " -n 16 -t 2");
@@ -139,7 +134,7 @@ TEST_CASE("describe CLI: bad models and prompts are one line with the right exit
 TEST_CASE("tokenize --image: the tile grid, image tokens and prompt layout of every golden image", "[describe][cli][golden]") {
     GOLDEN_OR_SKIP(golden);
     const fs::path dir = golden / "smolvlm-tiny";
-    const auto ref = read_json(dir / "ref-hf-e2e" / "result.json");
+    const auto ref = glimpse::test::read_json(dir / "ref-hf-e2e" / "result.json");
     test::TempDir tmp;
     for (const auto& p : ref["image_prompts"]) {
         INFO(p["image"].get<std::string>());

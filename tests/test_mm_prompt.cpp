@@ -18,11 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
-
 std::unique_ptr<Tokenizer> golden_tokenizer(const fs::path& gguf) {
     return load_tokenizer_gguf(GgufFile::open(gguf.string()));
 }
@@ -33,7 +28,7 @@ TEST_CASE("mm prompt: SmolVLM layout equals the Hugging Face processor's ids", "
     GOLDEN_OR_SKIP(golden);
     const fs::path dir = golden / "smolvlm-tiny";
     const auto tok = golden_tokenizer(dir / "smolvlm-tiny-text-f32.gguf");
-    const auto r = read_json(dir / "ref-hf-e2e" / "result.json");
+    const auto r = glimpse::test::read_json(dir / "ref-hf-e2e" / "result.json");
     const int tokens_per_tile = r["hf_processor_params"]["image_seq_len"].get<int>();
     for (const auto& p : r["image_prompts"]) {
         INFO(p["id"].get<std::string>());
@@ -62,7 +57,7 @@ TEST_CASE("mm prompt: LLaVA layout equals the reference ids (HF processor and ll
     const fs::path dir = golden / "llava-tiny";
     const auto tok = golden_tokenizer(dir / "llava-tiny-text-f16.gguf");
     for (const char* run : {"ref-hf-e2e", "ref"}) {
-        const auto r = read_json(dir / run / "result.json");
+        const auto r = glimpse::test::read_json(dir / run / "result.json");
         for (const auto& p : r["image_prompts"]) {
             INFO(run << " " << p["id"].get<std::string>());
             const auto seq = p["sequence"].get<std::vector<int32_t>>();

@@ -60,12 +60,6 @@ std::string sha256_hex(const uint8_t* data, size_t size) {
     return std::string(hex, 64);
 }
 
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream f(p);
-    REQUIRE(f.good());
-    return nlohmann::json::parse(f);
-}
-
 // Largest |a - b| over two equally sized tiles.
 int max_abs_diff(const RgbImage& a, const RgbImage& b) {
     int worst = 0;
@@ -74,7 +68,7 @@ int max_abs_diff(const RgbImage& a, const RgbImage& b) {
 }
 
 void check_model(const fs::path& dir, bool smolvlm) {
-    const nlohmann::json result = read_json(dir / "ref-hf-e2e" / "result.json");
+    const nlohmann::json result = glimpse::test::read_json(dir / "ref-hf-e2e" / "result.json");
     const GgufFile mmproj = GgufFile::open((dir / result.at("mmproj").get<std::string>()).string());
     const std::vector<float> mean = mmproj.f32_array("clip.vision.image_mean");
     const std::vector<float> stdv = mmproj.f32_array("clip.vision.image_std");
@@ -126,7 +120,7 @@ TEST_CASE("golden: JPEG decode matches Pillow's", "[image][golden]") {
     GOLDEN_OR_SKIP(golden);
     for (const char* model : {"smolvlm-tiny", "llava-tiny"}) {
         const fs::path dir = golden / model;
-        const nlohmann::json result = read_json(dir / "ref-hf-e2e" / "result.json");
+        const nlohmann::json result = glimpse::test::read_json(dir / "ref-hf-e2e" / "result.json");
         for (const auto& prompt : result.at("image_prompts")) {
             const std::string image = prompt.at("image").get<std::string>();
             const fs::path rgb = dir / "ref-hf-e2e" / ("img_" + prompt.at("id").get<std::string>() + "_rgb.bin");

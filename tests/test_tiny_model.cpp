@@ -32,18 +32,12 @@ const fs::path kSource = GLIMPSE_SOURCE_DIR;
 const fs::path kText = kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf";
 const fs::path kMmproj = kSource / "weights" / "tiny" / "mmproj-tiny-smolvlm-f32.gguf";
 
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream f(p);
-    REQUIRE(f.good());
-    return nlohmann::json::parse(f);
-}
-
 }  // namespace
 
 TEST_CASE("tiny model: glimpse logits equal the PyTorch reference", "[tiny]") {
     REQUIRE(fs::exists(kText));
     REQUIRE(fs::exists(kMmproj));
-    const nlohmann::json refs = read_json(kSource / "tests" / "data" / "tiny" / "reference_logits.json");
+    const nlohmann::json refs = glimpse::test::read_json(kSource / "tests" / "data" / "tiny" / "reference_logits.json");
     REQUIRE(refs.size() >= 2);
     const VlmModel m = open_vlm(kText.string(), kMmproj.string());
     const std::optional<int32_t> image_id = m.tokenizer->id_of("<image>");
@@ -144,7 +138,7 @@ std::string answer_text(const std::string& json_line) {
 }
 
 TEST_CASE("tiny model: the caption grammar accepts the example captions and nothing else", "[tiny]") {
-    const nlohmann::json items = read_json(kSource / "examples" / "captions.json");
+    const nlohmann::json items = glimpse::test::read_json(kSource / "examples" / "captions.json");
     for (const auto& it : items) {
         CHECK(is_caption(it["en"], false));
         CHECK(is_caption(it["ru"], true));
@@ -155,7 +149,7 @@ TEST_CASE("tiny model: the caption grammar accepts the example captions and noth
 }
 
 TEST_CASE("tiny model: describe (the default model, no -m) answers every example scene with a caption", "[tiny]") {
-    const nlohmann::json items = read_json(kSource / "examples" / "captions.json");
+    const nlohmann::json items = glimpse::test::read_json(kSource / "examples" / "captions.json");
     REQUIRE(!items.empty());
     std::string args = "describe --json";
     for (const auto& it : items) {
@@ -179,7 +173,7 @@ TEST_CASE("tiny model: describe (the default model, no -m) answers every example
 }
 
 TEST_CASE("tiny model: a Russian prompt gives a Russian caption", "[tiny]") {
-    const nlohmann::json items = read_json(kSource / "examples" / "captions.json");
+    const nlohmann::json items = glimpse::test::read_json(kSource / "examples" / "captions.json");
     REQUIRE(!items.empty());
     const auto& it = items[0];
     const test::RunResult r = test::run_glimpse(

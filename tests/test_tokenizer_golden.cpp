@@ -27,11 +27,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-json read_json(const fs::path& p) {
-    const auto bytes = test::read_file(p);
-    return json::parse(bytes.begin(), bytes.end());
-}
-
 // A piece as the golden files give it: {"text": "..."} or, when not valid UTF-8 on its own,
 // {"bytes": [..]}.
 std::string piece_bytes(const json& p) {
@@ -130,7 +125,7 @@ TEST_CASE("tokenizer golden: llama.cpp's ids, pieces and detokenized text for ev
     GOLDEN_OR_SKIP(golden);
     for (const std::string model : kModels) {
         const Tokenizer& tok = golden_tokenizer(golden, model);
-        const json j = read_json(golden / model / "tokenize.json");
+        const json j = glimpse::test::read_json(golden / model / "tokenize.json");
         REQUIRE(j["entries"].size() >= 20);
         for (const json& e : j["entries"]) {
             const std::string text = e["text"].get<std::string>();
@@ -154,7 +149,7 @@ TEST_CASE("tokenizer golden: the formatted prompts of every llama.cpp run", "[to
         for (const char* run : {"ref", "ref-defaults", "f16", "q8_0", "ref-hf"}) {
             const fs::path path = golden / model / run / "result.json";
             if (!fs::exists(path)) continue;
-            const json r = read_json(path);
+            const json r = glimpse::test::read_json(path);
             for (const json& t : r["text_prompts"]) {
                 INFO(model << "/" << run << ": " << t["prompt"].get<std::string>());
                 CHECK(tok.encode(t["prompt"].get<std::string>(), true, true) == t["tokens"].get<std::vector<int32_t>>());
@@ -188,7 +183,7 @@ TEST_CASE("tokenizer golden: the formatted prompts of every llama.cpp run", "[to
 TEST_CASE("tokenizer golden: SmolVLM prompts expanded by the Hugging Face processor", "[tokenizer]") {
     GOLDEN_OR_SKIP(golden);
     const Tokenizer& tok = golden_tokenizer(golden, "smolvlm-tiny");
-    const json r = read_json(golden / "smolvlm-tiny" / "ref-hf-e2e" / "result.json");
+    const json r = glimpse::test::read_json(golden / "smolvlm-tiny" / "ref-hf-e2e" / "result.json");
     const int32_t image = *tok.id_of("<image>");
     for (const json& ip : r["image_prompts"]) {
         auto expected = ip["sequence"].get<std::vector<int32_t>>();
@@ -383,7 +378,7 @@ TEST_CASE("tokenizer golden: tokenizer.json (SmolLM2 shape) gives llama.cpp's id
     CHECK_FALSE(tok->add_bos());
     CHECK(tok->is_eog(0));
     CHECK(tok->is_eog(49191));
-    const json entries = read_json(golden / "smolvlm-tiny" / "tokenize.json")["entries"];
+    const json entries = glimpse::test::read_json(golden / "smolvlm-tiny" / "tokenize.json")["entries"];
     for (const json& e : entries) {
         const std::string text = e["text"].get<std::string>();
         INFO(text);
@@ -402,7 +397,7 @@ TEST_CASE("tokenizer golden: tokenizer.json (Llama-2 shape) gives llama.cpp's id
     CHECK(tok->add_bos());
     CHECK(tok->bos_id() == 1);
     CHECK(tok->unk_id() == 0);
-    const json entries = read_json(golden / "llava-tiny" / "tokenize.json")["entries"];
+    const json entries = glimpse::test::read_json(golden / "llava-tiny" / "tokenize.json")["entries"];
     for (const json& e : entries) {
         const std::string text = e["text"].get<std::string>();
         INFO(text);

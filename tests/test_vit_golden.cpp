@@ -40,11 +40,6 @@ std::vector<float> read_f32(const fs::path& p) {
     return v;
 }
 
-json read_json(const fs::path& p) {
-    const std::vector<uint8_t> bytes = glimpse::test::read_file(p);
-    return json::parse(bytes.begin(), bytes.end());
-}
-
 float max_abs_diff(const float* a, const float* b, size_t n) {
     float m = 0.0f;
     for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
@@ -54,7 +49,7 @@ float max_abs_diff(const float* a, const float* b, size_t n) {
 // The reference's tiles for image prompt `img`, normalised with the model's mean/std: [n][3][S][S].
 std::vector<float> golden_tiles(const fs::path& model_dir, const std::string& img, const VisionConfig& c, int& n_tiles) {
     const std::string file = "img_" + img + "_tiles_u8.bin";
-    const json shapes = read_json(model_dir / "manifest.json")["runs"]["ref"]["files"][file]["shapes"];
+    const json shapes = glimpse::test::read_json(model_dir / "manifest.json")["runs"]["ref"]["files"][file]["shapes"];
     const int S = c.image_size;
     for (const auto& s : shapes) REQUIRE(s == json::array({S, S, 3}));
     const std::vector<uint8_t> u8 = glimpse::test::read_file(model_dir / "ref" / file);
@@ -98,7 +93,7 @@ Captured trace_first_tile(const VisionModel& m, const fs::path& model_dir) {
 // (reference name -> our name); fails at the first stage whose worst |diff| exceeds tol.
 void compare_trace(const Captured& got, const fs::path& trace_dir, const std::map<std::string, std::string>& names,
                    float tol) {
-    const json index = read_json(trace_dir / "index.json");
+    const json index = glimpse::test::read_json(trace_dir / "index.json");
     int compared = 0;
     for (const auto& t : index["tensors"]) {
         const std::string ref_name = t["name"];

@@ -25,17 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
-
-std::vector<float> read_floats(const fs::path& p) {
-    const auto bytes = test::read_file(p);
-    std::vector<float> v(bytes.size() / sizeof(float));
-    std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
-    return v;
-}
 
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
     REQUIRE(a.size() == b.size());
@@ -68,7 +57,7 @@ struct Model {
 void check_e2e(const fs::path& golden, const Model& mf) {
     const fs::path dir = golden / mf.dir;
     const VlmModel m = open_vlm((dir / mf.text).string(), (dir / mf.mmproj).string());
-    const auto r = read_json(dir / "ref-hf-e2e" / "result.json");
+    const auto r = glimpse::test::read_json(dir / "ref-hf-e2e" / "result.json");
     ThreadPool pool(2);
     LlamaContext ctx(m.text, pool);
     for (const auto& p : r["image_prompts"]) {
@@ -78,7 +67,7 @@ void check_e2e(const fs::path& golden, const Model& mf) {
         CHECK(img.grid.n_tiles() == p["n_tiles"].get<int>());
 
         // Embeddings from the file on: preprocessing + encoder + projector.
-        const auto ref_embd = read_floats(dir / "ref-hf-e2e" / p["embd_file"].get<std::string>());
+        const auto ref_embd = glimpse::test::read_floats(dir / "ref-hf-e2e" / p["embd_file"].get<std::string>());
         const float d_embd = max_abs_diff(img.embd, ref_embd);
         INFO("image embeddings max |diff| " << d_embd);
         CHECK(d_embd <= 1e-4f);
@@ -142,7 +131,7 @@ TEST_CASE("vlm golden: logits after llama.cpp's tiles and prompt, against ref-hf
     for (const Model& mf : models) {
         const fs::path dir = golden / mf.dir;
         const VlmModel m = open_vlm((dir / mf.text).string(), (dir / mf.mmproj).string());
-        const auto hf = read_json(dir / "ref-hf" / "result.json");
+        const auto hf = glimpse::test::read_json(dir / "ref-hf" / "result.json");
         LlamaContext ctx(m.text, pool);
         const int S = m.vision.config.image_size;
         const size_t tile_bytes = size_t(S) * size_t(S) * 3;
@@ -169,7 +158,7 @@ TEST_CASE("vlm golden: logits after llama.cpp's tiles and prompt, against ref-hf
             ctx.reset();
             std::vector<float> logits;
             eval_prompt(ctx, prompt, {&img}, logits);
-            const float d = max_abs_diff(logits, read_floats(dir / "ref-hf" / ("img_" + id + "_logits_last.bin")));
+            const float d = max_abs_diff(logits, glimpse::test::read_floats(dir / "ref-hf" / ("img_" + id + "_logits_last.bin")));
             INFO("last logits max |diff| " << d);
             CHECK(d <= 1e-4f);
             CHECK(greedy_after(ctx, logits, 16) == p["greedy"]["tokens"].get<std::vector<int32_t>>());
