@@ -21,6 +21,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/default_model.h"
+#include "apps/device_option.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/session.h"
@@ -36,6 +37,7 @@ struct AskArgs {
     std::string model, mmproj, prompt, system, chat_template;
     CLI::Option* system_opt = nullptr;
     SamplingArgs sampling;
+    DeviceArgs device;
     int threads = 0, ctx = 0, max_tiles = 0;
     bool verbose = false, no_cache = false;
 };
@@ -174,7 +176,9 @@ private:
 int run_ask(AskArgs& a) {
     finish_sampling_options(a.sampling);
     use_default_model_if_unset(a.model, a.mmproj);
-    const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    const Placement device = open_device(a.device, a.verbose);
+    VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    place_vlm(device, m, a.verbose);
     prepare_json_output(a.sampling, *m.tokenizer);
     ThreadPool pool(a.threads);
     LlamaContext ctx(m.text, pool, a.ctx);
@@ -204,6 +208,7 @@ Command add_ask(CLI::App& app) {
     sub->add_option("--mmproj", a->mmproj, "the vision tower + projector GGUF (default: the mmproj*.gguf beside the model)");
     sub->add_option("-p,--prompt", a->prompt, "a first question, asked before reading stdin");
     add_sampling_options(sub, a->sampling);
+    add_device_option(sub, a->device);
     add_json_schema_option(sub, a->sampling);
     a->system_opt = sub->add_option("--system", a->system, "system prompt: the assistant's name, manner and rules");
     sub->add_option("--chat-template", a->chat_template, "smolvlm, llava, vicuna, chatml (default: the model's own)");

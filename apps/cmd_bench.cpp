@@ -8,6 +8,10 @@
 //   -m MODEL | --random SHAPE [--type T] [-t N] [-p 512] [-n 128] [-r 3] [--profile] [--json]:
 //     text-model prefill/decode tokens/s against the bandwidth bound (apps/bench_model.cpp).
 //   --pool [-t N]: the thread pool on a decode-like workload of many small jobs.
+//   --caption [-m MODEL | --random smolvlm-256m] [--images 8] [--batch 8] [-n 32]: captioning
+//     images/min, --batch 1 against --batch N (apps/bench_caption.cpp).
+//   --device vulkan[:i] [-m MODEL [--mmproj F] | --random SHAPE | --vit]: encode ms per tile,
+//     prefill and decode tokens/s on that device (apps/bench_device.cpp; no -m: the default model).
 // Every figure is the median of several timed repeats.
 #include <algorithm>
 #include <chrono>
@@ -20,6 +24,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/bench_device.h"
+#include "apps/bench_caption.h"
 #include "apps/bench_model.h"
 #include "apps/bench_util.h"
 #include "apps/commands.h"
@@ -28,6 +34,7 @@
 #include "core/matmul.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
+#include "core/vk_context.h"
 #include "vision/vit_forward.h"
 
 namespace glimpse::app {
@@ -39,10 +46,15 @@ struct BenchOptions {
     bool pool = false;
     bool vit = false;
     int vit_tiles = 4;
+    bool caption = false;
+    CaptionBenchOptions cap;
+    CLI::Option* gen_opt = nullptr;
     bool json = false;
     int threads = 0;
     std::string type = "q8_0";
     ModelBenchOptions model;
+    DeviceArgs device;   // --device: vulkan[:i] runs the model benchmark there (apps/bench_device.h)
+    std::string mmproj;  // --mmproj with --device vulkan
 };
 
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
@@ -279,6 +291,15 @@ Command add_bench(CLI::App& app) {
     sub->add_flag("--pool", opt->pool, "benchmark the thread pool on many small decode-like jobs");
     sub->add_flag("--vit", opt->vit, "benchmark the SmolVLM-256M vision tower: ms per 512x512 tile vs the FMA peak");
     sub->add_option("--vit-tiles", opt->vit_tiles, "--vit: tiles encoded per batch (default 4)")->check(CLI::Range(1, 64));
+    sub->add_flag("--caption", opt->caption,
+                  "benchmark captioning: images/min for --batch 1 vs --batch N on generated pictures "
+                  "(-m MODEL, --random smolvlm-256m, or the default model)");
+    sub->add_option("--images", opt->cap.images, "--caption: pictures per run (default 8)")->check(CLI::Range(1, 100000));
+    sub->add_option("--image-size", opt->cap.image_size, "--caption: picture width and height (default 512 for --random, else 256)")
+        ->check(CLI::Range(16, 8192));
+    sub->add_option("--batch", opt->cap.batch, "--caption: the batch compared with 1 (default 8)")->check(CLI::Range(1, 256));
+    sub->add_option("--image-max-tiles", opt->cap.max_tiles, "--caption: SmolVLM tiles besides the overview (0 = the model's rule)")
+        ->check(CLI::Range(0, 1024));
     sub->add_option("-m,--model", opt->model.model, "text model to benchmark (GGUF, HF folder, llama2.c)");
     sub->add_option("--random", opt->model.random,
                     "benchmark a random-weight model of this shape: smollm2-135m, smolvlm-256m, smolvlm-500m");
@@ -287,14 +308,56 @@ Command add_bench(CLI::App& app) {
     sub->add_option("--seed", opt->model.seed, "seed of the --random weights");
     sub->add_option("-p,--prompt", opt->model.prompt, "prefill tokens, one forward (default 512)")
         ->check(CLI::Range(0, 1 << 16));
-    sub->add_option("-n,--gen", opt->model.gen, "decode steps (default 128)")->check(CLI::Range(1, 1 << 16));
+    opt->gen_opt = sub->add_option("-n,--gen", opt->model.gen, "decode steps (default 128; --caption: tokens per caption, default 32)")
+                       ->check(CLI::Range(1, 1 << 16));
     sub->add_option("-r,--repeats", opt->model.repeats, "runs per figure; the median is reported (default 3)")
         ->check(CLI::Range(1, 100));
     sub->add_flag("--profile", opt->model.profile, "also time each stage of a decode step");
     sub->add_option("-t,--threads", opt->threads, "threads (default: one per hardware thread)")
         ->check(CLI::Range(1, 1024));
     sub->add_flag("--json", opt->json, "print one JSON document instead of tables");
+    add_device_option(sub, opt->device);
+    sub->add_option("--mmproj", opt->mmproj, "with a Vulkan --device or --caption: the vision tower of -m");
     return {sub, [opt] {
+                if (opt->caption) {
+                    if (opt->ops || opt->pool || opt->vit)
+                        throw Error(ErrorKind::Usage, "bench: --caption cannot be combined with --ops, --pool, --vit");
+                    CaptionBenchOptions c = opt->cap;
+                    c.mmproj = opt->mmproj;
+                    c.model = opt->model.model;
+                    c.random = opt->model.random;
+                    c.save = opt->model.save;
+                    if (opt->gen_opt->count()) c.max_tokens = opt->model.gen;
+                    const auto t = dtype_from_name(opt->type);
+                    if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
+                    c.type = *t;
+                    c.repeats = opt->model.repeats;
+                    c.threads = opt->threads;
+                    c.json = opt->json;
+                    return run_caption_bench(c);
+                }
+                // A Vulkan device (asked for, or what auto finds): encode ms/tile, prefill and
+                // decode tokens/s there; -m, --random, --vit or nothing (the default model).
+                if (!opt->ops && !opt->pool && vk::select_device(opt->device.spec).backend == vk::Backend::Vulkan) {
+                    if (int(opt->vit) + int(!opt->model.model.empty()) + int(!opt->model.random.empty()) > 1)
+                        throw Error(ErrorKind::Usage, "bench: choose one of --vit, -m MODEL, --random SHAPE");
+                    DeviceBenchOptions d;
+                    d.device = opt->device;
+                    d.model = opt->model.model;
+                    d.mmproj = opt->mmproj;
+                    d.random = opt->model.random;
+                    const auto t = dtype_from_name(opt->type);
+                    if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
+                    d.type = *t;
+                    d.seed = opt->model.seed;
+                    d.vit = opt->vit;
+                    d.tiles = opt->vit_tiles;
+                    d.prompt = opt->model.prompt;
+                    d.gen = opt->model.gen;
+                    d.repeats = opt->model.repeats;
+                    d.json = opt->json;
+                    return run_device_bench(d);
+                }
                 const int modes = int(opt->ops) + int(opt->pool) + int(opt->vit) +
                                   int(!opt->model.model.empty() || !opt->model.random.empty());
                 if (modes != 1)

@@ -8,7 +8,8 @@
 //   {"file": "...", "caption": "...", "tokens": 12, "ms": 340.5}   or   {"file": "...", "error": "..."}
 // A bad file never stops the run. --resume skips files already in OUT; --shard I/N keeps
 // only the files whose path hashes to shard I, so N runs cover the set exactly once.
-// While the model answers one image, the next is read and decoded on another thread.
+// The images go through apps/caption_engine.h: read and preprocessed on a worker thread
+// ahead of the model, --batch N of them encoded, prefilled and decoded together.
 // Exit code 0 when every image was captioned, 2 when some failed.
 #include <fcntl.h>
 #include <unistd.h>
@@ -18,7 +19,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <future>
 #include <memory>
 #include <optional>
 #include <set>
@@ -27,14 +27,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/caption_engine.h"
 #include "apps/caption_inputs.h"
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/default_model.h"
+#include "apps/device_option.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
-#include "text/generation.h"
 #include "text/sampler.h"
 
 namespace glimpse::app {
@@ -52,7 +53,8 @@ struct CaptionArgs {
     std::string model, mmproj, prompt = "Describe this image.", system, chat_template;
     CLI::Option* system_opt = nullptr;
     SamplingArgs sampling;
-    int threads = 0, ctx = 0, max_tiles = 0;
+    DeviceArgs device;
+    int threads = 0, ctx = 0, max_tiles = 0, batch = kDefaultCaptionBatch;
     bool resume = false, verbose = false;
 };
 
@@ -145,65 +147,6 @@ private:
     Clock::time_point t0_, last_;
 };
 
-struct Captioner {
-    const CaptionArgs& a;
-    const VlmModel& m;
-    LlamaContext& ctx;
-    ThreadPool& pool;
-
-    // One image, already decoded: {"file","caption","tokens","ms"}.
-    nlohmann::ordered_json caption(const std::string& path, const RgbImage& rgb, double decode_ms) {
-        const auto t0 = Clock::now();
-        ImageOptions opt;
-        opt.max_tiles = a.max_tiles;
-        const EncodedImage img = encode_image(m, rgb, opt, pool);
-        const std::optional<std::string> system =
-            a.system_opt->count() ? std::optional<std::string>(a.system) : std::optional<std::string>("");
-        const MmPrompt prompt = build_prompt(m, a.prompt, {&img}, system);
-        ctx.reset();
-        std::vector<float> logits;
-        eval_prompt(ctx, prompt, {&img}, logits);
-
-        Sampler sampler(a.sampling.params);  // reseeded per image: a caption does not depend on the order
-        for (const PromptPiece& p : prompt.pieces)
-            for (int32_t id : p.tokens) sampler.accept(id);
-        GenerateOptions gen;
-        gen.max_tokens = a.sampling.max_tokens;
-        gen.stop_tokens = m.tokenizer->eog_ids();
-        TokenStream stream(*m.tokenizer);
-        StopStrings stops(a.sampling.stops);
-        std::string text;
-        const GenerateResult r = continue_generation(ctx, logits, sampler, gen, [&](int32_t id) {
-            text += stops.feed(stream.push(id));
-            return !stops.stopped();
-        });
-        if (!stops.stopped()) text += stops.feed(stream.flush()) + stops.flush();
-        return {{"file", path}, {"caption", trim(text)}, {"tokens", r.tokens.size()}, {"ms", round1(decode_ms + ms_since(t0))}};
-    }
-
-    static std::string trim(const std::string& s) {
-        const size_t b = s.find_first_not_of(" \t\r\n");
-        if (b == std::string::npos) return "";
-        return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-    }
-    static double round1(double ms) { return double(int64_t(ms * 10.0 + 0.5)) / 10.0; }
-};
-
-struct Decoded {
-    RgbImage img;
-    double ms = 0;
-};
-
-std::future<Decoded> decode_async(const std::string& path) {
-    return std::async(std::launch::async, [path] {
-        const auto t0 = Clock::now();
-        Decoded d;
-        d.img = load_image(path);
-        d.ms = ms_since(t0);
-        return d;
-    });
-}
-
 // The inputs left after --shard and --resume; `skipped` counts those already done.
 std::vector<CaptionInput> select_inputs(const CaptionArgs& a, size_t& skipped) {
     uint32_t shard = 0, n_shards = 1;
@@ -230,45 +173,50 @@ int run_caption(CaptionArgs& a) {
     use_default_model_if_unset(a.model, a.mmproj);
     size_t skipped = 0;
     const std::vector<CaptionInput> todo = select_inputs(a, skipped);
+    const Placement device = open_device(a.device, a.verbose);
     const auto t_load = Clock::now();
-    const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    place_vlm(device, m, a.verbose);
     ThreadPool pool(a.threads);
-    LlamaContext ctx(m.text, pool, a.ctx);
+    CaptionSettings settings;
+    settings.prompt = a.prompt;
+    settings.system = a.system_opt->count() ? a.system : std::string();
+    settings.sampling = a.sampling.params;  // reseeded per image: a caption does not depend on the order
+    settings.max_tokens = a.sampling.max_tokens;
+    settings.stops = a.sampling.stops;
+    settings.image.max_tiles = a.max_tiles;
+    settings.batch = a.batch;
+    settings.ctx = a.ctx;
+    CaptionEngine engine(m, pool, settings);
     if (a.verbose)
-        std::fprintf(stderr, "caption: %zu images to do, %zu already in %s; model loaded in %.0f ms; %d threads\n",
-                     todo.size(), skipped, a.out.c_str(), ms_since(t_load), pool.size());
+        std::fprintf(stderr, "caption: %zu images to do, %zu already in %s; model loaded in %.0f ms; %d threads, batch %d\n",
+                     todo.size(), skipped, a.out.c_str(), ms_since(t_load), pool.size(), a.batch);
     CaptionSink sink(a);
-    Captioner cap{a, m, ctx, pool};
     Progress progress(todo.size());
 
     const auto t0 = Clock::now();
     size_t failed = 0, done = 0;
-    std::future<Decoded> next;
-    auto start = [&](size_t i) {
-        if (i < todo.size() && todo[i].error.empty()) next = decode_async(todo[i].path);
-    };
-    start(0);
-    for (size_t i = 0; i < todo.size(); ++i) {
-        const CaptionInput& in = todo[i];
-        nlohmann::ordered_json line;
-        try {
-            if (!in.error.empty()) throw Error(ErrorKind::BadInput, in.error);
-            Decoded d = next.get();
-            start(i + 1);  // the next image decodes while this one is answered
-            line = cap.caption(in.path, d.img, d.ms);
-        } catch (const Error& e) {
-            if (e.kind() == ErrorKind::Model || e.kind() == ErrorKind::Device) throw;
-            if (!in.error.empty() || !next.valid()) start(i + 1);
-            line = {{"file", in.path}, {"error", e.what()}};
+    engine.run(todo, [&](size_t i, const nlohmann::ordered_json& line) {
+        const std::string& path = todo[i].path;
+        if (line.contains("error")) {
             ++failed;
-            std::fprintf(stderr, "%sglimpse: %s\n", ::isatty(STDERR_FILENO) ? "\r" : "", e.what());
+            std::fprintf(stderr, "%sglimpse: %s\n", ::isatty(STDERR_FILENO) ? "\r" : "",
+                         line["error"].get<std::string>().c_str());
         }
-        sink.write(in.path, line);
+        sink.write(path, line);
         ++done;
         if (a.verbose && line.contains("caption"))
-            std::fprintf(stderr, "caption: %s: %d tokens, %.1f ms\n", in.path.c_str(), line["tokens"].get<int>(),
+            std::fprintf(stderr, "caption: %s: %d tokens, %.1f ms\n", path.c_str(), line["tokens"].get<int>(),
                          line["ms"].get<double>());
         progress.update(done);
+    });
+    if (a.verbose) {
+        const CaptionStats& st = engine.stats();
+        std::fprintf(stderr,
+                     "caption: model thread: encode %.0f ms (%lld tiles), prefill %.0f ms (%lld positions), decode %.0f ms "
+                     "(%lld tokens); reader thread: %.0f ms\n",
+                     st.encode_ms, (long long)st.tiles, st.prefill_ms, (long long)st.prompt_positions, st.decode_ms,
+                     (long long)st.generated, st.read_ms);
     }
     const double ms = ms_since(t0);
     std::fprintf(stderr, "caption: %zu captioned, %zu failed%s in %.1f s (%.2f images/s)\n", done - failed, failed,
@@ -298,10 +246,15 @@ Command add_caption(CLI::App& app) {
     sub->add_option("--mmproj", a->mmproj, "the vision tower + projector GGUF (default: the mmproj*.gguf beside the model)");
     sub->add_option("-p,--prompt", a->prompt, "what to ask about each image (default \"Describe this image.\")");
     add_sampling_options(sub, a->sampling);
+    add_device_option(sub, a->device);
     a->system_opt = sub->add_option("--system", a->system, "system prompt (default: none)");
     sub->add_option("--chat-template", a->chat_template, "smolvlm, llava, vicuna, chatml (default: the model's own)");
     sub->add_option("--image-max-tiles", a->max_tiles, "SmolVLM: at most N tiles besides the overview (0 = the model's rule)")
         ->check(CLI::Range(0, 1024));
+    sub->add_option("--batch", a->batch,
+                    "images captioned together: their tiles share encoder batches and their captions are decoded "
+                    "together (default " + std::to_string(kDefaultCaptionBatch) + "; 1 = one image at a time)")
+        ->check(CLI::Range(1, 256));
     sub->add_option("-t,--threads", a->threads, "threads (default: one per hardware thread)")->check(CLI::Range(1, 1024));
     sub->add_option("--ctx", a->ctx, "context size in tokens (default: the model's, at most 4096)")->check(CLI::Range(1, 1 << 24));
     sub->add_flag("-v,--verbose", a->verbose, "per-image tokens and times, images/s on stderr");

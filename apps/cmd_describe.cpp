@@ -20,6 +20,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/default_model.h"
+#include "apps/device_option.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
@@ -39,6 +40,7 @@ struct DescribeArgs {
     std::string model, mmproj, prompt = "Describe this image.", system, chat_template;
     CLI::Option* system_opt = nullptr;
     SamplingArgs sampling;
+    DeviceArgs device;
     int threads = 0;
     int ctx = 0;
     int max_tiles = 0;
@@ -137,8 +139,10 @@ nlohmann::json answer_json(const std::string& path, const Answer& x) {
 int run_describe(DescribeArgs& a) {
     finish_sampling_options(a.sampling);
     use_default_model_if_unset(a.model, a.mmproj);  // the tiny SmolVLM trained by weights/tiny/
+    const Placement device = open_device(a.device, a.verbose);
     const auto t_load = Clock::now();
-    const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    place_vlm(device, m, a.verbose);
     prepare_json_output(a.sampling, *m.tokenizer);
     ThreadPool pool(a.threads);
     LlamaContext ctx(m.text, pool, a.ctx);
@@ -197,6 +201,7 @@ Command add_describe(CLI::App& app) {
     sub->add_option("-p,--prompt", a->prompt, "what to ask about each image (default \"Describe this image.\")");
     add_sampling_options(sub, a->sampling);
     add_json_schema_option(sub, a->sampling);
+    add_device_option(sub, a->device);
     a->system_opt = sub->add_option("--system", a->system, "system prompt (default: none)");
     sub->add_option("--chat-template", a->chat_template, "smolvlm, llava, vicuna, chatml (default: the model's own)");
     sub->add_option("--image-max-tiles", a->max_tiles,

@@ -24,6 +24,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/device_option.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "text/chat_template.h"
@@ -45,6 +46,7 @@ struct GenerateArgs {
     std::string model, prompt, system, chat_template, tokenizer;
     CLI::Option* system_opt = nullptr;
     SamplingArgs sampling;
+    DeviceArgs device;
     int threads = 0;
     int ctx = 0;
     bool verbose = false;
@@ -54,7 +56,9 @@ struct GenerateArgs {
 int run_generate(GenerateArgs& a) {
     finish_sampling_options(a.sampling);
 
-    const LlamaModel model = open_llama_model(a.model);
+    const Placement device = open_device(a.device, a.verbose);
+    LlamaModel model = open_llama_model(a.model);
+    place_text(device, model, a.verbose);
     const auto tok = model_tokenizer(model, a.tokenizer);
     const ChatTemplate tmpl = choose_template(model, a.chat_template);
     if (a.system_opt->count() && !tmpl.supports_system())
@@ -145,6 +149,7 @@ Command add_generate(CLI::App& app) {
     sub->add_option("-m,--model", a->model, "model file or folder")->required();
     sub->add_option("-p,--prompt", a->prompt, "the prompt (the user message when a chat template applies)")->required();
     add_sampling_options(sub, a->sampling);
+    add_device_option(sub, a->device);
     add_json_schema_option(sub, a->sampling);
     a->system_opt = sub->add_option("--system", a->system, "system prompt (templates that have one); \"\" = none");
     sub->add_option("--chat-template", a->chat_template,

@@ -305,6 +305,28 @@ void run_matvec(const mm::KernelSet& ks, const WeightView& W, const float* x, fl
     });
 }
 
+// matmul_rows_as_decode: run_matvec's chunks, and inside each a block of weight rows (about
+// 16 KiB, L1-resident) is dotted with one x row after another by the M = 1 kernel.
+void run_matvec_rows(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
+                     int64_t M, ThreadPool& pool) {
+    const bool quant = !mm::is_float_type(W.type);
+    const QuantActs acts = quant ? quantize_acts(ks, W, x, M) : QuantActs{};
+    const uint64_t row_bytes = uint64_t(W.K / W.block_elems) * W.block_bytes;
+    const int64_t block = std::clamp<int64_t>(int64_t(16384 / std::max<uint64_t>(row_bytes, 1)), 1, 64);
+    pool.run_chunks(chunk_count(W.N, kMinMatvecRows, pool.size()), [&](int c, int nc) {
+        int64_t n0, n1;
+        ThreadPool::split(W.N, c, nc, n0, n1);
+        for (int64_t b0 = n0; b0 < n1; b0 += block) {
+            const int64_t b1 = std::min(n1, b0 + block);
+            for (int64_t m = 0; m < M; ++m) {
+                if (quant) ks.matvec_quant(W, QuantActs{static_cast<const uint8_t*>(acts.row(m)), acts.row_bytes}, 1,
+                                           y + m * W.N, b0, b1);
+                else ks.matvec_float(W, x + m * W.K, 1, y + m * W.N, b0, b1);
+            }
+        }
+    });
+}
+
 // Columns are shared out in whole pairs of NR-wide panels when there are enough of them (each
 // chunk then converts only its own weights; a pair is what one AVX-512 tile spans, so no chunk
 // leaves a lone panel to the narrower tile); otherwise the rows are, in whole MR-row tiles.
@@ -388,6 +410,20 @@ void matmul(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& p
                                                                                  : mm::avx2_kernels();
     if (M < kMatvecMaxM) run_matvec(ks, W, x, y, M, pool);
     else run_gemm(ks, W, x, y, M, pool);
+}
+
+void matmul_rows_as_decode(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& pool,
+                           KernelPath path) {
+    const WeightView W = validate(Wt, x, y, M);
+    if (M == 0 || W.N == 0) return;
+    if (W.K == 0) {
+        std::fill(y, y + M * W.N, 0.0f);
+        return;
+    }
+    const mm::KernelSet& ks = path == KernelPath::Scalar || !has_avx2_kernels() ? mm::scalar_kernels()
+                              : path == KernelPath::Auto && has_avx512_kernels() ? mm::avx512_kernels()
+                                                                                 : mm::avx2_kernels();
+    run_matvec_rows(ks, W, x, y, M, pool);
 }
 
 void matmul_reference(const Tensor& Wt, const float* x, float* y, int64_t M) {

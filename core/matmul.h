@@ -46,6 +46,14 @@ bool matmul_supports(DType t);
 void matmul(const Tensor& W, const float* x, float* y, int64_t M, ThreadPool& pool,
             KernelPath path = KernelPath::Auto);
 
+// The same product where every row of y is, bit for bit, what matmul(W, x_m, y_m, 1) gives
+// (the decode kernel above: quantized activations for quantized weights), while each weight
+// row is read from memory once for all M rows (it is dotted with every x row while it sits
+// in L1). The batched decode of several sequences (text/llama_batch.h) runs on this, so a
+// sequence decoded in a batch gets exactly the logits it gets decoded alone. Any M >= 0.
+void matmul_rows_as_decode(const Tensor& W, const float* x, float* y, int64_t M, ThreadPool& pool,
+                           KernelPath path = KernelPath::Auto);
+
 // The specification: each row of W dequantized with dequantize_row, each dot product summed
 // in double and rounded to float once. Single-threaded and slow; for tests.
 void matmul_reference(const Tensor& W, const float* x, float* y, int64_t M);

@@ -43,7 +43,10 @@ struct AttentionPush {  // attention.comp
     uint32_t n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
 };
-static_assert(sizeof(MatmulPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 20);
+struct CopyPush {  // copy.comp
+    uint32_t n, src_offset, dst_offset;
+};
+static_assert(sizeof(MatmulPush) == 12 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 20);
 static_assert(sizeof(AttentionPush) == 32 && sizeof(SoftmaxPush) == 16);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
@@ -284,6 +287,17 @@ void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffe
     const uint32_t wg = wg_size(rec.context(), 256);
     rec.dispatch(get_rows_shader(table.dtype), {in(table.buffer), in(ids), out(out_rows)}, push,
                  elementwise_groups(rec.context(), total, wg), {wg});
+}
+
+void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int64_t dst_offset, int64_t n) {
+    require(n >= 0 && src_offset >= 0 && dst_offset >= 0, "copy", "negative size or offset");
+    require(&src != &dst && src.handle() != dst.handle(), "copy", "src and dst must be different buffers");
+    require_floats(src, src_offset + n, "copy", "src");
+    require_floats(dst, dst_offset + n, "copy", "dst");
+    const CopyPush push{u32(n, "copy"), u32(src_offset, "copy"), u32(dst_offset, "copy")};
+    if (n == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::copy, {in(src), out(dst)}, push, elementwise_groups(rec.context(), n, wg), {wg});
 }
 
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,

@@ -86,6 +86,10 @@ void check_row_ids(const DeviceMatrix& table, const int32_t* ids, int64_t n_ids)
 // out [n_ids][K] = rows ids[] of table; ids: int32 [n_ids] on the device, checked beforehand.
 void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out, int64_t n_ids);
 
+// dst[dst_offset + i] = src[src_offset + i], i < n (offsets and n in floats; src and dst
+// different buffers): the KV-cache write and row picking.
+void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int64_t dst_offset, int64_t n);
+
 // As ops::attention; head_dim ≤ 256.
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,

@@ -76,8 +76,8 @@ EncodedImage encode_image_file(const VlmModel& m, const std::string& path, const
 MmPrompt build_prompt(const VlmModel& m, const std::string& user, const std::vector<const EncodedImage*>& images,
                       const std::optional<std::string>& system = std::nullopt, bool add_special = true);
 
-// Runs the prompt through `ctx` after its current position: text pieces as token ids, image
-// runs as embeddings. logits [n_vocab] of the last position. Error(Usage) if it does not fit
+// Runs the prompt through `ctx` after its current position, as one forward over its input
+// embeddings: text pieces looked up in the token table, image runs from their images. logits [n_vocab] of the last position. Error(Usage) if it does not fit
 // in the context, giving both sizes.
 void eval_prompt(LlamaContext& ctx, const MmPrompt& prompt, const std::vector<const EncodedImage*>& images,
                  std::vector<float>& logits);

@@ -4,14 +4,17 @@
 // line finishes the set with every file exactly once, and --shard I/N partitions the set.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "tests/helpers.h"
+#include "vision/image.h"
 
 // The apps are not part of the glimpse library the tests link, so the input expansion that
 // `caption` uses is compiled into this test directly.
@@ -219,4 +222,73 @@ TEST_CASE("caption CLI: killed with SIGKILL again and again, --resume still cove
     int errors = 0;
     for (const auto& [file, j] : lines) errors += j.contains("error") ? 1 : 0;
     CHECK(errors == 5);
+}
+
+// Pictures of the default model's world (1 to 3 discs or squares in a 3x3 grid on a light
+// background), different enough that the captions differ in content and length.
+namespace {
+RgbImage scene_picture(uint32_t seed) {
+    auto next = [&] {
+        seed = seed * 1664525u + 1013904223u;
+        return seed >> 8;
+    };
+    RgbImage img(256, 256);
+    const uint8_t bg = uint8_t(225 + next() % 30);
+    std::fill(img.pixels.begin(), img.pixels.end(), bg);
+    const uint8_t colours[4][3] = {{220, 30, 30}, {30, 160, 40}, {30, 60, 220}, {240, 210, 20}};
+    const int n = 1 + int(next() % 3);
+    for (int k = 0; k < n; ++k) {
+        const int cx = int(next() % 3) * 85 + 42, cy = int(next() % 3) * 85 + 42, r = next() % 2 ? 34 : 18;
+        const bool disc = next() % 2;
+        const uint8_t* c = colours[next() % 4];
+        for (int y = cy - r; y < cy + r; ++y)
+            for (int x = cx - r; x < cx + r; ++x)
+                if (!disc || (x - cx) * (x - cx) + (y - cy) * (y - cy) <= r * r)
+                    for (int ch = 0; ch < 3; ++ch) img.row(y)[size_t(x) * 3 + size_t(ch)] = c[ch];
+    }
+    return img;
+}
+}  // namespace
+
+TEST_CASE("caption CLI: --batch 4 gives exactly the captions of --batch 1", "[caption][cli]") {
+    test::TempDir tmp;
+    fs::create_directories(tmp / "imgs");
+    for (uint32_t i = 0; i < 11; ++i)  // not a multiple of 4: the last batch is partial
+        save_image(scene_picture(i * 7919u + 1u), (tmp / "imgs" / ("scene" + std::to_string(10 + i) + ".png")).string());
+    test::write_file(tmp / "imgs" / "broken.png", std::string("\x89PNG\r\n\x1a\n not really", 20));
+    std::map<int, std::map<std::string, nlohmann::json>> runs;
+    for (int batch : {1, 4}) {
+        const fs::path out = tmp / ("out" + std::to_string(batch) + ".jsonl");
+        const auto r = run_glimpse("caption " + q(tmp / "imgs") + " -o " + q(out) + " -n 24 -t 2 --batch " +
+                                   std::to_string(batch));
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK(r.err.find("11 captioned, 1 failed") != std::string::npos);
+        int repeats = 0;
+        runs[batch] = lines_by_file(slurp(out), repeats);
+        CHECK(repeats == 0);
+        for (auto& [file, j] : runs[batch]) j.erase("ms");
+    }
+    REQUIRE(runs[1].size() == 12);
+    CHECK(runs[4] == runs[1]);
+    // The captions differ in length, so sequences left the batched decode at different steps.
+    std::set<int> lengths;
+    for (const auto& [file, j] : runs[1])
+        if (j.contains("tokens")) lengths.insert(j["tokens"].get<int>());
+    CHECK(lengths.size() >= 2);
+    CHECK(runs[1][(tmp / "imgs" / "broken.png").string()].contains("error"));
+}
+
+TEST_CASE("bench --caption: batch 1 and batch N over generated pictures, as JSON", "[caption][cli][bench]") {
+    const auto r = run_glimpse("bench --caption --images 5 --batch 2 -n 6 -r 1 -t 2 --json");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["images"] == 5);
+    CHECK(j["batch"] == 2);
+    CHECK(j["batch1_images_per_min"].get<double>() > 0);
+    CHECK(j["batchN_images_per_min"].get<double>() > 0);
+    CHECK(j["speedup"].get<double>() == Approx(j["batchN_images_per_min"].get<double>() /
+                                               j["batch1_images_per_min"].get<double>()));
+    CHECK(!j.contains("vs_llama_cpp"));  // only for the random SmolVLM-256M pair
 }

@@ -12,6 +12,7 @@
 #include "core/quant.h"
 #include "core/thread_pool.h"
 #include "core/vk_ops.h"
+#include "core/vk_ops_vision.h"
 #include "tests/test_vk_helpers.h"
 
 using namespace glimpse;
@@ -286,5 +287,99 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
         ops::attention(q.data(), k.data(), v.data(), ref.data(), s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale,
                        s.causal, s.q_pos0, pool());
         require_close(vk::download_floats(*ctx, dout, nq), ref, 2e-5f, 1e-4f);
+    }
+}
+
+TEST_CASE("vulkan copy (KV-cache write, row picking) moves exactly the range asked", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Case {
+        int64_t src_n, dst_n, src_off, dst_off, n;
+    };
+    const Case cases[] = {{1, 1, 0, 0, 1}, {13, 127, 6, 100, 7}, {1023, 2000, 0, 977, 1023}, {576, 576, 575, 0, 1}};
+    for (const Case& c : cases) {
+        INFO("src " << c.src_n << " dst " << c.dst_n << " offsets " << c.src_off << "/" << c.dst_off << " n " << c.n);
+        const auto src = random_floats(size_t(c.src_n), 71), dst = random_floats(size_t(c.dst_n), 72);
+        vk::Buffer ds = vk::upload_floats(*ctx, src), dd = vk::upload_floats(*ctx, dst);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::copy(rec, ds, c.src_off, dd, c.dst_off, c.n);
+        rec.submit_and_wait();
+        std::vector<float> ref = dst;  // everything outside the range stays
+        for (int64_t i = 0; i < c.n; ++i) ref[size_t(c.dst_off + i)] = src[size_t(c.src_off + i)];
+        CHECK(vk::download_floats(*ctx, dd, uint64_t(c.dst_n)) == ref);
+    }
+    vk::Buffer a = vk::upload_floats(*ctx, random_floats(8, 1));
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    CHECK_THROWS_AS(vk::copy(rec, a, 4, a, 0, 4), std::invalid_argument);  // same buffer
+    vk::Buffer b(*ctx, 16);
+    CHECK_THROWS_AS(vk::copy(rec, a, 6, b, 0, 3), std::invalid_argument);  // past the end of src
+    rec.submit_and_wait();
+}
+
+TEST_CASE("vulkan im2col + matmul equals patch_embed; im2col of a tile at an offset", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Shape {
+        int64_t C, H, W, p, D;
+    };
+    // H, W not multiples of p (the remainder is ignored); one patch; many small patches.
+    const Shape shapes[] = {{3, 16, 16, 16, 7}, {3, 29, 35, 7, 13}, {1, 4, 4, 1, 5}, {3, 64, 64, 8, 33}};
+    for (const Shape& s : shapes) {
+        INFO("C=" << s.C << " H=" << s.H << " W=" << s.W << " p=" << s.p << " D=" << s.D);
+        const int64_t img = s.C * s.H * s.W, K = s.C * s.p * s.p, P = (s.H / s.p) * (s.W / s.p);
+        // Two images one after another; the second is the one embedded.
+        const auto images = random_floats(size_t(2 * img), 81);
+        const auto kernel = random_floats(size_t(K * s.D), 82, 0.2f);
+        Tensor kt = make_weight(DType::F32, K, s.D, kernel);
+        Tensor conv = kt;  // the same bytes as ne {p, p, C, D}
+        conv.n_dims = 4;
+        conv.ne = {s.p, s.p, s.C, s.D};
+        conv.nb = contiguous_strides(DType::F32, conv.ne);
+        std::vector<float> ref(size_t(P * s.D));
+        ops::patch_embed(images.data() + img, s.C, s.H, s.W, conv, nullptr, s.p, ref.data(), pool());
+
+        vk::Buffer dimg = vk::upload_floats(*ctx, images);
+        vk::Buffer cols(*ctx, uint64_t(P * K) * 4), out(*ctx, uint64_t(P * s.D) * 4);
+        const vk::DeviceMatrix dk = vk::upload_matrix(*ctx, kt);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::im2col(rec, dimg, img, s.C, s.H, s.W, s.p, cols);
+        vk::matmul(rec, dk, cols, out, P);
+        rec.submit_and_wait();
+        require_close(vk::download_floats(*ctx, out, uint64_t(P * s.D)), ref, 1e-4f, 1e-4f);
+        // The rows themselves: cols[r·gw + c][(ch·p + kh)·p + kw] = image[ch][r·p + kh][c·p + kw].
+        const std::vector<float> got = vk::download_floats(*ctx, cols, uint64_t(P * K));
+        const int64_t gw = s.W / s.p;
+        bool same = true;
+        for (int64_t patch = 0; patch < P; ++patch)
+            for (int64_t ch = 0; ch < s.C; ++ch)
+                for (int64_t kh = 0; kh < s.p; ++kh)
+                    for (int64_t kw = 0; kw < s.p; ++kw)
+                        same = same && got[size_t(patch * K + (ch * s.p + kh) * s.p + kw)] ==
+                                           images[size_t(img + (ch * s.H + (patch / gw) * s.p + kh) * s.W +
+                                                         (patch % gw) * s.p + kw)];
+        CHECK(same);
+    }
+}
+
+TEST_CASE("vulkan pixel_shuffle equals the CPU on several tiles", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Shape {
+        int64_t tiles, side, dim, s;
+    };
+    const Shape shapes[] = {{1, 2, 1, 2}, {3, 6, 7, 3}, {2, 8, 13, 4}, {1, 32, 64, 4}};
+    for (const Shape& sh : shapes) {
+        INFO("tiles=" << sh.tiles << " side=" << sh.side << " dim=" << sh.dim << " s=" << sh.s);
+        const int64_t seq = sh.side * sh.side, per_tile = seq * sh.dim;
+        const auto x = random_floats(size_t(sh.tiles * per_tile), 91);
+        std::vector<float> ref(x.size());
+        for (int64_t t = 0; t < sh.tiles; ++t)
+            ops::pixel_shuffle(x.data() + t * per_tile, seq, sh.dim, sh.s, ref.data() + t * per_tile);
+        vk::Buffer dx = vk::upload_floats(*ctx, x), dy(*ctx, x.size() * 4);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::pixel_shuffle(rec, dx, sh.tiles, seq, sh.dim, sh.s, dy);
+        rec.submit_and_wait();
+        CHECK(vk::download_floats(*ctx, dy, x.size()) == ref);
     }
 }

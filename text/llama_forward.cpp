@@ -10,6 +10,7 @@
 #include "core/matmul.h"
 #include "core/ops.h"
 #include "text/generation.h"
+#include "text/llama_forward_vk.h"
 #include "text/sampler.h"
 
 namespace glimpse {
@@ -46,9 +47,15 @@ LlamaContext::LlamaContext(const LlamaModel& model, ThreadPool& pool, int n_ctx,
     gate_.resize(sz(T, c.n_ff));
     up_.resize(sz(T, c.n_ff));
     pos_.resize(size_t(T));
+    if (model.vulkan) vk_ = std::make_shared<LlamaVulkanRun>(model.vulkan, n_ctx_, n_batch_);
 }
 
-void LlamaContext::reset() { kv_.clear(); }
+int LlamaContext::n_past() const { return vk_ ? vk_->n_past() : int(kv_.used()); }
+
+void LlamaContext::reset() {
+    kv_.clear();
+    if (vk_) vk_->reset();
+}
 
 void LlamaContext::check_positions(int n_tokens, int pos0) const {
     if (n_tokens < 0) throw Error(ErrorKind::Usage, "forward: negative token count");
@@ -89,6 +96,11 @@ void LlamaContext::run(int n_tokens, int pos0, float* logits_out, LogitRows rows
     const int64_t V = config().n_vocab;
     const auto t0 = std::chrono::steady_clock::now();
     kv_.truncate(pos0);
+    if (vk_) {
+        if (capture_)
+            throw Error(ErrorKind::Usage, "attention capture (glimpse inspect) runs on the CPU only: use --device cpu");
+        vk_->truncate(pos0);
+    }
     for (int done = 0; done < n_tokens;) {
         const int T = std::min(n_batch_, n_tokens - done);
         fill(done, T);
@@ -101,7 +113,10 @@ void LlamaContext::run(int n_tokens, int pos0, float* logits_out, LogitRows rows
             out = logits_out;
             r = LogitRows::Last;
         }
-        run_batch(T, pos0 + done, out, r);
+        if (vk_)
+            vk_->run_batch(x_.data(), T, pos0 + done, out, r);
+        else
+            run_batch(T, pos0 + done, out, r);
         done += T;
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

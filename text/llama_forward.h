@@ -26,6 +26,7 @@ namespace glimpse {
 
 class Sampler;
 class TokenConstraint;
+class LlamaVulkanRun;
 
 // Which logits forward() writes.
 enum class LogitRows {
@@ -63,7 +64,9 @@ public:
     const LlamaModel& model() const { return model_; }
     const LlamaConfig& config() const { return model_.config; }
     int n_ctx() const { return n_ctx_; }
-    int n_past() const { return int(kv_.used()); }  // positions cached so far
+    int n_past() const;  // positions cached so far
+    // True when the forward passes run on a Vulkan device (the model has LlamaModel::vulkan).
+    bool on_vulkan() const { return vk_ != nullptr; }
     ThreadPool& pool() { return pool_; }
 
     // Runs tokens [n_tokens] at positions pos0 .. pos0+n_tokens-1 and writes `rows` logits to
@@ -111,6 +114,10 @@ private:
     std::vector<int32_t> pos_;   // [T]
     LlamaTimings timings_;
     AttentionCapture* capture_ = nullptr;  // not owned
+    friend class LlamaBatch;  // text/llama_batch.h: one decode step for several contexts at once
+    // The Vulkan run state (text/llama_forward_vk.h), made at construction when the model has
+    // Vulkan weights: then run() hands every batch to it and kv_ stays unused.
+    std::shared_ptr<LlamaVulkanRun> vk_;
 };
 
 // ---- the generation loop ---------------------------------------------------------------------

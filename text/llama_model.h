@@ -26,6 +26,7 @@ namespace glimpse {
 class GgufFile;
 class HfFolder;
 class Llama2cCheckpoint;
+struct LlamaVulkanWeights;
 
 struct LlamaConfig {
     int n_layers = 0;      // decoder blocks
@@ -77,6 +78,9 @@ struct LlamaModel {
     std::shared_ptr<const GgufFile> gguf;                 // set for GGUF models
     std::shared_ptr<const HfFolder> hf;                   // set for Hugging Face folders
     std::shared_ptr<const Llama2cCheckpoint> llama2c;     // set for llama2.c checkpoints
+    // Set when the decoder runs on a Vulkan device (text/llama_forward_vk.h
+    // upload_llama_weights): every LlamaContext made afterwards runs its forward passes there.
+    std::shared_ptr<const LlamaVulkanWeights> vulkan;
 };
 
 // GGUF with general.architecture "llama". Every tensor is checked (present, a type the

@@ -11,10 +11,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/error.h"
 #include "core/fp16.h"
 #include "core/matmul.h"
 #include "core/ops.h"
 #include "core/vmath.h"
+#include "vision/vit_forward_vk.h"
 
 namespace glimpse {
 
@@ -235,6 +237,12 @@ void run_tiles(const VisionModel& m, const float* tiles, int n_tiles, float* out
                const ActivationTrace* trace, int64_t max_batch_rows, bool with_projector) {
     check_call(m, tiles, n_tiles, out);
     if (n_tiles == 0) return;
+    if (m.vulkan) {  // the whole encode on the device (vision/vit_forward_vk.h)
+        if (trace)
+            throw Error(ErrorKind::Usage, "activation traces of the vision tower run on the CPU only: use --device cpu");
+        m.vulkan->encode(tiles, n_tiles, out, with_projector, t);
+        return;
+    }
     const VisionConfig& c = m.config;
     const int per_batch = tiles_per_batch(c, n_tiles, max_batch_rows);
     const int P = c.n_patches(), D = c.n_embd;

@@ -32,8 +32,11 @@ struct VisionTimings {
     double attention_core_ms = 0;  // of which softmax(Q·Kᵀ)·V alone
     double mlp_ms = 0;        // LN2, fc1, activation, fc2
     double project_ms = 0;    // post-LN, class-row drop, projector
+    // On Vulkan: the encoder's submissions as a whole (upload, every block, post-LN; one command
+    // buffer per group of tiles, not split into the stages above). project_ms: the projector.
+    double device_ms = 0;
     int64_t tiles = 0;
-    double encode_ms() const { return embed_ms + attention_ms + mlp_ms; }
+    double encode_ms() const { return embed_ms + attention_ms + mlp_ms + device_ms; }
     double total_ms() const { return encode_ms() + project_ms; }
 };
 

@@ -25,6 +25,7 @@ namespace glimpse {
 
 class GgufFile;
 class HfFolder;
+class VitVulkan;
 
 enum class VisionKind { SigLIP, CLIP };
 enum class VisionActivation { GeluTanh, GeluErf, QuickGelu };
@@ -85,6 +86,9 @@ struct VisionModel {
     VisionWeights weights;
     std::shared_ptr<const GgufFile> gguf;  // set for GGUF mmproj files
     std::shared_ptr<const HfFolder> hf;    // set for Hugging Face folders
+    // Set when the tower runs on a Vulkan device (vision/vit_forward_vk.h): encode_tiles and
+    // encode_tiles_features then run there.
+    std::shared_ptr<VitVulkan> vulkan;
 };
 
 // Image tokens one tile becomes: SmolVLM (S/p)² / scale²; LLaVA (S/p)² (class row dropped).

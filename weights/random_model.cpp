@@ -100,7 +100,9 @@ std::string byte_token(int byte) {
     return s;
 }
 
-void set_tokenizer(GgufWriter& w, int n_vocab) {
+// smolvlm: SmolVLM's image-layout and end-of-turn tokens follow the bytes (ids 259..298), so a
+// random SmolVLM pair runs as a VLM (describe, caption) with the family's chat template.
+void set_tokenizer(GgufWriter& w, int n_vocab, bool smolvlm) {
     std::vector<std::string> tokens;
     std::vector<int32_t> types;
     tokens.reserve(size_t(n_vocab));
@@ -111,6 +113,13 @@ void set_tokenizer(GgufWriter& w, int n_vocab) {
     for (int b = 0; b < 256; ++b) {
         tokens.push_back(byte_token(b));
         types.push_back(1);
+    }
+    if (smolvlm && n_vocab >= 259 + 40) {
+        for (const char* special : {"<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"})
+            tokens.emplace_back(special);
+        for (int r = 1; r <= 6; ++r)
+            for (int c = 1; c <= 6; ++c) tokens.push_back("<row_" + std::to_string(r) + "_col_" + std::to_string(c) + ">");
+        types.resize(tokens.size(), 3);
     }
     for (int i = int(tokens.size()); i < n_vocab; ++i) {
         tokens.push_back("<r:" + std::to_string(i) + ">");
@@ -287,7 +296,7 @@ void write_random_llama_gguf(const std::string& path, const RandomLlamaShape& sh
     w.set_f32("llama.rope.freq_base", shape.rope_theta);
     w.set_f32("llama.attention.layer_norm_rms_epsilon", shape.rms_eps);
     w.set_u32("llama.vocab_size", uint32_t(V));
-    set_tokenizer(w, shape.n_vocab);
+    set_tokenizer(w, shape.n_vocab, shape.name.rfind("smolvlm", 0) == 0);
     write_model(path, w, specs, seed);
 }
 

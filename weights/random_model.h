@@ -7,7 +7,10 @@
 // 1 + N(0, 0.02), so activations stay finite through every layer. The tokenizer is a minimal
 // valid byte-level BPE ("gpt2", pre "smollm"): ids 0..2 are <|endoftext|> <|im_start|>
 // <|im_end|>, ids 3..258 the 256 bytes (so any text encodes, one token per byte), the rest
-// filler tokens "<r:N>"; no merges. `glimpse generate` therefore runs on the file.
+// filler tokens "<r:N>"; no merges. `glimpse generate` therefore runs on the file. The
+// smolvlm-* shapes also have SmolVLM's image tokens (<fake_token_around_image>, <image>,
+// <global-img>, <row_R_col_C> up to 6 x 6) and <end_of_utterance> at ids 259..298, so that
+// with write_random_mmproj_gguf's file beside it the pair runs as a VLM.
 //
 // Rows whose length is not a multiple of a K-quant's 256 (576 and 960 wide models) cannot be
 // Q4_K/Q5_K/Q6_K: such tensors fall back as llama-quantize does (Q4_K, Q5_K -> Q5_0;

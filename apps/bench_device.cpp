@@ -1,0 +1,170 @@
+// The Vulkan model benchmark (apps/bench_device.h). Each figure is the median of `repeats`
+// timed runs after one warm-up run (which also creates the pipelines).
+#include "apps/bench_device.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/bench_util.h"
+#include "apps/default_model.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "fusion/vlm.h"
+#include "text/llama_forward.h"
+#include "text/llama_forward_vk.h"
+#include "vision/vit_forward.h"
+#include "vision/vit_forward_vk.h"
+#include "weights/random_model.h"
+
+namespace glimpse::app {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// Deterministic tokens in [0, n_vocab).
+std::vector<int32_t> bench_tokens(int n, int n_vocab, uint64_t seed) {
+    std::vector<int32_t> t(size_t(std::max(n, 0)));
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int32_t& id : t) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        id = int32_t(s % uint64_t(n_vocab));
+    }
+    return t;
+}
+
+struct VisionFigures {
+    double ms_per_tile = 0;
+    int tiles = 0;
+};
+
+VisionFigures bench_vision(const VisionModel& m, int tiles, int repeats, ThreadPool& pool) {
+    const VisionConfig& c = m.config;
+    std::vector<float> in(size_t(tiles) * 3 * size_t(c.image_size) * size_t(c.image_size));
+    for (size_t i = 0; i < in.size(); ++i) in[i] = float(int(i % 251) - 125) / 125.0f;
+    std::vector<float> out(size_t(tiles) * size_t(tokens_per_tile(c)) * size_t(projected_dim(c)));
+    encode_tiles(m, in.data(), tiles, out.data(), pool);  // warm-up
+    std::vector<double> ms;
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = Clock::now();
+        encode_tiles(m, in.data(), tiles, out.data(), pool);
+        ms.push_back(ms_since(t0) / tiles);
+    }
+    return {median(ms), tiles};
+}
+
+struct TextFigures {
+    double prefill_tps = 0, decode_tps = 0;
+};
+
+TextFigures bench_text(const LlamaModel& m, int prompt, int gen, int repeats, ThreadPool& pool) {
+    const int V = m.config.n_vocab;
+    LlamaContext ctx(m, pool, prompt + gen, std::max(prompt, 1));
+    const auto p = bench_tokens(prompt, V, 1), g = bench_tokens(gen, V, 2);
+    std::vector<float> logits(static_cast<size_t>(V));
+    ctx.forward(p.data(), std::min(prompt, 8), 0, logits.data());  // warm-up: pipelines, pages
+    ctx.forward(g.data(), 1, ctx.n_past(), logits.data());
+    std::vector<double> pre, dec;
+    for (int r = 0; r < repeats; ++r) {
+        ctx.reset();
+        auto t0 = Clock::now();
+        if (prompt > 0) {
+            ctx.forward(p.data(), prompt, 0, logits.data());
+            pre.push_back(prompt / (ms_since(t0) / 1000.0));
+        }
+        t0 = Clock::now();
+        for (int i = 0; i < gen; ++i) ctx.forward(&g[size_t(i)], 1, prompt + i, logits.data());
+        dec.push_back(gen / (ms_since(t0) / 1000.0));
+    }
+    return {median(pre), median(dec)};
+}
+
+}  // namespace
+
+int run_device_bench(const DeviceBenchOptions& o) {
+    if (o.prompt < 0 || o.gen < 1 || o.repeats < 1 || o.tiles < 1)
+        throw Error(ErrorKind::Usage, "bench: -p must be >= 0, -n, -r and --vit-tiles >= 1");
+    const Placement dev = open_device(o.device, false);
+    ThreadPool pool(0);
+    nlohmann::json j;
+    j["device"] = dev.label();
+    if (dev.ctx) {
+        j["driver"] = dev.ctx->info().driver_name + " " + dev.ctx->info().driver_info;
+        j["device_type"] = std::string(vk::device_type_name(dev.ctx->info().type));
+    }
+    std::optional<VisionModel> vision;
+    std::optional<LlamaModel> text;
+    std::optional<VlmModel> vlm;
+    std::filesystem::path scratch;
+    if (o.vit) {
+        vision = make_random_siglip(512, 16, 768, 12, 3072, 12, 4, 576, false, o.seed);
+        j["model"] = "random SmolVLM-256M-shaped vision tower (SigLIP-B/16, 512x512 tiles, F32)";
+    } else if (!o.random.empty()) {
+        scratch = std::filesystem::temp_directory_path() / ("glimpse-bench-" + std::to_string(::getpid()) + ".gguf");
+        write_random_llama_gguf(scratch.string(), random_llama_shape(o.random), o.type, o.seed);
+        text = open_llama_model(scratch.string());
+        j["model"] = "random " + o.random + " (" + std::string(dtype_name(o.type)) + ")";
+    } else {
+        std::string model = o.model, mmproj = o.mmproj;
+        if (model.empty()) use_default_model_if_unset(model, mmproj);
+        if (!mmproj.empty() || o.model.empty()) {
+            vlm = open_vlm(model, mmproj);
+        } else {
+            try {
+                vlm = open_vlm(model, mmproj);
+            } catch (const Error& e) {
+                if (e.kind() != ErrorKind::Usage) throw;  // no mmproj beside it: the text model alone
+                text = open_llama_model(model);
+            }
+        }
+        j["model"] = model;
+    }
+    VisionModel* vm = o.vit ? &*vision : vlm ? &vlm->vision : nullptr;
+    LlamaModel* tm = text ? &*text : vlm ? &vlm->text : nullptr;
+    if (vm) place_vision(dev, *vm, false);
+    if (tm) place_text(dev, *tm, false);
+    if (!o.json) {
+        std::printf("device: %s%s%s\n", dev.label().c_str(), dev.ctx ? ", driver " : "",
+                    dev.ctx ? j["driver"].get<std::string>().c_str() : "");
+        std::printf("model: %s\n", j["model"].get<std::string>().c_str());
+        std::fflush(stdout);
+    }
+    if (vm) {
+        const VisionFigures v = bench_vision(*vm, o.tiles, o.repeats, pool);
+        j["encode_ms_per_tile"] = v.ms_per_tile;
+        j["tiles_per_call"] = v.tiles;
+        j["tile_px"] = vm->config.image_size;
+        if (!o.json)
+            std::printf("vision: %.1f ms per %dx%d tile (%d tiles per call, projector included)\n", v.ms_per_tile,
+                        vm->config.image_size, vm->config.image_size, v.tiles);
+        std::fflush(stdout);
+    }
+    if (tm) {
+        const TextFigures t = bench_text(*tm, o.prompt, o.gen, o.repeats, pool);
+        j["prefill_tokens"] = o.prompt;
+        j["decode_tokens"] = o.gen;
+        j["prefill_tps"] = t.prefill_tps;
+        j["decode_tps"] = t.decode_tps;
+        if (!o.json)
+            std::printf("text: prefill %.1f tokens/s (%d tokens), decode %.1f tokens/s (%d steps)\n", t.prefill_tps,
+                        o.prompt, t.decode_tps, o.gen);
+    }
+    j["repeats"] = o.repeats;
+    j["load_average"] = load_average();
+    if (!scratch.empty()) std::filesystem::remove(scratch);
+    if (o.json) std::printf("%s\n", j.dump(2).c_str());
+    else std::printf("(medians of %d runs; load average %.2f)\n", o.repeats, j["load_average"].get<double>());
+    return 0;
+}
+
+}  // namespace glimpse::app

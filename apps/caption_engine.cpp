@@ -1,0 +1,313 @@
+// The caption pipeline of apps/caption_engine.h: a reader thread that turns files into tiles
+// ahead of the model, and batches of images encoded, prefilled and decoded together.
+#include "apps/caption_engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "core/error.h"
+#include "text/tokenizer.h"
+#include "vision/vit_forward.h"
+
+namespace glimpse::app {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+std::string trim(const std::string& s) {
+    const size_t b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) return "";
+    return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+double round1(double ms) { return double(int64_t(ms * 10.0 + 0.5)) / 10.0; }
+
+}  // namespace
+
+struct CaptionEngine::Prepared {
+    size_t index = 0;
+    std::string path;
+    std::exception_ptr error;     // why this input has no tiles (classified by the model thread)
+    std::vector<RgbImage> tiles;  // uint8 [S][S][3] each, in encoder order
+    ImageGrid grid;
+    int width = 0, height = 0;
+    double read_ms = 0;  // read + decode + preprocess, on the reader thread
+};
+
+struct CaptionEngine::Sequence {
+    size_t index;
+    std::string path;
+    LlamaContext* ctx;
+    Sampler sampler;
+    TokenStream stream;
+    StopStrings stops;
+    std::string text;
+    std::vector<float> logits;  // [n_vocab] to draw the next token from
+    int n_tokens = 0;           // accepted so far
+    double ms = 0;
+
+    Sequence(size_t i, std::string p, LlamaContext* c, const CaptionSettings& s, const Tokenizer& tok)
+        : index(i), path(std::move(p)), ctx(c), sampler(s.sampling), stream(tok), stops(s.stops) {}
+};
+
+namespace {
+
+// Reads, decodes and preprocesses the inputs in order on its own thread, at most `capacity`
+// images ahead of the model. The destructor stops it (a run ended by an exception).
+class Reader {
+public:
+    using Prepared = CaptionEngine::Prepared;
+
+    Reader(const VlmModel& m, const std::vector<CaptionInput>& inputs, const ImageOptions& opt, size_t capacity)
+        : m_(m), inputs_(inputs), opt_(opt), capacity_(std::max<size_t>(capacity, 1)), thread_([this] { loop(); }) {}
+    ~Reader() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+
+    // The next input in order; nullopt after the last.
+    std::optional<Prepared> next() {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return !queue_.empty() || done_; });
+        if (queue_.empty()) return std::nullopt;
+        Prepared p = std::move(queue_.front());
+        queue_.pop_front();
+        cv_.notify_all();
+        return p;
+    }
+
+private:
+    void loop() {
+        for (size_t i = 0; i < inputs_.size(); ++i) {
+            {
+                std::unique_lock<std::mutex> lock(mu_);
+                cv_.wait(lock, [&] { return queue_.size() < capacity_ || stop_; });
+                if (stop_) break;
+            }
+            Prepared p = prepare(i);
+            std::lock_guard<std::mutex> lock(mu_);
+            queue_.push_back(std::move(p));
+            cv_.notify_all();
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        done_ = true;
+        cv_.notify_all();
+    }
+
+    Prepared prepare(size_t i) {
+        const auto t0 = Clock::now();
+        Prepared p;
+        p.index = i;
+        p.path = inputs_[i].path;
+        try {
+            if (!inputs_[i].error.empty()) throw Error(ErrorKind::BadInput, inputs_[i].error);
+            const RgbImage img = load_image(p.path);
+            p.width = img.width;
+            p.height = img.height;
+            p.tiles = preprocess_image(m_, img, opt_, p.grid);
+        } catch (...) {
+            p.error = std::current_exception();
+            p.tiles.clear();
+        }
+        p.read_ms = ms_since(t0);
+        return p;
+    }
+
+    const VlmModel& m_;
+    const std::vector<CaptionInput>& inputs_;
+    ImageOptions opt_;
+    size_t capacity_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Prepared> queue_;
+    bool done_ = false, stop_ = false;
+    std::thread thread_;  // last: starts once everything above exists
+};
+
+// The error line of a failed input; Error(Model) / Error(Device) and anything that is not a
+// glimpse::Error end the run instead.
+nlohmann::ordered_json error_line(const std::string& path, const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const Error& err) {
+        if (err.kind() == ErrorKind::Model || err.kind() == ErrorKind::Device) throw;
+        return {{"file", path}, {"error", err.what()}};
+    }
+}
+
+}  // namespace
+
+CaptionEngine::CaptionEngine(const VlmModel& m, ThreadPool& pool, CaptionSettings s)
+    : m_(m), pool_(pool), s_(std::move(s)) {
+    s_.batch = std::max(1, s_.batch);
+    for (int i = 0; i < s_.batch; ++i) ctxs_.push_back(std::make_unique<LlamaContext>(m.text, pool, s_.ctx));
+    decoder_ = std::make_unique<LlamaBatch>(m.text, pool, s_.batch);
+}
+
+CaptionEngine::~CaptionEngine() = default;
+
+void CaptionEngine::run(const std::vector<CaptionInput>& inputs,
+                        const std::function<void(size_t, const nlohmann::ordered_json&)>& on_result) {
+    Reader reader(m_, inputs, s_.image, 2 * size_t(s_.batch) + 1);
+    std::vector<Prepared> batch;
+    for (;;) {
+        std::optional<Prepared> p = reader.next();
+        if (p) {
+            stats_.read_ms += p->read_ms;
+            if (p->error) {
+                const auto line = error_line(p->path, p->error);
+                ++stats_.failed;
+                on_result(p->index, line);
+                continue;
+            }
+            batch.push_back(std::move(*p));
+            if (batch.size() < size_t(s_.batch)) continue;
+        }
+        if (!batch.empty()) caption_batch(batch, on_result);
+        batch.clear();
+        if (!p) break;
+    }
+}
+
+// All tiles of the batch, in groups of at most kDefaultVisionBatchRows sequence rows (at least
+// one tile): each group is one encode_tiles call, whichever images its tiles come from.
+void CaptionEngine::encode_batch(std::vector<Prepared>& batch, std::vector<EncodedImage>& out, std::vector<double>& ms) {
+    const VisionConfig& c = m_.vision.config;
+    const size_t tile_floats = size_t(3) * size_t(c.image_size) * size_t(c.image_size);
+    const size_t tile_embd = size_t(tokens_per_tile(c)) * size_t(projected_dim(c));
+    const int per_group = int(std::max<int64_t>(1, kDefaultVisionBatchRows / std::max(1, c.n_positions())));
+    struct TileRef {
+        size_t image, tile;
+    };
+    std::vector<TileRef> tiles;
+    out.assign(batch.size(), EncodedImage{});
+    for (size_t i = 0; i < batch.size(); ++i) {
+        out[i].grid = batch[i].grid;
+        out[i].width = batch[i].width;
+        out[i].height = batch[i].height;
+        out[i].embd.resize(batch[i].tiles.size() * tile_embd);
+        for (size_t t = 0; t < batch[i].tiles.size(); ++t) tiles.push_back({i, t});
+    }
+    std::vector<float> pixels, embd;
+    for (size_t g0 = 0; g0 < tiles.size(); g0 += size_t(per_group)) {
+        const size_t n = std::min(tiles.size() - g0, size_t(per_group));
+        const auto t0 = Clock::now();
+        pixels.resize(n * tile_floats);
+        embd.resize(n * tile_embd);
+        for (size_t k = 0; k < n; ++k) {
+            const TileRef& r = tiles[g0 + k];
+            normalize_tile_u8(c, batch[r.image].tiles[r.tile].pixels.data(), pixels.data() + k * tile_floats);
+        }
+        encode_tiles(m_.vision, pixels.data(), int(n), embd.data(), pool_);
+        for (size_t k = 0; k < n; ++k) {
+            const TileRef& r = tiles[g0 + k];
+            std::memcpy(out[r.image].embd.data() + r.tile * tile_embd, embd.data() + k * tile_embd,
+                        tile_embd * sizeof(float));
+        }
+        const double dt = ms_since(t0);
+        stats_.encode_ms += dt;
+        for (size_t k = 0; k < n; ++k) ms[tiles[g0 + k].image] += dt / double(n);
+    }
+    stats_.tiles += int64_t(tiles.size());
+    for (Prepared& p : batch) p.tiles.clear();  // the memory of the next batch's tiles
+}
+
+void CaptionEngine::caption_batch(std::vector<Prepared>& batch,
+                                  const std::function<void(size_t, const nlohmann::ordered_json&)>& on_result) {
+    const int V = m_.text.config.n_vocab;
+    std::vector<double> ms(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) ms[i] = batch[i].read_ms;
+    std::vector<EncodedImage> images;
+    encode_batch(batch, images, ms);
+
+    // Each prompt into its own context (a prompt that does not fit is that image's error).
+    const std::vector<int32_t> stop_ids = m_.tokenizer->eog_ids();
+    std::vector<std::unique_ptr<Sequence>> seqs;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const auto t0 = Clock::now();
+        auto q = std::make_unique<Sequence>(batch[i].index, batch[i].path, ctxs_[i].get(), s_, *m_.tokenizer);
+        try {
+            const MmPrompt prompt = build_prompt(m_, s_.prompt, {&images[i]}, s_.system);
+            q->ctx->reset();
+            eval_prompt(*q->ctx, prompt, {&images[i]}, q->logits);
+            for (const PromptPiece& piece : prompt.pieces)
+                for (int32_t id : piece.tokens) q->sampler.accept(id);
+            stats_.prompt_positions += prompt.n_positions();
+        } catch (...) {
+            const auto line = error_line(batch[i].path, std::current_exception());
+            ++stats_.failed;
+            on_result(batch[i].index, line);
+            continue;
+        }
+        const double dt = ms_since(t0);
+        stats_.prefill_ms += dt;
+        q->ms = ms[i] + dt;
+        seqs.push_back(std::move(q));
+    }
+
+    // Decode: each step draws every live caption's next token (as continue_generation does for
+    // one), then runs those still going through one batched step.
+    auto finish = [&](Sequence& q) {
+        if (!q.stops.stopped()) q.text += q.stops.feed(q.stream.flush()) + q.stops.flush();
+        const nlohmann::ordered_json line = {
+            {"file", q.path}, {"caption", trim(q.text)}, {"tokens", q.n_tokens}, {"ms", round1(q.ms)}};
+        ++stats_.captioned;
+        stats_.generated += q.n_tokens;
+        on_result(q.index, line);
+    };
+    std::vector<Sequence*> live;
+    for (auto& q : seqs) live.push_back(q.get());
+    std::vector<LlamaContext*> step_ctxs;
+    std::vector<int32_t> step_tokens;
+    std::vector<float> step_logits;
+    while (!live.empty()) {
+        std::vector<Sequence*> going;
+        step_ctxs.clear();
+        step_tokens.clear();
+        for (Sequence* q : live) {
+            bool more = false;
+            if (q->n_tokens < s_.max_tokens) {
+                const int32_t id = q->sampler.sample(q->logits.data(), V);
+                if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) {
+                    q->sampler.accept(id);
+                    ++q->n_tokens;
+                    q->text += q->stops.feed(q->stream.push(id));
+                    more = !q->stops.stopped() && q->n_tokens < s_.max_tokens && q->ctx->n_past() < q->ctx->n_ctx();
+                    if (more) {
+                        going.push_back(q);
+                        step_ctxs.push_back(q->ctx);
+                        step_tokens.push_back(id);
+                    }
+                }
+            }
+            if (!more) finish(*q);
+        }
+        live = std::move(going);
+        if (live.empty()) break;
+        const auto t0 = Clock::now();
+        decoder_->decode(step_ctxs, step_tokens, step_logits);
+        const double dt = ms_since(t0);
+        stats_.decode_ms += dt;
+        for (size_t j = 0; j < live.size(); ++j) {
+            live[j]->logits.assign(step_logits.begin() + std::ptrdiff_t(j * size_t(V)),
+                                   step_logits.begin() + std::ptrdiff_t((j + 1) * size_t(V)));
+            live[j]->ms += dt / double(live.size());
+        }
+    }
+}
+
+}  // namespace glimpse::app

@@ -1,0 +1,95 @@
+// The model side of `glimpse caption` (and of `glimpse bench --caption`): a list of image
+// files in, one result line per file out, with the three kinds of overlap that make a folder
+// of images go faster than one image at a time:
+//
+//   worker thread:  read + decode + preprocess (tiles) image i+1, i+2, ...   (bounded queue)
+//   model thread:   take up to `batch` images ─ encode all their tiles, several images per
+//                   encoder batch ─ prefill each prompt in its own LlamaContext ─ decode the
+//                   captions together, one LlamaBatch step for every caption still going,
+//                   each stopping at its own stop token / stop string / max tokens
+//
+// Results are reported as they complete: in input order with batch 1, and within a batch in
+// the order the captions finish. The caption of an image does not depend on the batch it was
+// in: every step computes each sequence exactly as it would alone (text/llama_batch.h), the
+// encoder computes each tile independently of the others in its batch, and each image gets
+// its own freshly seeded sampler.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/caption_inputs.h"
+#include "core/thread_pool.h"
+#include "fusion/vlm.h"
+#include "text/llama_batch.h"
+#include "text/sampler.h"
+
+namespace glimpse::app {
+
+// Images per batch when --batch is not given. On the default model 4, 8 and 16 measured
+// within the noise of each other on 2 cores (docs/PERFORMANCE.md, "Captioning a folder");
+// memory grows with it (each image in flight holds its tiles and its KV cache: ~105 MiB for a
+// 512x512 photo with SmolVLM-256M), so 8 rather than 16.
+constexpr int kDefaultCaptionBatch = 8;
+
+struct CaptionSettings {
+    std::string prompt = "Describe this image.";
+    std::optional<std::string> system = std::string();  // "" = none, nullopt = the template's default
+    SamplerParams sampling;
+    int max_tokens = 256;
+    std::vector<std::string> stops;
+    ImageOptions image;
+    int batch = 1;  // images captioned together (>= 1)
+    int ctx = 0;    // context per image (0: the model's, at most 4096)
+};
+
+// Where the time went, summed over the run.
+struct CaptionStats {
+    size_t captioned = 0, failed = 0;
+    int64_t tiles = 0, prompt_positions = 0, generated = 0;
+    double encode_ms = 0, prefill_ms = 0, decode_ms = 0;  // model thread
+    double read_ms = 0;                                   // worker: file → tiles
+};
+
+class CaptionEngine {
+public:
+    CaptionEngine(const VlmModel& m, ThreadPool& pool, CaptionSettings s);
+    ~CaptionEngine();
+    CaptionEngine(const CaptionEngine&) = delete;
+    CaptionEngine& operator=(const CaptionEngine&) = delete;
+
+    // Captions every input and calls on_result(i, line) once per input i, from this thread:
+    //   {"file", "caption", "tokens", "ms"}   or   {"file", "error"}
+    // "ms" is the image's share of the run's wall time (its read, its tiles' share of the
+    // encoder batches, its prefill, and its share of every decode step it took part in). A bad
+    // file (an input error, an unreadable or undecodable image, a prompt that does not fit the
+    // context) gives an error line and the run goes on; Error(Model) / Error(Device) and
+    // exceptions from on_result end it (rethrown here).
+    void run(const std::vector<CaptionInput>& inputs,
+             const std::function<void(size_t index, const nlohmann::ordered_json& line)>& on_result);
+
+    const CaptionStats& stats() const { return stats_; }
+
+    struct Prepared;  // an image as the worker hands it over (caption_engine.cpp)
+    struct Sequence;  // one caption being written
+
+private:
+    void caption_batch(std::vector<Prepared>& batch,
+                       const std::function<void(size_t, const nlohmann::ordered_json&)>& on_result);
+    void encode_batch(std::vector<Prepared>& batch, std::vector<EncodedImage>& out, std::vector<double>& ms);
+
+    const VlmModel& m_;
+    ThreadPool& pool_;
+    CaptionSettings s_;
+    std::vector<std::unique_ptr<LlamaContext>> ctxs_;  // one per batch slot
+    std::unique_ptr<LlamaBatch> decoder_;
+    CaptionStats stats_;
+};
+
+}  // namespace glimpse::app

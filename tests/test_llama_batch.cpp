@@ -1,0 +1,182 @@
+// The batched decode step (text/llama_batch.h) against LlamaContext::forward: sequences of
+// different lengths decoded together give exactly (bit for bit: tolerance 0) the logits and
+// greedy tokens each gives decoded alone, when sequences leave the batch early and whatever
+// the batch holds; and matmul_rows_as_decode equals M = 1 matmuls row by row.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/matmul.h"
+#include "core/quant.h"
+#include "core/thread_pool.h"
+#include "tests/helpers.h"
+#include "text/llama_batch.h"
+#include "text/llama_forward.h"
+#include "text/llama_model.h"
+#include "weights/gguf.h"
+#include "weights/random_model.h"
+
+using namespace glimpse;
+
+namespace {
+
+RandomLlamaShape batch_shape() {
+    RandomLlamaShape s;
+    s.name = "batch-test";
+    s.n_layers = 2;
+    s.n_embd = 128;
+    s.n_heads = 4;
+    s.n_kv_heads = 2;
+    s.head_dim = 32;
+    s.n_ff = 256;
+    s.n_vocab = 300;
+    s.n_ctx = 64;
+    return s;
+}
+
+int32_t argmax(const float* v, int n) { return int32_t(std::max_element(v, v + n) - v); }
+
+bool same_bits(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+
+}  // namespace
+
+// Exact equality is the right test here, not a tolerance: the batch computes every row with
+// the same kernels, in the same order of operations, as a one-token forward() (see the header),
+// so any difference at all means the batch mixed sequences or took another kernel path.
+TEST_CASE("batched decode equals each sequence decoded alone, bit for bit", "[llama_batch]") {
+    const DType type = GENERATE(DType::F32, DType::F16, DType::Q8_0, DType::Q4_K);
+    const int threads = GENERATE(1, 2);
+    const std::string type_name(dtype_name(type));
+    CAPTURE(type_name, threads);
+    RandomLlamaShape shape = batch_shape();
+    if (type == DType::Q4_K) {  // K-quants need rows of 256
+        shape.n_embd = 256;
+        shape.n_heads = 8;
+        shape.n_kv_heads = 4;
+        shape.n_ff = 512;
+    }
+    test::TempDir dir;
+    const std::string path = (dir / "m.gguf").string();
+    write_random_llama_gguf(path, shape, type, 11);
+    const LlamaModel model = load_llama_gguf(std::make_shared<const GgufFile>(GgufFile::open(path)));
+    const int V = model.config.n_vocab;
+    ThreadPool pool(threads);
+
+    // Five prompts of different lengths (1 to 9 tokens): the sequences sit at different depths.
+    const std::vector<std::vector<int32_t>> prompts = {
+        {1, 40, 41, 42, 43, 44, 45, 46, 47}, {1}, {1, 200, 17}, {1, 5, 6, 7, 8, 9}, {1, 299, 298, 100}};
+    const size_t B = prompts.size();
+    // Greedy steps per sequence: some leave the batch early (0 = only the prompt's logits).
+    const std::vector<int> steps = {12, 3, 12, 0, 7};
+
+    // Alone: prefill, then one forward() per greedy token.
+    std::vector<std::vector<int32_t>> want_tokens(B);
+    std::vector<std::vector<std::vector<float>>> want_logits(B);
+    for (size_t s = 0; s < B; ++s) {
+        LlamaContext ctx(model, pool, 32);
+        std::vector<float> logits(static_cast<size_t>(V));
+        ctx.forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
+        for (int i = 0; i < steps[s]; ++i) {
+            const int32_t id = argmax(logits.data(), V);
+            want_tokens[s].push_back(id);
+            ctx.forward(&id, 1, ctx.n_past(), logits.data());
+            want_logits[s].push_back(logits);
+        }
+    }
+
+    // Together: the same prefills, then one batched step for every sequence still going.
+    std::vector<std::unique_ptr<LlamaContext>> ctxs;
+    std::vector<std::vector<float>> last(B, std::vector<float>(static_cast<size_t>(V)));
+    for (size_t s = 0; s < B; ++s) {
+        ctxs.push_back(std::make_unique<LlamaContext>(model, pool, 32));
+        ctxs[s]->forward(prompts[s].data(), int(prompts[s].size()), 0, last[s].data());
+    }
+    LlamaBatch batch(model, pool, /*max_seqs=*/3);  // 4 live sequences take two passes
+    std::vector<std::vector<int32_t>> got_tokens(B);
+    for (int i = 0;; ++i) {
+        std::vector<LlamaContext*> live;
+        std::vector<int32_t> toks;
+        std::vector<size_t> which;
+        for (size_t s = 0; s < B; ++s)
+            if (i < steps[s]) {
+                const int32_t id = argmax(last[s].data(), V);
+                got_tokens[s].push_back(id);
+                live.push_back(ctxs[s].get());
+                toks.push_back(id);
+                which.push_back(s);
+            }
+        if (live.empty()) break;
+        std::vector<float> logits;
+        batch.decode(live, toks, logits);
+        REQUIRE(logits.size() == live.size() * size_t(V));
+        for (size_t j = 0; j < live.size(); ++j) {
+            const size_t s = which[j];
+            std::copy_n(logits.data() + j * size_t(V), size_t(V), last[s].data());
+            INFO("sequence " << s << " step " << i);
+            CHECK(same_bits(last[s].data(), want_logits[s][size_t(i)].data(), size_t(V)));
+        }
+    }
+    for (size_t s = 0; s < B; ++s) {
+        CHECK(got_tokens[s] == want_tokens[s]);
+        CHECK(ctxs[s]->n_past() == int(prompts[s].size()) + steps[s]);
+    }
+    CHECK(ctxs[0]->timings().decode_tokens == 12);
+}
+
+TEST_CASE("batched decode: bad batches are errors", "[llama_batch]") {
+    test::TempDir dir;
+    const std::string path = (dir / "m.gguf").string();
+    RandomLlamaShape shape = batch_shape();
+    shape.n_ctx = 4;
+    write_random_llama_gguf(path, shape, DType::F32, 3);
+    const LlamaModel model = load_llama_gguf(std::make_shared<const GgufFile>(GgufFile::open(path)));
+    ThreadPool pool(2);
+    LlamaContext a(model, pool, 4), b(model, pool, 4);
+    LlamaBatch batch(model, pool, 4);
+    std::vector<float> logits;
+    CHECK_THROWS_WITH(batch.decode({&a, &a}, {1, 2}, logits), Catch::Contains("the same context"));
+    CHECK_THROWS_AS(batch.decode({&a, &b}, {1, 300}, logits), Error);  // outside the vocabulary
+    CHECK(a.n_past() == 0);                                            // nothing ran
+    for (int i = 0; i < 4; ++i) batch.decode({&a, &b}, {1, 2}, logits);
+    CHECK(a.n_past() == 4);
+    CHECK_THROWS_WITH(batch.decode({&a}, {1}, logits), Catch::Contains("fills its context of 4"));
+}
+
+TEST_CASE("matmul_rows_as_decode equals one-row matmuls", "[llama_batch][matmul]") {
+    const DType type = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q6_K);
+    const KernelPath path = GENERATE(KernelPath::Auto, KernelPath::Scalar);
+    const int64_t M = GENERATE(1, 3, 4, 9);
+    const int64_t K = 512, N = 77;  // N not a multiple of any block of rows
+    const std::string type_name(dtype_name(type));
+    CAPTURE(type_name, int(path), M);
+    std::vector<uint8_t> wbuf(size_t(*dtype_row_bytes(type, uint64_t(K)) * uint64_t(N)));
+    std::vector<float> row(static_cast<size_t>(K)), x(size_t(M * K));
+    uint32_t s = 12345;
+    auto rnd = [&] {
+        s = s * 1664525u + 1013904223u;
+        return float(s >> 8) / float(1u << 24) - 0.5f;
+    };
+    const uint64_t rb = *dtype_row_bytes(type, uint64_t(K));
+    for (int64_t n = 0; n < N; ++n) {
+        for (float& v : row) v = rnd();
+        quantize_row(type, row.data(), wbuf.data() + uint64_t(n) * rb, K);
+    }
+    for (float& v : x) v = rnd();
+    Tensor W;
+    W.name = "w";
+    W.dtype = type;
+    W.n_dims = 2;
+    W.ne = {K, N, 1, 1};
+    W.nb = contiguous_strides(type, W.ne);
+    W.data = wbuf.data();
+    ThreadPool pool(2);
+    std::vector<float> got(size_t(M * N)), want(size_t(M * N));
+    matmul_rows_as_decode(W, x.data(), got.data(), M, pool, path);
+    for (int64_t m = 0; m < M; ++m) matmul(W, x.data() + m * K, want.data() + m * N, 1, pool, path);
+    CHECK(same_bits(got.data(), want.data(), got.size()));
+}

@@ -1,0 +1,132 @@
+// --device end to end through the binary (apps/device_option.h, apps/bench_device.h): the
+// default model describes an example scene the same on lavapipe as on the CPU, the golden
+// models answer the same on both (and SmolVLM's answer is the Hugging Face reference's), -v
+// names the device of each tower, a device that does not exist is exit 4 with one line, and
+// `bench --device vulkan` reports its figures. Skipped, saying so, without a Vulkan device.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/helpers.h"
+#include "tests/test_vk_helpers.h"
+
+using namespace glimpse;
+using test::run_glimpse;
+using test::shell_quote;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kSource = GLIMPSE_SOURCE_DIR;
+
+std::string q(const fs::path& p) { return shell_quote(p.string()); }
+
+int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
+
+}  // namespace
+
+TEST_CASE("vulkan CLI: --device vulkan: describe with the default model prints the CPU's caption", "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string image = q(kSource / "examples" / "scene_2.png");
+    const auto cpu = run_glimpse("describe " + image + " --device cpu -t 2");
+    REQUIRE(cpu.exit_code == 0);
+    REQUIRE(cpu.out.size() > 10);
+    const auto gpu = run_glimpse("describe " + image + " --device vulkan -v");
+    INFO(gpu.err);
+    REQUIRE(gpu.exit_code == 0);
+    CHECK(gpu.out == cpu.out);
+    // -v: the device and why, where each tower runs, the stage timings.
+    CHECK(gpu.err.find("device: vulkan device") != std::string::npos);
+    CHECK(gpu.err.find("text tower on vulkan device") != std::string::npos);
+    CHECK(gpu.err.find("vision tower + projector on vulkan device") != std::string::npos);
+    CHECK(gpu.err.find("encode") != std::string::npos);
+    // auto never picks a software Vulkan device: -v says the CPU runs both towers.
+    const auto aut = run_glimpse("describe " + image + " --device auto -v");
+    REQUIRE(aut.exit_code == 0);
+    if (ctx->info().type == vk::DeviceType::Cpu) {
+        CHECK(aut.err.find("text tower on the cpu") != std::string::npos);
+        CHECK(aut.out == cpu.out);
+    }
+}
+
+TEST_CASE("vulkan CLI: --device vulkan:99 and bad specs are one-line errors with their exit codes", "[vulkan][vk_cli][cli]") {
+    const std::string image = q(kSource / "examples" / "scene_2.png");
+    const auto r = run_glimpse("describe " + image + " --device vulkan:99");
+    CHECK(r.exit_code == 4);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(r.err.find("no device 99") != std::string::npos);
+    CHECK(r.out.empty());
+    const auto g = run_glimpse("generate -m " + q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf") +
+                               " -p hi --device gpu");
+    CHECK(g.exit_code == 1);
+    CHECK(count_lines(g.err) == 1);
+}
+
+TEST_CASE("vulkan CLI: --device vulkan: the golden models answer as on the CPU", "[vulkan][vk_cli][cli][golden]") {
+    VK_OR_SKIP(ctx);
+    GOLDEN_OR_SKIP(golden);
+    const fs::path smol = golden / "smolvlm-tiny", llava = golden / "llava-tiny";
+    {
+        std::ifstream in(smol / "ref-hf-e2e" / "result.json");
+        const auto ref = nlohmann::json::parse(in)["image_prompts"][0];
+        const auto r = run_glimpse("describe " + q(smol / "images" / ref["image"].get<std::string>()) + " -m " +
+                                   q(smol / "smolvlm-tiny-text-f32.gguf") + " --mmproj " +
+                                   q(smol / "mmproj-smolvlm-tiny-f32.gguf") + " -n 16 --device vulkan");
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.out == ref["greedy"]["text"].get<std::string>() + "\n");
+    }
+    {  // the text tower alone, through its chat template
+        std::ifstream in(smol / "ref" / "result.json");
+        const auto ref = nlohmann::json::parse(in)["text_prompts"][0];
+        const auto r = run_glimpse("generate -m " + q(smol / "smolvlm-tiny-text-f32.gguf") +
+                                   " -p 'What is the capital of France?' -n 16 --device vulkan");
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.out == ref["greedy"]["text"].get<std::string>() + "\n");
+    }
+    {  // llama2.c's stories260K: the first 60 tokens of its greedy story
+        std::ifstream in(golden / "stories260k" / "expected.json");
+        const std::string want = nlohmann::json::parse(in)["prompts"]["Once upon a time"].get<std::string>();
+        const auto r = run_glimpse("generate -m " + q(golden / "stories260k" / "stories260K.bin") +
+                                   " -p 'Once upon a time' -n 60 --device vulkan");
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        std::string got = "Once upon a time" + r.out;
+        if (!got.empty() && got.back() == '\n') got.pop_back();
+        CHECK(got.size() > 100);
+        CHECK(want.compare(0, got.size(), got) == 0);
+    }
+    // LLaVA (CLIP with a class token, the MLP projector), F16 weights: the same tokens.
+    const std::string args = "describe " + q(llava / "images" / "shapes_64x64.png") + " -m " +
+                             q(llava / "llava-tiny-text-f16.gguf") + " -n 8 --json --device ";
+    const auto cpu = run_glimpse(args + "cpu");
+    const auto gpu = run_glimpse(args + "vulkan");
+    INFO(gpu.err);
+    REQUIRE(cpu.exit_code == 0);
+    REQUIRE(gpu.exit_code == 0);
+    CHECK(nlohmann::json::parse(gpu.out)["tokens"] == nlohmann::json::parse(cpu.out)["tokens"]);
+}
+
+TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    const auto cpu = run_glimpse("generate -m " + model + " -p 'a big red' -n 12 --device cpu");
+    const auto gpu = run_glimpse("generate -m " + model + " -p 'a big red' -n 12 --device vulkan");
+    INFO(gpu.err);
+    REQUIRE(cpu.exit_code == 0);
+    REQUIRE(gpu.exit_code == 0);
+    CHECK(gpu.out == cpu.out);
+
+    const auto b = run_glimpse("bench --device vulkan -p 16 -n 4 -r 1 --vit-tiles 1 --json");
+    INFO(b.err);
+    REQUIRE(b.exit_code == 0);
+    const auto j = nlohmann::json::parse(b.out);
+    CHECK(j["device"].get<std::string>().find("vulkan device") == 0);
+    CHECK(j["encode_ms_per_tile"].get<double>() > 0);
+    CHECK(j["prefill_tps"].get<double>() > 0);
+    CHECK(j["decode_tps"].get<double>() > 0);
+}

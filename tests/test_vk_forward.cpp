@@ -1,0 +1,155 @@
+// The forward passes on Vulkan (text/llama_forward_vk.h) against the CPU forward, on the
+// embedded tiny SmolVLM (weights/tiny) and whatever Vulkan device exists (lavapipe in CI):
+// logits of a prefill and of decode steps within a tolerance, a rewind, the vision tower's
+// features and image embeddings, and the same greedy answer about an example scene.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "fusion/vlm.h"
+#include "tests/test_vk_helpers.h"
+#include "text/generation.h"
+#include "text/llama_forward.h"
+#include "text/llama_forward_vk.h"
+#include "text/sampler.h"
+#include "vision/image.h"
+#include "vision/vit_forward.h"
+#include "vision/vit_forward_vk.h"
+#include "tests/helpers.h"
+
+using namespace glimpse;
+using glimpse::test::require_close;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kSource = GLIMPSE_SOURCE_DIR;
+const fs::path kText = kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf";
+const fs::path kMmproj = kSource / "weights" / "tiny" / "mmproj-tiny-smolvlm-f32.gguf";
+
+// The test Context, shared without ownership (the test slots own it).
+std::shared_ptr<vk::Context> borrow(vk::Context* ctx) {
+    return std::shared_ptr<vk::Context>(std::shared_ptr<void>(), ctx);
+}
+
+int32_t argmax(const std::vector<float>& v) { return int32_t(std::max_element(v.begin(), v.end()) - v.begin()); }
+
+// Logits are O(10); float sums in another order differ by ~1e-5 relative per layer.
+constexpr float kAbs = 2e-3f, kRel = 1e-3f;
+
+}  // namespace
+
+TEST_CASE("vulkan text forward: prefill, decode steps and a rewind match the CPU", "[vulkan][vk_forward]") {
+    VK_OR_SKIP(ctx);
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    LlamaModel vk_model = cpu_model;
+    vk_model.vulkan = upload_llama_weights(borrow(ctx), cpu_model);
+    ThreadPool pool(1);
+    // n_batch 8 < the prompt: the prefill goes through in several batches on both sides.
+    LlamaContext cpu(cpu_model, pool, 64, 8);
+    LlamaContext gpu(vk_model, pool, 64, 8);
+    REQUIRE(gpu.on_vulkan());
+    REQUIRE_FALSE(cpu.on_vulkan());
+    const int64_t V = cpu_model.config.n_vocab;
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 13; ++i) prompt.push_back(int32_t((i * 37 + 5) % V));
+
+    std::vector<float> want(size_t(13 * V)), got(size_t(13 * V));
+    cpu.forward(prompt.data(), 13, 0, want.data(), LogitRows::All);
+    gpu.forward(prompt.data(), 13, 0, got.data(), LogitRows::All);
+    require_close(got, want, kAbs, kRel);
+    CHECK(gpu.n_past() == 13);
+
+    std::vector<float> lw(static_cast<size_t>(V)), lg(static_cast<size_t>(V));
+    int32_t next = argmax(std::vector<float>(want.end() - V, want.end()));
+    for (int step = 0; step < 5; ++step) {
+        INFO("decode step " << step);
+        cpu.forward(&next, 1, cpu.n_past(), lw.data());
+        gpu.forward(&next, 1, gpu.n_past(), lg.data());
+        require_close(lg, lw, kAbs, kRel);
+        REQUIRE(argmax(lg) == argmax(lw));
+        next = argmax(lw);
+    }
+    CHECK(gpu.n_past() == 18);
+
+    // A rewind to position 10 forgets the rest, on the device too.
+    cpu.forward(prompt.data() + 3, 4, 10, lw.data());
+    gpu.forward(prompt.data() + 3, 4, 10, lg.data());
+    require_close(lg, lw, kAbs, kRel);
+    CHECK(gpu.n_past() == 14);
+    gpu.reset();
+    CHECK(gpu.n_past() == 0);
+
+    // Attention capture (glimpse inspect) is CPU-only and says so.
+    AttentionCapture cap;
+    gpu.set_attention_capture(&cap);
+    CHECK_THROWS_WITH(gpu.forward(prompt.data(), 2, 0, lg.data()), Catch::Contains("CPU only"));
+}
+
+TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on the CPU", "[vulkan][vk_forward]") {
+    VK_OR_SKIP(ctx);
+    VlmModel m = open_vlm(kText.string(), kMmproj.string());
+    ThreadPool pool(1);
+    const RgbImage scene = load_image((kSource / "examples" / "scene_1.png").string());
+    const EncodedImage img = encode_image(m, scene, ImageOptions{}, pool);
+    const MmPrompt prompt = build_prompt(m, "Describe this image.", {&img}, std::string());
+
+    auto answer = [&](std::vector<float>& first_logits) {
+        LlamaContext lc(m.text, pool, 512);
+        eval_prompt(lc, prompt, {&img}, first_logits);
+        std::vector<float> logits = first_logits;
+        Sampler sampler(SamplerParams{});
+        GenerateOptions opts;
+        opts.max_tokens = 24;
+        opts.stop_tokens = m.tokenizer->eog_ids();
+        return continue_generation(lc, logits, sampler, opts, [](int32_t) { return true; }).tokens;
+    };
+    std::vector<float> want_logits, got_logits;
+    const std::vector<int32_t> want = answer(want_logits);
+    // Both towers on the device: the image is encoded there too.
+    m.text.vulkan = upload_llama_weights(borrow(ctx), m.text);
+    m.vision.vulkan = std::make_shared<VitVulkan>(borrow(ctx), m.vision);
+    const EncodedImage img_vk = encode_image(m, scene, ImageOptions{}, pool);
+    require_close(img_vk.embd, img.embd, 1e-3f, 1e-3f);
+    const std::vector<int32_t> got = answer(got_logits);
+    require_close(got_logits, want_logits, kAbs, kRel);
+    CHECK(want.size() >= 3);
+    CHECK(got == want);
+}
+
+TEST_CASE("vulkan vision tower: features and projected embeddings match the CPU", "[vulkan][vk_forward]") {
+    VK_OR_SKIP(ctx);
+    const VisionModel cpu_model = open_vision_model(kMmproj.string());
+    VisionModel vk_model = cpu_model;
+    vk_model.vulkan = std::make_shared<VitVulkan>(borrow(ctx), cpu_model);
+    const VisionConfig& c = cpu_model.config;
+    ThreadPool pool(1);
+    // One tile more than a submission group holds: two groups, the second of one tile. The
+    // tiles differ, so a tile written to the wrong place shows.
+    const int n_tiles = kVitVulkanGroup + 1;
+    const size_t tile_floats = 3 * size_t(c.image_size) * size_t(c.image_size);
+    const std::vector<float> tiles = glimpse::test::random_floats(size_t(n_tiles) * tile_floats, 17);
+    const size_t n_out = size_t(n_tiles) * size_t(tokens_per_tile(c)) * size_t(projected_dim(c));
+    std::vector<float> want(n_out), got(n_out);
+    encode_tiles(cpu_model, tiles.data(), n_tiles, want.data(), pool);
+    VisionTimings t;
+    encode_tiles(vk_model, tiles.data(), n_tiles, got.data(), pool, &t);
+    require_close(got, want, 1e-3f, 1e-3f);
+    CHECK(t.tiles == n_tiles);
+    CHECK(t.device_ms > 0);
+
+    const size_t n_feat = size_t(n_tiles) * size_t(c.n_patches()) * size_t(c.n_embd);
+    std::vector<float> fw(n_feat), fg(n_feat);
+    encode_tiles_features(cpu_model, tiles.data(), n_tiles, fw.data(), pool);
+    encode_tiles_features(vk_model, tiles.data(), n_tiles, fg.data(), pool);
+    require_close(fg, fw, 1e-3f, 1e-3f);
+
+    // Traces are CPU-only and say so.
+    const ActivationTrace trace = [](const char*, const float*, int64_t, int64_t) {};
+    CHECK_THROWS_WITH(encode_tiles(vk_model, tiles.data(), 1, got.data(), pool, nullptr, &trace),
+                      Catch::Contains("CPU only"));
+}

@@ -1,0 +1,163 @@
+// The Vulkan Llama forward pass (text/llama_forward_vk.h): uploads, the per-batch recording.
+// Each step mirrors LlamaContext::run_batch / attention_block / ffn_block line for line.
+#include "text/llama_forward_vk.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/matmul.h"
+
+namespace glimpse {
+
+namespace {
+
+vk::Buffer upload_norm(vk::Context& ctx, const Tensor& t) {
+    const float* p = f32_data(t);
+    return vk::upload_floats(ctx, std::vector<float>(p, p + t.ne[0]));
+}
+
+uint64_t fbytes(int64_t rows, int64_t cols) { return uint64_t(rows) * uint64_t(cols) * 4; }
+
+}  // namespace
+
+std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Context> ctx, const LlamaModel& model) {
+    auto w = std::make_shared<LlamaVulkanWeights>();
+    w->ctx = std::move(ctx);
+    vk::Context& c = *w->ctx;
+    const LlamaConfig& cfg = model.config;
+    w->config = cfg;
+    auto matrix = [&](const Tensor& t) {
+        vk::DeviceMatrix m = vk::upload_matrix(c, t);
+        w->bytes += m.buffer.size();
+        return m;
+    };
+    for (const LlamaLayerWeights& L : model.weights.layers) {
+        LlamaVulkanWeights::Layer d;
+        d.attn_norm = upload_norm(c, L.attn_norm);
+        d.ffn_norm = upload_norm(c, L.ffn_norm);
+        d.wq = matrix(L.wq);
+        d.wk = matrix(L.wk);
+        d.wv = matrix(L.wv);
+        d.wo = matrix(L.wo);
+        d.w_gate = matrix(L.w_gate);
+        d.w_up = matrix(L.w_up);
+        d.w_down = matrix(L.w_down);
+        w->bytes += 2 * fbytes(1, cfg.n_embd);
+        w->layers.push_back(std::move(d));
+    }
+    w->output_norm = upload_norm(c, model.weights.output_norm);
+    w->output = matrix(model.weights.output);
+    w->rope = vk::make_rope_table(c, cfg.head_dim, cfg.rope_theta, cfg.rope_style);
+    return w;
+}
+
+LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int n_ctx, int n_batch)
+    : w_(std::move(w)), ctx_(*w_->ctx), n_ctx_(n_ctx), n_batch_(n_batch), rec_(ctx_) {
+    const LlamaConfig& c = w_->config;
+    const int64_t B = n_batch_;
+    for (int l = 0; l < c.n_layers; ++l) {
+        k_cache_.emplace_back(ctx_, fbytes(n_ctx_, c.kv_dim()));
+        v_cache_.emplace_back(ctx_, fbytes(n_ctx_, c.kv_dim()));
+    }
+    x_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
+    xb_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
+    q_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
+    k_ = vk::Buffer(ctx_, fbytes(B, c.kv_dim()));
+    v_ = vk::Buffer(ctx_, fbytes(B, c.kv_dim()));
+    att_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
+    proj_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
+    gate_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
+    up_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
+    pos_ = vk::Buffer(ctx_, fbytes(B, 1));
+    last_ = vk::Buffer(ctx_, fbytes(1, c.n_embd));
+    logits_ = vk::Buffer(ctx_, fbytes(1, c.n_vocab));
+    logits_rows_ = 1;
+}
+
+// x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x); K and V of the batch
+// are copied into cache rows pos0 .. pos0+T-1 first (the cache layout is [pos][KV·hd], which
+// vk::attention reads directly).
+void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
+    const LlamaConfig& c = w_->config;
+    const int64_t D = c.n_embd, kvd = c.kv_dim();
+    vk::rms_norm(rec_, x_, &L.attn_norm, xb_, T, D, c.rms_eps);
+    vk::matmul(rec_, L.wq, xb_, q_, T);
+    vk::matmul(rec_, L.wk, xb_, k_, T);
+    vk::matmul(rec_, L.wv, xb_, v_, T);
+    vk::rope(rec_, q_, pos_, w_->rope, T, c.n_heads);
+    vk::rope(rec_, k_, pos_, w_->rope, T, c.n_kv_heads);
+    vk::Buffer& kc = k_cache_[size_t(layer)];
+    vk::Buffer& vc = v_cache_[size_t(layer)];
+    vk::copy(rec_, k_, 0, kc, int64_t(pos0) * kvd, int64_t(T) * kvd);
+    vk::copy(rec_, v_, 0, vc, int64_t(pos0) * kvd, int64_t(T) * kvd);
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    vk::attention(rec_, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
+                  /*causal=*/true, pos0);
+    vk::matmul(rec_, L.wo, att_, proj_, T);
+    vk::add(rec_, x_, proj_, x_, int64_t(T) * D);
+    // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
+    vk::rms_norm(rec_, x_, &L.ffn_norm, xb_, T, D, c.rms_eps);
+    vk::matmul(rec_, L.w_gate, xb_, gate_, T);
+    vk::matmul(rec_, L.w_up, xb_, up_, T);
+    vk::swiglu(rec_, gate_, up_, gate_, int64_t(T) * c.n_ff);
+    vk::matmul(rec_, L.w_down, gate_, proj_, T);
+    vk::add(rec_, x_, proj_, x_, int64_t(T) * D);
+}
+
+void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {
+    const LlamaConfig& c = w_->config;
+    if (T <= 0) return;
+    if (T > n_batch_ || pos0 < 0 || pos0 > n_past_ || int64_t(pos0) + T > n_ctx_)
+        throw std::invalid_argument("LlamaVulkanRun::run_batch: batch outside the context");
+    const int64_t D = c.n_embd, V = c.n_vocab;
+    if (rows == LogitRows::All && logits_rows_ < n_batch_) {
+        // Grown once, on first use, to n_batch rows or as many as one buffer can hold.
+        const int64_t fit = int64_t(ctx_.info().max_storage_buffer_range / uint64_t(V * 4));
+        const int64_t want = std::max<int64_t>(1, std::min<int64_t>(n_batch_, fit));
+        if (want > logits_rows_) {
+            logits_ = vk::Buffer(ctx_, fbytes(want, V));
+            last_ = vk::Buffer(ctx_, fbytes(want, D));
+            logits_rows_ = want;
+        }
+    }
+    std::vector<int32_t> pos(static_cast<size_t>(T));
+    for (int i = 0; i < T; ++i) pos[size_t(i)] = pos0 + i;
+    vk::upload(ctx_, x_, x, fbytes(T, D));
+    vk::upload(ctx_, pos_, pos.data(), fbytes(T, 1));
+
+    rec_.begin();
+    for (int l = 0; l < c.n_layers; ++l) record_layer(w_->layers[size_t(l)], l, T, pos0);
+    int64_t n_out = 0;
+    if (rows == LogitRows::All) {
+        vk::rms_norm(rec_, x_, &w_->output_norm, xb_, T, D, c.rms_eps);
+        if (T <= logits_rows_) {
+            vk::matmul(rec_, w_->output, xb_, logits_, T);
+            n_out = T;
+        }
+    } else if (rows == LogitRows::Last) {
+        vk::copy(rec_, x_, int64_t(T - 1) * D, last_, 0, D);
+        vk::rms_norm(rec_, last_, &w_->output_norm, xb_, 1, D, c.rms_eps);
+        vk::matmul(rec_, w_->output, xb_, logits_, 1);
+        n_out = 1;
+    }
+    dispatches_ = rec_.dispatch_count();
+    rec_.submit_and_wait();
+    n_past_ = pos0 + T;
+    if (n_out > 0) {
+        vk::download(ctx_, logits_, logits_out, fbytes(n_out, V));
+    } else if (rows == LogitRows::All) {
+        // More rows of logits than one buffer holds: the normed rows go through the output
+        // matrix in chunks, one submission each.
+        for (int64_t r0 = 0; r0 < T; r0 += logits_rows_) {
+            const int64_t n = std::min<int64_t>(logits_rows_, T - r0);
+            rec_.begin();
+            vk::copy(rec_, xb_, r0 * D, last_, 0, n * D);
+            vk::matmul(rec_, w_->output, last_, logits_, n);
+            rec_.submit_and_wait();
+            vk::download(ctx_, logits_, logits_out + r0 * V, fbytes(n, V));
+        }
+    }
+}
+
+}  // namespace glimpse

@@ -1,0 +1,84 @@
+// The Llama decoder's forward pass (text/llama_forward.h) on a Vulkan device: the same layer
+// sequence recorded as core/vk_ops.h dispatches.
+//
+//   LlamaVulkanWeights  every weight uploaded once (matrices in their file block format), the
+//                       RoPE table; shared by all contexts of one model (LlamaModel::vulkan).
+//   LlamaVulkanRun      one sequence's device state: KV cache [n_ctx][KV·hd] per layer and
+//                       the activations of one batch of n_batch rows, allocated once; a
+//                       LlamaContext whose model has Vulkan weights creates one and hands
+//                       each batch to it.
+//
+// Per batch: the input embeddings [T][D] (get_rows on the host: a row copy) and the positions
+// are uploaded, the whole batch (all layers, the KV-cache writes, the logits) is recorded into
+// one command buffer and submitted once, and the logits are read back.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/vk_buffer.h"
+#include "core/vk_context.h"
+#include "core/vk_ops.h"
+#include "core/vk_pipeline.h"
+#include "text/llama_forward.h"
+#include "text/llama_model.h"
+
+namespace glimpse {
+
+struct LlamaVulkanWeights {
+    struct Layer {
+        vk::Buffer attn_norm, ffn_norm;  // [D]
+        vk::DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    };
+    // Declared first: destroyed last, after every buffer made from it.
+    std::shared_ptr<vk::Context> ctx;
+    LlamaConfig config;
+    std::vector<Layer> layers;
+    vk::Buffer output_norm;  // [D]
+    vk::DeviceMatrix output;
+    vk::RopeTable rope;
+    uint64_t bytes = 0;  // device bytes of the weights
+};
+
+// Uploads `model`'s weights to `ctx`. Error(Model) naming the tensor for a weight type without
+// a Vulkan kernel (e.g. BF16), Error(Device) when the device lacks memory or a feature.
+std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Context> ctx, const LlamaModel& model);
+
+class LlamaVulkanRun {
+public:
+    // n_ctx positions of KV cache, batches of at most n_batch rows.
+    LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int n_ctx, int n_batch);
+    LlamaVulkanRun(const LlamaVulkanRun&) = delete;
+    LlamaVulkanRun& operator=(const LlamaVulkanRun&) = delete;
+
+    int n_past() const { return n_past_; }
+    void truncate(int n) { n_past_ = std::min(n_past_, n); }
+    void reset() { n_past_ = 0; }
+
+    // x [T][D]: the input embeddings of positions pos0 .. pos0+T-1 (T ≤ n_batch, pos0 ≤
+    // n_past, pos0 + T ≤ n_ctx: LlamaContext checks). Writes `rows` logits to logits_out.
+    void run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows);
+
+    const std::string& device_label() const { return w_->ctx->label(); }
+    uint32_t dispatches_last_batch() const { return dispatches_; }
+
+private:
+    void record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0);
+
+    std::shared_ptr<const LlamaVulkanWeights> w_;
+    vk::Context& ctx_;
+    int n_ctx_, n_batch_;
+    int n_past_ = 0;
+    std::vector<vk::Buffer> k_cache_, v_cache_;  // per layer [n_ctx][KV·hd]
+    vk::Buffer x_, xb_, q_, k_, v_, att_, proj_, gate_, up_, pos_, last_, logits_;
+    // Rows logits_ (and last_, the rows fed to the output matrix) hold: 1, grown for LogitRows::All
+    // to n_batch or what one buffer can hold (maxStorageBufferRange), whichever is less.
+    int64_t logits_rows_ = 0;
+    vk::Recorder rec_;
+    uint32_t dispatches_ = 0;
+};
+
+}  // namespace glimpse

@@ -1,0 +1,229 @@
+// The Vulkan vision tower (vision/vit_forward_vk.h): uploads and the recording of one group
+// of tiles. Each step mirrors vision/vit_forward.cpp (embed, attention_block, mlp_block,
+// encode_batch) and fusion/projector.cpp (project).
+#include "vision/vit_forward_vk.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <utility>
+
+#include "core/vk_ops_vision.h"
+
+namespace glimpse {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+uint64_t fbytes(int64_t rows, int64_t cols) { return uint64_t(rows) * uint64_t(cols) * 4; }
+
+// The F32 vector (norm weight, bias, position table) as a device buffer; empty when absent.
+vk::Buffer upload_vector(vk::Context& ctx, const Tensor& t, uint64_t& bytes) {
+    if (!t.data) return {};
+    const float* p = f32_data(t);
+    const auto n = size_t(t.numel());
+    bytes += n * 4;
+    return vk::upload_floats(ctx, std::vector<float>(p, p + n));
+}
+
+// The patch-conv kernel ne {p, p, C, D} as the matrix {C·p·p, D} the im2col rows multiply.
+Tensor kernel_matrix(const Tensor& kernel) {
+    Tensor w = kernel;
+    const int64_t K = kernel.ne[0] * kernel.ne[1] * kernel.ne[2], D = kernel.ne[3];
+    w.n_dims = 2;
+    w.ne = {K, D, 1, 1};
+    w.nb = {kernel.nb[0], kernel.nb[3], kernel.nb[3] * uint64_t(D), kernel.nb[3] * uint64_t(D)};
+    return w;
+}
+
+vk::UnaryOp unary_of(VisionActivation a) {
+    switch (a) {
+        case VisionActivation::GeluTanh: return vk::UnaryOp::GeluTanh;
+        case VisionActivation::GeluErf: return vk::UnaryOp::GeluErf;
+        case VisionActivation::QuickGelu: return vk::UnaryOp::QuickGelu;
+    }
+    return vk::UnaryOp::GeluTanh;
+}
+
+}  // namespace
+
+VitVulkan::VitVulkan(std::shared_ptr<vk::Context> ctx, const VisionModel& m) : ctx_(std::move(ctx)), c_(m.config) {
+    vk::Context& cx = *ctx_;
+    const VisionWeights& w = m.weights;
+    auto matrix = [&](const Tensor& t) {
+        vk::DeviceMatrix d = vk::upload_matrix(cx, t);
+        bytes_ += d.buffer.size();
+        return d;
+    };
+    auto vec = [&](const Tensor& t) { return upload_vector(cx, t, bytes_); };
+    patch_ = matrix(kernel_matrix(w.patch_w));
+    patch_.name = w.patch_w.name;
+    patch_b_ = vec(w.patch_b);
+    class_embd_ = vec(w.class_embd);
+    position_ = vec(w.position_embd);
+    pre_ln_w_ = vec(w.pre_ln_w);
+    pre_ln_b_ = vec(w.pre_ln_b);
+    post_ln_w_ = vec(w.post_ln_w);
+    post_ln_b_ = vec(w.post_ln_b);
+    for (const VisionLayerWeights& L : w.layers) {
+        Layer d;
+        d.ln1_w = vec(L.ln1_w);
+        d.ln1_b = vec(L.ln1_b);
+        d.q = matrix(L.q_w);
+        d.q_b = vec(L.q_b);
+        d.k = matrix(L.k_w);
+        d.k_b = vec(L.k_b);
+        d.v = matrix(L.v_w);
+        d.v_b = vec(L.v_b);
+        d.o = matrix(L.o_w);
+        d.o_b = vec(L.o_b);
+        d.ln2_w = vec(L.ln2_w);
+        d.ln2_b = vec(L.ln2_b);
+        d.fc1 = matrix(L.fc1_w);
+        d.fc1_b = vec(L.fc1_b);
+        d.fc2 = matrix(L.fc2_w);
+        d.fc2_b = vec(L.fc2_b);
+        layers_.push_back(std::move(d));
+    }
+    const ProjectorWeights& pw = w.projector;
+    if (c_.projector.kind == ProjectorKind::Idefics3) {
+        proj_fc_ = matrix(pw.fc);
+    } else {
+        mm0_ = matrix(pw.mm0_w);
+        mm0_b_ = vec(pw.mm0_b);
+        mm2_ = matrix(pw.mm2_w);
+        mm2_b_ = vec(pw.mm2_b);
+    }
+    rec_ = std::make_unique<vk::Recorder>(cx);
+}
+
+VitVulkan::~VitVulkan() = default;
+
+// Buffers for `group` tiles, grown (never shrunk) when a larger group comes.
+void VitVulkan::reserve(int group) {
+    if (group <= group_) return;
+    vk::Context& cx = *ctx_;
+    const int64_t S = c_.image_size, p = c_.patch_size, P = c_.n_patches(), T = c_.n_positions(), D = c_.n_embd;
+    if (group_ == 0) {  // one tile's activations
+        cols_ = vk::Buffer(cx, fbytes(P, 3 * p * p));
+        for (vk::Buffer* b : {&x_, &h_, &q_, &k_, &v_, &att_}) *b = vk::Buffer(cx, fbytes(T, D));
+        ff_ = vk::Buffer(cx, fbytes(T, c_.n_ff));
+    }
+    tiles_ = vk::Buffer(cx, fbytes(group, 3 * S * S));
+    features_ = vk::Buffer(cx, fbytes(int64_t(group) * P, D));
+    if (c_.projector.kind == ProjectorKind::Idefics3)
+        shuffled_ = vk::Buffer(cx, fbytes(int64_t(group) * P, D));
+    else
+        hidden_ = vk::Buffer(cx, fbytes(int64_t(group) * P, c_.projector.n_hidden));
+    out_ = vk::Buffer(cx, fbytes(int64_t(group) * tokens_per_tile(c_), projected_dim(c_)));
+    group_ = group;
+}
+
+// Tile t of the group (tiles_) -> features_ rows [t·P, (t+1)·P).
+void VitVulkan::record_tile(int t) {
+    vk::Recorder& r = *rec_;
+    const int64_t S = c_.image_size, p = c_.patch_size, P = c_.n_patches(), T = c_.n_positions(), D = c_.n_embd;
+    const int64_t H = c_.n_heads, hd = c_.head_dim(), F = c_.n_ff;
+    const float eps = c_.layer_norm_eps;
+    auto linear = [&](const vk::DeviceMatrix& W, const vk::Buffer& b, const vk::Buffer& in, vk::Buffer& out,
+                      int64_t rows) {
+        vk::matmul(r, W, in, out, rows);
+        if (b) vk::add_row_bias(r, out, b, rows, W.N);
+    };
+    auto opt = [](const vk::Buffer& b) { return b ? &b : nullptr; };
+    vk::Buffer* x = &x_;
+    vk::Buffer* h = &h_;
+
+    // x = [class;] patch_conv(tile) + bias, + positions, (pre-LN)
+    vk::im2col(r, tiles_, int64_t(t) * 3 * S * S, 3, S, S, p, cols_);
+    if (c_.has_class_token) {
+        linear(patch_, patch_b_, cols_, *h, P);
+        vk::copy(r, class_embd_, 0, *x, 0, D);
+        vk::copy(r, *h, 0, *x, (T - P) * D, P * D);
+    } else {
+        linear(patch_, patch_b_, cols_, *x, P);
+    }
+    vk::add(r, *x, position_, *x, T * D);
+    if (c_.pre_layernorm) {
+        vk::layer_norm(r, *x, opt(pre_ln_w_), opt(pre_ln_b_), *h, T, D, eps);
+        std::swap(x, h);
+    }
+    const float scale = 1.0f / std::sqrt(float(hd));
+    for (const Layer& L : layers_) {
+        // x += o(attention(q, k, v)), q, k, v = ln1(x) · {q,k,v}ᵀ + b (non-causal)
+        vk::layer_norm(r, *x, opt(L.ln1_w), opt(L.ln1_b), *h, T, D, eps);
+        linear(L.q, L.q_b, *h, q_, T);
+        linear(L.k, L.k_b, *h, k_, T);
+        linear(L.v, L.v_b, *h, v_, T);
+        vk::attention(r, q_, k_, v_, att_, T, T, H, H, hd, scale, /*causal=*/false, 0);
+        linear(L.o, L.o_b, att_, *h, T);
+        vk::add(r, *x, *h, *x, T * D);
+        // x += fc2(act(fc1(ln2(x))))
+        vk::layer_norm(r, *x, opt(L.ln2_w), opt(L.ln2_b), *h, T, D, eps);
+        linear(L.fc1, L.fc1_b, *h, ff_, T);
+        vk::unary(r, unary_of(c_.activation), ff_, ff_, T * F);
+        linear(L.fc2, L.fc2_b, ff_, *h, T);
+        vk::add(r, *x, *h, *x, T * D);
+    }
+    if (c_.post_layernorm) {
+        vk::layer_norm(r, *x, opt(post_ln_w_), opt(post_ln_b_), *h, T, D, eps);
+        std::swap(x, h);
+    }
+    vk::copy(r, *x, (T - P) * D, features_, int64_t(t) * P * D, P * D);  // drops CLIP's class row
+}
+
+void VitVulkan::record_projector(int n_tiles) {
+    vk::Recorder& r = *rec_;
+    const int64_t P = c_.n_patches(), D = c_.n_embd;
+    const ProjectorConfig& pc = c_.projector;
+    if (pc.kind == ProjectorKind::Idefics3) {
+        vk::pixel_shuffle(r, features_, n_tiles, P, D, pc.scale_factor, shuffled_);
+        vk::matmul(r, proj_fc_, shuffled_, out_, int64_t(n_tiles) * tokens_per_tile(c_));
+        return;
+    }
+    const int64_t rows = int64_t(n_tiles) * P;
+    vk::matmul(r, mm0_, features_, hidden_, rows);
+    vk::add_row_bias(r, hidden_, mm0_b_, rows, pc.n_hidden);
+    vk::unary(r, vk::UnaryOp::GeluErf, hidden_, hidden_, rows * pc.n_hidden);
+    vk::matmul(r, mm2_, hidden_, out_, rows);
+    vk::add_row_bias(r, out_, mm2_b_, rows, pc.n_out);
+}
+
+void VitVulkan::encode(const float* tiles, int n_tiles, float* out, bool with_projector, VisionTimings* t) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int64_t S = c_.image_size, P = c_.n_patches(), D = c_.n_embd;
+    const int64_t tile_out = with_projector ? int64_t(tokens_per_tile(c_)) * projected_dim(c_) : P * D;
+    reserve(std::min(n_tiles, kVitVulkanGroup));
+    VisionTimings local;
+    for (int done = 0; done < n_tiles;) {
+        const int g = std::min(group_, n_tiles - done);
+        auto t0 = Clock::now();
+        vk::upload(*ctx_, tiles_, tiles + int64_t(done) * 3 * S * S, fbytes(g, 3 * S * S));
+        rec_->begin();
+        for (int i = 0; i < g; ++i) record_tile(i);
+        rec_->submit_and_wait();
+        local.device_ms += ms_since(t0);
+        t0 = Clock::now();
+        if (with_projector) {
+            rec_->begin();
+            record_projector(g);
+            rec_->submit_and_wait();
+            vk::download(*ctx_, out_, out + int64_t(done) * tile_out, fbytes(g, tile_out));
+        } else {
+            vk::download(*ctx_, features_, out + int64_t(done) * tile_out, fbytes(g, tile_out));
+        }
+        local.project_ms += ms_since(t0);
+        done += g;
+    }
+    local.tiles = n_tiles;
+    if (t) {
+        t->device_ms += local.device_ms;
+        t->project_ms += local.project_ms;
+        t->tiles += local.tiles;
+    }
+}
+
+}  // namespace glimpse
