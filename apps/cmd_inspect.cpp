@@ -12,6 +12,8 @@
 //
 // The attention comes from LlamaContext's optional AttentionCapture: the softmax weights of the
 // last query row of every forward() call, i.e. of the position whose logits choose the token.
+// That capture exists in the CPU forward pass only, so with --device vulkan the vision tower
+// and projector run on the device and the decoder on the CPU (said on stderr).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +27,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/default_model.h"
+#include "apps/device_option.h"
 #include "fusion/inspect_pictures.h"
 #include "apps/tokenize_image.h"
 #include "core/error.h"
@@ -46,6 +49,7 @@ struct InspectArgs {
     int threads = 0, ctx = 0, max_tiles = 0;
     int layer = -1;        // decoder layer whose heads are averaged; -1 = all layers
     int probs_top = 10;    // rows per table in probs.txt
+    DeviceArgs device;
 };
 
 // What one generation step leaves behind.
@@ -175,7 +179,14 @@ void write_probs(const fs::path& path, const Tokenizer& tok, float temperature, 
 int run_inspect(InspectArgs& a) {
     finish_sampling_options(a.sampling);
     use_default_model_if_unset(a.model, a.mmproj);
-    const VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    const Placement device = open_device(a.device, false);
+    VlmModel m = open_vlm(a.model, a.mmproj, a.chat_template);
+    // The vision tower runs on the chosen device; the decoder stays on the CPU, because the
+    // attention weights attention.png draws are captured by the CPU forward pass only.
+    place_vision(device, m.vision, false);
+    if (device.ctx)
+        std::fprintf(stderr, "inspect: vision tower + projector on %s; the decoder runs on the cpu "
+                             "(attention capture is CPU-only)\n", device.label().c_str());
     const int n_layers = m.text.config.n_layers;
     if (a.layer >= n_layers)
         throw Error(ErrorKind::Usage, "--layer " + std::to_string(a.layer) + ": the model has " +
@@ -304,6 +315,7 @@ Command add_inspect(CLI::App& app) {
     sub->add_option("-t,--threads", a->threads, "threads (default: one per hardware thread)")->check(CLI::Range(1, 1024));
     sub->add_option("--ctx", a->ctx, "context size in tokens (default: the model's, at most 4096)")
         ->check(CLI::Range(1, 1 << 24));
+    add_device_option(sub, a->device);
     return {sub, [a] { return run_inspect(*a); }};
 }
 

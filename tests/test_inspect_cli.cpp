@@ -18,6 +18,7 @@
 #include "fusion/tile_sheet.h"
 #include "fusion/vlm.h"
 #include "tests/helpers.h"
+#include "tests/test_vk_helpers.h"
 #include "text/llama_forward.h"
 #include "vision/bitmap_font.h"
 #include "vision/image.h"
@@ -240,11 +241,44 @@ TEST_CASE("inspect CLI: bad input is one line and its exit code; --device is ref
     CHECK(out.exit_code == 2);
     CHECK(out.err.find("cannot create the output folder") != std::string::npos);
 
-    // The attention capture runs on the CPU only (docs/VULKAN.md), so inspect has no --device:
-    // asking for one is a usage error, not a silent CPU run.
-    const auto a = run_glimpse("inspect " + q(image) + " --device vulkan -o " + q(tmp / "out"));
-    CHECK(a.exit_code == 1);
-    CHECK(a.err.find("--device") != std::string::npos);
+    // A device that does not exist is a device error (exit 4), as for the other commands.
+    const auto a = run_glimpse("inspect " + q(image) + " --device vulkan:99 -o " + q(tmp / "out"));
+    CHECK(a.exit_code == 4);
+    CHECK(std::count(a.err.begin(), a.err.end(), '\n') == 1);
+}
+
+TEST_CASE("inspect CLI: --device vulkan encodes the image on the device and says where the decoder runs", "[inspect][cli][vulkan]") {
+    VK_OR_SKIP(vk_ctx);
+    test::TempDir tmp;
+    const fs::path image = kSource / "examples" / "scene_4.png";
+    const auto cpu = run_glimpse("inspect " + q(image) + " --device cpu -t 2 -o " + q(tmp / "cpu"));
+    REQUIRE(cpu.exit_code == 0);
+    const auto gpu = run_glimpse("inspect " + q(image) + " --device vulkan -t 2 -o " + q(tmp / "gpu"));
+    INFO(gpu.err);
+    REQUIRE(gpu.exit_code == 0);
+    CHECK(gpu.err.find("vision tower + projector on vulkan device") != std::string::npos);
+    CHECK(gpu.err.find("the decoder runs on the cpu") != std::string::npos);
+    for (const char* name : {"tiles.png", "tokens.txt", "attention.png", "probs.txt"}) {
+        INFO(name);
+        CHECK(fs::file_size(tmp / "gpu" / name) > 0);
+    }
+    // The same prompt and, the image embeddings agreeing to ~1e-3 (tests/test_vk_forward.cpp),
+    // the same greedy choices as on the CPU.
+    const auto chosen = [](const fs::path& probs) {
+        const std::string text(reinterpret_cast<const char*>(test::read_file(probs).data()), fs::file_size(probs));
+        std::string lines;
+        std::istringstream in(text);
+        for (std::string line; std::getline(in, line);)
+            if (line.rfind("step ", 0) == 0) lines += line.substr(0, line.find(", probability")) + "\n";
+        return lines;
+    };
+    CHECK(test::read_file(tmp / "gpu" / "tokens.txt") == test::read_file(tmp / "cpu" / "tokens.txt"));
+    CHECK(!chosen(tmp / "cpu" / "probs.txt").empty());
+    CHECK(chosen(tmp / "gpu" / "probs.txt") == chosen(tmp / "cpu" / "probs.txt"));
+    const RgbImage cpu_att = load_image((tmp / "cpu" / "attention.png").string());
+    const RgbImage gpu_att = load_image((tmp / "gpu" / "attention.png").string());
+    CHECK(gpu_att.width == cpu_att.width);
+    CHECK(gpu_att.height == cpu_att.height);
 }
 
 TEST_CASE("attention capture: rows are distributions over the cache and change nothing", "[inspect]") {
