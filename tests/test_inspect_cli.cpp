@@ -209,19 +209,26 @@ TEST_CASE("inspect CLI: the golden SmolVLM pair, split into tiles, greedy ids as
     const auto ref = nlohmann::json::parse(in)["image_prompts"][0];
     const fs::path image = dir / "images" / ref["image"].get<std::string>();
     const fs::path text = dir / "smolvlm-tiny-text-f32.gguf", mmproj = dir / "mmproj-smolvlm-tiny-f32.gguf";
-    test::TempDir tmp;
-    const auto r = run_glimpse("inspect " + q(image) + " -m " + q(text) + " --mmproj " + q(mmproj) + " -n 6 -o " +
-                               q(tmp / "out") + " -t 2 --layer 1");
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
     const VlmModel m = open_vlm(text.string(), mmproj.string());
-    check_outputs(m, image, tmp / "out", 6);
-    int declared = 0;
-    const std::vector<int32_t> ids = answer_ids(slurp(tmp / "out" / "tokens.txt"), declared);
-    const auto want = ref["greedy"]["tokens"].get<std::vector<int32_t>>();
-    REQUIRE(want.size() >= ids.size());
-    CHECK(ids == std::vector<int32_t>(want.begin(), want.begin() + std::ptrdiff_t(ids.size())));
-    CHECK(r.out.find("attention: layer 1, heads averaged") != std::string::npos);
+    // On the CPU, and with the vision tower on a Vulkan device where there is one (lavapipe).
+    std::vector<std::string> devices = {"cpu"};
+    if (test::vk_test_context()) devices.push_back("vulkan");
+    else WARN("no Vulkan device: inspect --device vulkan not run on the golden pair");
+    for (const std::string& device : devices) {
+        INFO("--device " << device);
+        test::TempDir tmp;
+        const auto r = run_glimpse("inspect " + q(image) + " -m " + q(text) + " --mmproj " + q(mmproj) + " -n 6 -o " +
+                                   q(tmp / "out") + " -t 2 --layer 1 --device " + device);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        check_outputs(m, image, tmp / "out", 6);
+        int declared = 0;
+        const std::vector<int32_t> ids = answer_ids(slurp(tmp / "out" / "tokens.txt"), declared);
+        const auto want = ref["greedy"]["tokens"].get<std::vector<int32_t>>();
+        REQUIRE(want.size() >= ids.size());
+        CHECK(ids == std::vector<int32_t>(want.begin(), want.begin() + std::ptrdiff_t(ids.size())));
+        CHECK(r.out.find("attention: layer 1, heads averaged") != std::string::npos);
+    }
 }
 
 TEST_CASE("inspect CLI: bad input is one line and its exit code; --device is refused (CPU-only capture)", "[inspect][cli]") {
