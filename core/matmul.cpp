@@ -397,6 +397,12 @@ bool matmul_supports(DType t) {
     }
 }
 
+// The kernels `path` asks for, as far as this CPU has them.
+static const mm::KernelSet& kernel_set(KernelPath path) {
+    if (path == KernelPath::Scalar || !has_avx2_kernels()) return mm::scalar_kernels();
+    return path == KernelPath::Auto && has_avx512_kernels() ? mm::avx512_kernels() : mm::avx2_kernels();
+}
+
 void matmul(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& pool,
             KernelPath path) {
     const WeightView W = validate(Wt, x, y, M);
@@ -405,9 +411,7 @@ void matmul(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& p
         std::fill(y, y + M * W.N, 0.0f);
         return;
     }
-    const mm::KernelSet& ks = path == KernelPath::Scalar || !has_avx2_kernels() ? mm::scalar_kernels()
-                              : path == KernelPath::Auto && has_avx512_kernels() ? mm::avx512_kernels()
-                                                                                 : mm::avx2_kernels();
+    const mm::KernelSet& ks = kernel_set(path);
     if (M < kMatvecMaxM) run_matvec(ks, W, x, y, M, pool);
     else run_gemm(ks, W, x, y, M, pool);
 }
@@ -420,9 +424,7 @@ void matmul_rows_as_decode(const Tensor& Wt, const float* x, float* y, int64_t M
         std::fill(y, y + M * W.N, 0.0f);
         return;
     }
-    const mm::KernelSet& ks = path == KernelPath::Scalar || !has_avx2_kernels() ? mm::scalar_kernels()
-                              : path == KernelPath::Auto && has_avx512_kernels() ? mm::avx512_kernels()
-                                                                                 : mm::avx2_kernels();
+    const mm::KernelSet& ks = kernel_set(path);
     run_matvec_rows(ks, W, x, y, M, pool);
 }
 
