@@ -76,6 +76,28 @@ Bytes make_png(int w, int h, int depth, int color_type, const Bytes& rows,
     return png;
 }
 
+// The same image as an Adam7-interlaced 8-bit RGB PNG: seven passes, each a sub-image of
+// every dx-th pixel from (x0, y0), with a filter byte per pass row.
+Bytes make_png_adam7(const RgbImage& img) {
+    Bytes png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    Bytes ihdr;
+    put_be32(ihdr, uint32_t(img.width)), put_be32(ihdr, uint32_t(img.height));
+    ihdr.insert(ihdr.end(), {8, 2, 0, 0, 1});
+    png_chunk(png, "IHDR", ihdr);
+    const int pass[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4}, {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+    Bytes raw;
+    for (const auto& [x0, y0, dx, dy] : pass) {
+        if (x0 >= img.width) continue;  // an empty pass has no rows at all
+        for (int y = y0; y < img.height; y += dy) {
+            raw.push_back(0);
+            for (int x = x0; x < img.width; x += dx) raw.insert(raw.end(), img.at(x, y), img.at(x, y) + 3);
+        }
+    }
+    png_chunk(png, "IDAT", zlib_stored(raw));
+    png_chunk(png, "IEND", {});
+    return png;
+}
+
 // A GIF with a 4-colour global palette; each pixel an LZW literal of 3 bits, with a clear code
 // before every pair so that the code width never grows.
 Bytes make_gif(int w, int h, const uint8_t palette[12], const Bytes& index, int transparent = -1) {
@@ -277,6 +299,28 @@ TEST_CASE("bad files give one clear BadInput line", "[image]") {
     } catch (const Error& e) {
         CHECK(std::string(e.what()) == "/nonexistent/dir/x.jpg: no such file");
         CHECK(e.kind() == ErrorKind::BadInput);
+    }
+}
+
+TEST_CASE("a PNG whose pixel data inflates past its size is refused, not decoded", "[image]") {
+    // Found by fuzz_image: an 8x6 RGB PNG of 162 bytes whose second IDAT chunk claims
+    // 1526323200 bytes; stb_image grew its buffer to 2 GiB before reading the chunk.
+    const Bytes bomb = test::read_file(std::string(GLIMPSE_SOURCE_DIR) + "/fuzz/corpus/image/regress-idat-length.png");
+    REQUIRE(bomb.size() == 162);
+    CHECK(error_of(bomb) ==
+          "t.img: truncated or corrupt PNG (the IDAT chunk of 1526323200 bytes runs past the end of the file)");
+    // A stream that inflates to more than the image: 8x6 RGB is 6 rows of 1 + 24 bytes.
+    const RgbImage small = test_pattern(8, 6, 2);
+    Bytes rows(small.pixels.begin(), small.pixels.end());
+    rows.resize(rows.size() * 100, 7);  // 600 rows' worth of scanlines for a 6-row header
+    Bytes over = make_png(8, 600, 8, 2, rows);
+    over[22] = 0, over[23] = 6;  // the IHDR now says 8x6 (its CRC is not checked by stb)
+    CHECK(error_of(over) == "t.img: corrupt PNG (its pixel data does not inflate to the 8x6 image its header declares)");
+    // Honest PNGs still decode, interlaced or not, at sizes where Adam7 passes are empty.
+    for (const auto& [w, h] : {std::pair{8, 6}, std::pair{1, 1}, std::pair{3, 9}, std::pair{17, 5}}) {
+        const RgbImage img = test_pattern(w, h, 2);
+        CHECK(decode(encode_image(img, "png")).pixels == img.pixels);
+        CHECK(decode(make_png_adam7(img)).pixels == img.pixels);
     }
 }
 

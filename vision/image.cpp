@@ -123,8 +123,56 @@ RgbImage rgba_over_white(const T* src, int w, int h) {
     return out;
 }
 
+uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
+
+// Two ways a small PNG makes stb_image allocate without bound, checked before stb sees it:
+// - stb grows its IDAT buffer to a chunk's declared length before it reads the chunk: a
+//   162-byte 8x6 PNG (found by fuzz_image) whose second IDAT claims 1.5 GB allocated 2 GiB.
+//   A chunk that runs past the end of the file is refused.
+// - stb inflates the whole IDAT stream into a buffer that grows as needed, however much
+//   larger than the image it is (deflate reaches 1032:1, and Debian 12's stb reads zero bits
+//   past the end of a stream). The stream is first inflated into a fixed buffer as large as
+//   the image's filtered scanlines (plus one byte, so an overrun is seen); one that overruns
+//   it, or does not inflate, is refused.
+// "the IDAT chunk", or "a chunk" when the type is not four ASCII letters (as in a damaged file).
+std::string chunk_name(const uint8_t* type) {
+    for (int i = 0; i < 4; ++i)
+        if (!std::isalpha(type[i])) return "a chunk";
+    return "the " + std::string(reinterpret_cast<const char*>(type), 4) + " chunk";
+}
+
+void check_png_inflate(const uint8_t* d, size_t size, const probe::Dimensions& dim, const std::string& name) {
+    if (size < 33) return;  // dimensions() has checked the IHDR; stb refuses what is missing
+    const uint32_t depth = d[24], colour = d[25], interlace = d[28];
+    const uint32_t channels = colour == 2 ? 3 : colour == 4 ? 2 : colour == 6 ? 4 : 1;
+    const uint64_t row = (uint64_t(dim.width) * channels * depth + 7) / 8 + 1;  // + the filter byte
+    // Adam7 adds at most one filter byte per pass row and rounds each pass row up to a byte.
+    const uint64_t bound = uint64_t(dim.height) * row + (interlace ? 15ull * dim.height + 7 : 0);
+    std::vector<char> idat;
+    bool headerless = false;  // Apple's CgBI PNGs store raw deflate without the zlib header
+    for (size_t pos = 8; pos + 12 <= size;) {
+        const size_t len = be32(d + pos);
+        const uint8_t* type = d + pos + 4;
+        if (len > size - pos - 12)
+            throw input_error(name, "truncated or corrupt PNG (" + chunk_name(type) + " of " + std::to_string(len) +
+                                        " bytes runs past the end of the file)");
+        if (std::memcmp(type, "CgBI", 4) == 0) headerless = true;
+        if (std::memcmp(type, "IDAT", 4) == 0) idat.insert(idat.end(), type + 4, type + 4 + len);
+        if (std::memcmp(type, "IEND", 4) == 0) break;
+        pos += 12 + len;
+    }
+    if (idat.empty() || idat.size() > size_t(INT_MAX) || bound >= uint64_t(INT_MAX)) return;
+    std::vector<char> out(size_t(bound) + 1);
+    const int got = headerless ? stbi_zlib_decode_noheader_buffer(out.data(), int(out.size()), idat.data(), int(idat.size()))
+                               : stbi_zlib_decode_buffer(out.data(), int(out.size()), idat.data(), int(idat.size()));
+    if (got < 0 || uint64_t(got) > bound)
+        throw input_error(name, "corrupt PNG (its pixel data does not inflate to the " + std::to_string(dim.width) +
+                                    "x" + std::to_string(dim.height) + " image its header declares)");
+}
+
 RgbImage decode_stb(const uint8_t* data, size_t size, probe::Format fmt, const probe::Dimensions& dim,
                     const std::string& name) {
+    if (fmt == probe::Format::Png) check_png_inflate(data, size, dim, name);
     const int len = int(size);
     int w = 0, h = 0, n = 0;
     const bool wide = fmt == probe::Format::Png && stbi_is_16_bit_from_memory(data, len);
