@@ -330,18 +330,36 @@ void run_matvec_rows(const mm::KernelSet& ks, const WeightView& W, const float* 
 // Columns are shared out in whole pairs of NR-wide panels when there are enough of them (each
 // chunk then converts only its own weights; a pair is what one AVX-512 tile spans, so no chunk
 // leaves a lone panel to the narrower tile); otherwise the rows are, in whole MR-row tiles.
+// Packing one weight element into a panel costs about as much as using it in this many rows
+// of the register tiles. Measured on one thread with a 1024x1024 F32 weight: 6 rows took
+// 489 us, each further row 15 us, so the packing was worth about 26 rows.
+constexpr int64_t kPackRows = 24;
+
+// How a GEMM is cut. Every chunk packs the weight columns it uses, once per KC slice:
+// - by columns, in pairs of panels: no weight is packed twice, but the last thread may get a
+//   pair more than the others (3 pairs on 2 threads: 2 + 1);
+// - by rows: the columns are shared evenly, but every chunk packs the whole weight, which
+//   costs kPackRows rows' worth each time; a prompt of 30 rows cut into 5 chunks of 6 rows
+//   spent several times longer packing than multiplying.
+// The cheaper cut is taken (the costs below are in row-times-pair units), and a row cut gets
+// more chunks than threads only while each chunk still has 16 · kPackRows rows.
 void run_gemm(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
               int64_t M, ThreadPool& pool) {
     const int nth = pool.size();
     constexpr int64_t kPair = 2 * mm::kGemmNR;
     const int64_t pairs = (W.N + kPair - 1) / kPair;
     const int64_t tiles = (M + mm::kGemmMR - 1) / mm::kGemmMR;
-    const bool split_n = pairs >= 2 * int64_t(nth) || M < int64_t(mm::kGemmMR) * nth;
-    // A chunk of at least 4 pairs (128 weight rows) keeps re-reading x per chunk cheap, but
-    // every thread gets a chunk while there are pairs to give (the K/V projections of a small
-    // decoder have only 6).
+    const int64_t tiles_per_thread = (tiles + nth - 1) / nth;
+    const int64_t cost_cols = (pairs + nth - 1) / nth * (M + kPackRows);
+    const int64_t cost_rows = pairs * (tiles_per_thread * mm::kGemmMR + kPackRows);
+    const bool split_n = cost_cols <= cost_rows;
+    // A column chunk of at least 4 pairs (128 weight rows) keeps re-reading x per chunk cheap,
+    // but every thread gets a chunk while there are pairs to give (the K/V projections of a
+    // small decoder have only 6).
+    const int64_t row_chunks_per_thread =
+        std::clamp<int64_t>(tiles_per_thread * mm::kGemmMR / (16 * kPackRows), 1, kChunksPerThread);
     const int chunks = split_n ? int(std::min<int64_t>(pairs, std::max(chunk_count(pairs, 4, nth), nth)))
-                               : chunk_count(tiles, 1, nth);
+                               : int(std::min<int64_t>(tiles, row_chunks_per_thread * nth));
     pool.run_chunks(chunks, [&](int c, int nc) {
         int64_t b, e;
         if (split_n) {
