@@ -31,26 +31,34 @@ double ms_since(Clock::time_point t0) {
 const float* f32(const Tensor& t) { return t.data ? f32_data(t) : nullptr; }
 
 // Activation scratch for one batch of N = n_tiles · T sequence rows (run.c's RunState).
-struct VisionScratch {
-    std::vector<float> x;    // [N][D] residual stream
-    std::vector<float> h;    // [N][D] normed input / projection output / patch rows
-    std::vector<float> q, k, v, att;  // [N][D]
-    std::vector<float> ff;   // [N][n_ff]
-    // Attention of one tile and head (T = n_positions, hd = head_dim):
+// The attention of one tile and head (T = n_positions, hd = head_dim).
+struct HeadScratch {
     std::vector<float> qh;      // [T][hd]  the head's queries, contiguous
     std::vector<float> scores;  // [T][T]   scores, then probabilities
     std::vector<float> vt;      // [hd][T]  the head's values, transposed
     std::vector<float> oh;      // [T][hd]  the head's output before the softmax's 1/Σ
     std::vector<float> inv_sum; // [T]      1/Σ_j exp of each score row
 
-    VisionScratch(const VisionConfig& c, int64_t n_rows) {
-        const auto nd = size_t(n_rows) * size_t(c.n_embd);
-        for (auto* b : {&x, &h, &q, &k, &v, &att}) b->resize(nd);
-        ff.resize(size_t(n_rows) * size_t(c.n_ff));
+    explicit HeadScratch(const VisionConfig& c) {
         const auto T = size_t(c.n_positions()), hd = size_t(c.head_dim());
         for (auto* b : {&qh, &vt, &oh}) b->resize(T * hd);
         scores.resize(T * T);
         inv_sum.resize(T);
+    }
+};
+
+struct VisionScratch {
+    std::vector<float> x;    // [N][D] residual stream
+    std::vector<float> h;    // [N][D] normed input / projection output / patch rows
+    std::vector<float> q, k, v, att;  // [N][D]
+    std::vector<float> ff;   // [N][n_ff]
+    std::vector<HeadScratch> heads;  // one per thread of the pool (heads_in_parallel)
+
+    VisionScratch(const VisionConfig& c, int64_t n_rows, int n_threads) {
+        const auto nd = size_t(n_rows) * size_t(c.n_embd);
+        for (auto* b : {&x, &h, &q, &k, &v, &att}) b->resize(nd);
+        ff.resize(size_t(n_rows) * size_t(c.n_ff));
+        heads.assign(size_t(std::max(1, n_threads)), HeadScratch(c));
     }
 };
 
@@ -67,31 +75,59 @@ Tensor f32_view(const float* data, int64_t cols, int64_t rows, int64_t stride) {
     return t;
 }
 
-// Non-causal attention of one tile, per head as two matmuls (the tiled GEMM is much faster than
-// row-by-row dot products at T = 1024):
+// Non-causal attention of one tile and head h, as two matmuls (the tiled GEMM is much faster
+// than row-by-row dot products at T = 1024):
 //   S = Q_h · K_hᵀ [T][T];   E = exp(scale · S − row max);   O_h = (E · V_h) / (row sums of E)
 // (dividing the [T][hd] result instead of the [T][T] probabilities saves a pass over E).
 // q, k, v, out [T][H·hd] (head h in columns h·hd ..). ops::attention computes the same thing
 // (MODELS.md §1.2); the tests compare both against a plain reference.
-void tile_attention(const float* q, const float* k, const float* v, float* out, int64_t T, int64_t H, int64_t hd,
-                    float scale, VisionScratch& s, ThreadPool& pool) {
-    const int64_t D = H * hd;
+void head_attention(const float* q, const float* k, const float* v, float* out, int64_t T, int64_t D, int64_t hd,
+                    int64_t h, float scale, HeadScratch& s, ThreadPool& pool) {
     float* qh = s.qh.data();
     float* scores = s.scores.data();
     float* vt = s.vt.data();
     float* oh = s.oh.data();
     float* inv = s.inv_sum.data();
-    for (int64_t h = 0; h < H; ++h) {
-        for (int64_t i = 0; i < T; ++i) std::memcpy(qh + i * hd, q + i * D + h * hd, size_t(hd) * sizeof(float));
-        matmul(f32_view(k + h * hd, hd, T, D), qh, scores, T, pool);  // scores[i][j] = q_i · k_j
-        pool.parallel_for(T, [&](int64_t r0, int64_t r1) {
-            vmath::exp_scaled_rows(scores + r0 * T, r1 - r0, T, scale, inv + r0);
-        });
-        for (int64_t j = 0; j < T; ++j)
-            for (int64_t d = 0; d < hd; ++d) vt[d * T + j] = v[j * D + h * hd + d];
-        matmul(f32_view(vt, T, hd, T), scores, oh, T, pool);  // oh[i][d] = Σ_j e_ij v_j[d]
-        for (int64_t i = 0; i < T; ++i) ops::scale(oh + i * hd, inv[i], out + i * D + h * hd, hd);
+    for (int64_t i = 0; i < T; ++i) std::memcpy(qh + i * hd, q + i * D + h * hd, size_t(hd) * sizeof(float));
+    matmul(f32_view(k + h * hd, hd, T, D), qh, scores, T, pool);  // scores[i][j] = q_i · k_j
+    pool.parallel_for(T, [&](int64_t r0, int64_t r1) {
+        vmath::exp_scaled_rows(scores + r0 * T, r1 - r0, T, scale, inv + r0);
+    });
+    for (int64_t j = 0; j < T; ++j)
+        for (int64_t d = 0; d < hd; ++d) vt[d * T + j] = v[j * D + h * hd + d];
+    matmul(f32_view(vt, T, hd, T), scores, oh, T, pool);  // oh[i][d] = Σ_j e_ij v_j[d]
+    for (int64_t i = 0; i < T; ++i) ops::scale(oh + i * hd, inv[i], out + i * D + h * hd, hd);
+}
+
+// Whether the (tile, head) units of a batch go to the threads whole, each unit on one thread
+// (its matmuls then run inline: ThreadPool nesting), rather than one after another with the
+// threads sharing each matmul. Whole units save a thread hand-off per step and run the
+// copies and transposes in parallel too; they need enough units to go round. Measured
+// (`glimpse bench --vit --vit-tiles 4 -t 2`, SmolVLM-256M): softmax(QK^T)V 362-386 ->
+// 305-310 ms a tile; the default model's encoder 0.80 -> 0.65 ms a tile (32 tiles).
+bool heads_in_parallel(const VisionConfig& c, int nt, const ThreadPool& pool) {
+    return int64_t(nt) * c.n_heads >= 2 * int64_t(pool.size());
+}
+
+// Attention of every tile and head of the batch: s.att from s.q, s.k, s.v.
+void batch_attention(const VisionConfig& c, int nt, VisionScratch& s, ThreadPool& pool) {
+    const int64_t D = c.n_embd, T = c.n_positions(), H = c.n_heads, hd = c.head_dim();
+    const float scale = 1.0f / std::sqrt(float(hd));
+    auto unit = [&](int64_t u, HeadScratch& hs, ThreadPool& p) {
+        const int64_t off = (u / H) * T * D;
+        head_attention(s.q.data() + off, s.k.data() + off, s.v.data() + off, s.att.data() + off, T, D, hd, u % H,
+                       scale, hs, p);
+    };
+    const int64_t units = int64_t(nt) * H;
+    if (!heads_in_parallel(c, nt, pool)) {
+        for (int64_t u = 0; u < units; ++u) unit(u, s.heads[0], pool);
+        return;
     }
+    pool.run([&](int ith, int nth) {
+        int64_t b, e;
+        ThreadPool::split(units, ith, nth, b, e);
+        for (int64_t u = b; u < e; ++u) unit(u, s.heads[size_t(ith)], pool);
+    });
 }
 
 class Tracer {
@@ -140,7 +176,7 @@ void linear(const Tensor& W, const Tensor& b, const float* x, float* y, int64_t 
 // x += o(attention(q, k, v)) with q, k, v = ln1(x) · {q,k,v}ᵀ + b; attention per tile.
 void attention_block(const VisionConfig& c, const VisionLayerWeights& L, int l, int nt, VisionScratch& s,
                      ThreadPool& pool, const Tracer& tr, double& core_ms) {
-    const int64_t D = c.n_embd, T = c.n_positions(), N = nt * T, H = c.n_heads, hd = c.head_dim();
+    const int64_t D = c.n_embd, N = nt * int64_t(c.n_positions());
     ops::layer_norm(s.x.data(), f32(L.ln1_w), f32(L.ln1_b), s.h.data(), N, D, c.layer_norm_eps, pool);
     tr.layer("layer_inp_normed", l, s.h.data(), N, D);
     linear(L.q_w, L.q_b, s.h.data(), s.q.data(), N, pool);
@@ -149,13 +185,8 @@ void attention_block(const VisionConfig& c, const VisionLayerWeights& L, int l, 
     tr.layer("Qcur", l, s.q.data(), N, D);
     tr.layer("Kcur", l, s.k.data(), N, D);
     tr.layer("Vcur", l, s.v.data(), N, D);
-    const float scale = 1.0f / std::sqrt(float(hd));
     const auto t_core = Clock::now();
-    for (int t = 0; t < nt; ++t) {
-        const int64_t off = t * T * D;
-        tile_attention(s.q.data() + off, s.k.data() + off, s.v.data() + off, s.att.data() + off, T, H, hd, scale, s,
-                       pool);
-    }
+    batch_attention(c, nt, s, pool);
     core_ms += ms_since(t_core);
     tr.layer("kqv_out", l, s.att.data(), N, D);
     linear(L.o_w, L.o_b, s.att.data(), s.h.data(), N, pool);
@@ -246,7 +277,7 @@ void run_tiles(const VisionModel& m, const float* tiles, int n_tiles, float* out
     const VisionConfig& c = m.config;
     const int per_batch = tiles_per_batch(c, n_tiles, max_batch_rows);
     const int P = c.n_patches(), D = c.n_embd;
-    VisionScratch s(c, int64_t(per_batch) * c.n_positions());
+    VisionScratch s(c, int64_t(per_batch) * c.n_positions(), pool.size());
     std::vector<float> features, scratch;
     if (with_projector) {
         features.resize(size_t(per_batch) * size_t(P) * size_t(D));
