@@ -153,10 +153,10 @@ std::vector<Stage> profile_decode(const LlamaModel& model, ThreadPool& pool, int
     std::vector<float> fill(size_t(KVD) * size_t(depth + 1), 0.01f);
     kv.write(0, 0, fill.data(), fill.data(), depth + 1);
     const int32_t pos = depth;
-    enum { kNorm, kQ, kK, kV, kRope, kAttn, kO, kGate, kUp, kSwiglu, kDown, kAdd, kOutput, kCount };
-    std::vector<Stage> st = {{"rms_norm"}, {"matmul wq"}, {"matmul wk"}, {"matmul wv"}, {"rope"},
-                             {"attention"}, {"matmul wo"}, {"matmul w_gate"}, {"matmul w_up"},
-                             {"swiglu"}, {"matmul w_down"}, {"residual add"}, {"output (norm + matmul)"}};
+    enum { kNorm, kQKV, kRope, kAttn, kO, kGateUp, kSwiglu, kDown, kAdd, kOutput, kCount };
+    std::vector<Stage> st = {{"rms_norm"},  {"matmul wq+wk+wv"}, {"rope"},           {"attention"},
+                             {"matmul wo"}, {"matmul gate+up"},  {"swiglu"},         {"matmul w_down"},
+                             {"residual add"}, {"output (norm + matmul)"}};
     auto timed = [&](int s, auto&& fn) {
         const auto t0 = Clock::now();
         fn();
@@ -170,22 +170,25 @@ std::vector<Stage> profile_decode(const LlamaModel& model, ThreadPool& pool, int
     for (int step = 0; step < steps; ++step) {
         for (const auto& L : model.weights.layers) {
             timed(kNorm, [&] { ops::rms_norm(x.data(), f32_data(L.attn_norm), xb.data(), 1, D, c.rms_eps, pool); });
-            mm(kQ, L.wq, xb.data(), q.data());
-            mm(kK, L.wk, xb.data(), k.data());
-            mm(kV, L.wv, xb.data(), v.data());
+            timed(kQKV, [&] {
+                matmul_same_x({{&L.wq, q.data()}, {&L.wk, k.data()}, {&L.wv, v.data()}}, xb.data(), 1, pool);
+            });
+            st[kQKV].bytes += tensor_bytes(L.wq) + tensor_bytes(L.wk) + tensor_bytes(L.wv);
             timed(kRope, [&] {
                 ops::rope(q.data(), &pos, 1, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
                 ops::rope(k.data(), &pos, 1, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
             });
             timed(kAttn, [&] {
-                ops::attention_kt(q.data(), kv.kt(0), kv.n_ctx(), kv.v(0), att.data(), 1, depth + 1, c.n_heads,
+                ops::attention_kt(q.data(), kv.kt(0), kv.kt_stride(), kv.v(0), att.data(), 1, depth + 1, c.n_heads,
                                   c.n_kv_heads, c.head_dim, scale, true, depth, pool);
             });
             mm(kO, L.wo, att.data(), proj.data());
             timed(kAdd, [&] { ops::add(x.data(), proj.data(), x.data(), D); });
             timed(kNorm, [&] { ops::rms_norm(x.data(), f32_data(L.ffn_norm), xb.data(), 1, D, c.rms_eps, pool); });
-            mm(kGate, L.w_gate, xb.data(), gate.data());
-            mm(kUp, L.w_up, xb.data(), up.data());
+            timed(kGateUp, [&] {
+                matmul_same_x({{&L.w_gate, gate.data()}, {&L.w_up, up.data()}}, xb.data(), 1, pool);
+            });
+            st[kGateUp].bytes += tensor_bytes(L.w_gate) + tensor_bytes(L.w_up);
             timed(kSwiglu, [&] { ops::swiglu(gate.data(), up.data(), gate.data(), F, pool); });
             mm(kDown, L.w_down, gate.data(), proj.data());
             timed(kAdd, [&] { ops::add(x.data(), proj.data(), x.data(), D); });

@@ -434,6 +434,49 @@ void matmul(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& p
     else run_gemm(ks, W, x, y, M, pool);
 }
 
+void matmul_same_x(std::initializer_list<MatmulTarget> targets, const float* x, int64_t M, ThreadPool& pool,
+                   KernelPath path) {
+    constexpr size_t kMaxTargets = 4;
+    bool separate = M >= kMatvecMaxM || M == 0 || targets.size() > kMaxTargets;
+    WeightView W[kMaxTargets];
+    float* Y[kMaxTargets] = {};
+    int64_t first[kMaxTargets + 1] = {0};  // target i has rows [first[i], first[i+1]) of the job
+    size_t n = 0;
+    for (const MatmulTarget& t : targets) {
+        if (separate) break;
+        W[n] = validate(*t.W, x, t.y, M);
+        Y[n] = t.y;
+        if (W[n].K != W[0].K) fail(*t.W, "matmul_same_x: K differs from " + targets.begin()->W->name + "'s");
+        if (W[n].K == 0) separate = true;
+        first[n + 1] = first[n] + W[n].N;
+        ++n;
+    }
+    if (separate) {
+        for (const MatmulTarget& t : targets) matmul(*t.W, x, t.y, M, pool, path);
+        return;
+    }
+    const mm::KernelSet& ks = kernel_set(path);
+    // quantize_acts keeps one buffer per activation format: made at most once each here.
+    QuantActs acts[kMaxTargets] = {};
+    QuantActs legacy{}, kquant{};
+    for (size_t i = 0; i < n; ++i) {
+        if (mm::is_float_type(W[i].type)) continue;
+        QuantActs& a = mm::is_k_quant(W[i].type) ? kquant : legacy;
+        if (a.data == nullptr) a = quantize_acts(ks, W[i], x, M);
+        acts[i] = a;
+    }
+    pool.run_chunks(chunk_count(first[n], kMinMatvecRows, pool.size()), [&](int c, int nc) {
+        int64_t b, e;
+        ThreadPool::split(first[n], c, nc, b, e);
+        for (size_t i = 0; i < n; ++i) {
+            const int64_t n0 = std::max(b, first[i]) - first[i], n1 = std::min(e, first[i + 1]) - first[i];
+            if (n0 >= n1) continue;
+            if (acts[i].data) ks.matvec_quant(W[i], acts[i], M, Y[i], n0, n1);
+            else ks.matvec_float(W[i], x, M, Y[i], n0, n1);
+        }
+    });
+}
+
 void matmul_rows_as_decode(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& pool,
                            KernelPath path) {
     const WeightView W = validate(Wt, x, y, M);

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "core/tensor.h"
 
@@ -45,6 +46,17 @@ bool matmul_supports(DType t);
 // strides are unusable, or if y overlaps x.
 void matmul(const Tensor& W, const float* x, float* y, int64_t M, ThreadPool& pool,
             KernelPath path = KernelPath::Auto);
+
+// Several products of the same x, y_i = x · W_iᵀ (the Q, K and V projections; gate and up):
+// the same bits as one matmul per weight. For decode-sized M (< kMatvecMaxM) the rows of all
+// the weights are shared out as one job, one thread hand-off instead of one per weight, and
+// quantized activations are made once. The weights must have the same K.
+struct MatmulTarget {
+    const Tensor* W;
+    float* y;
+};
+void matmul_same_x(std::initializer_list<MatmulTarget> targets, const float* x, int64_t M, ThreadPool& pool,
+                   KernelPath path = KernelPath::Auto);
 
 // The same product where every row of y is, bit for bit, what matmul(W, x_m, y_m, 1) gives
 // (the decode kernel above: quantized activations for quantized weights), while each weight

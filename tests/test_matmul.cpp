@@ -227,6 +227,34 @@ TEST_CASE("matmul gives the same bits on 1, 2 and 3 threads", "[matmul]") {
     }
 }
 
+TEST_CASE("matmul_same_x gives each weight the bits of its own matmul", "[matmul]") {
+    const KernelPath path = GENERATE(KernelPath::Auto, KernelPath::Scalar);
+    ThreadPool p1(1), p3(3);
+    // Mixed types: float, legacy and K-quantized activations in one job; N not a multiple of
+    // any chunk, one weight with a single row.
+    const int64_t K = 512;
+    const Tensor a = make_weight(DType::Q8_0, K, 133, 1), b = make_weight(DType::F16, K, 1, 2),
+                 c = make_weight(DType::Q4_K, K, 70, 3), d = make_weight(DType::F32, K, 45, 4);
+    for (int64_t M : {1, 2, 3, 4, 9}) {
+        INFO("M = " << M);
+        const auto x = test::random_floats(size_t(M * K), 7);
+        for (ThreadPool* pool : {&p1, &p3}) {
+            std::vector<float> ya(size_t(M) * 133), yb(static_cast<size_t>(M)), yc(size_t(M) * 70), yd(size_t(M) * 45);
+            matmul_same_x({{&a, ya.data()}, {&b, yb.data()}, {&c, yc.data()}, {&d, yd.data()}}, x.data(), M, *pool,
+                          path);
+            for (const auto& [w, y] : {std::pair{&a, &ya}, {&b, &yb}, {&c, &yc}, {&d, &yd}}) {
+                std::vector<float> want(y->size());
+                matmul(*w, x.data(), want.data(), M, p1, path);
+                CHECK(std::memcmp(y->data(), want.data(), want.size() * 4) == 0);
+            }
+        }
+    }
+    const Tensor short_k = make_weight(DType::F32, 256, 8, 5);
+    std::vector<float> x(K), y1(133), y2(8);
+    CHECK_THROWS_WITH(matmul_same_x({{&a, y1.data()}, {&short_k, y2.data()}}, x.data(), 1, p1),
+                      Catch::Contains("K differs"));
+}
+
 // The decode matvec of Q8_0 is exactly llama.cpp's computation: activations quantized with
 // quantize_row_q8_0_activations, per block the exact integer Σ q_w·q_x times d_w·d_x.
 // Only the order of the float additions of the blocks may differ.

@@ -144,9 +144,7 @@ void LlamaContext::attention_block(const LlamaLayerWeights& L, int layer, int T,
     const LlamaConfig& c = config();
     const int64_t D = c.n_embd;
     ops::rms_norm(x_.data(), f32_data(L.attn_norm), xb_.data(), T, D, c.rms_eps, pool_);
-    matmul(L.wq, xb_.data(), q_.data(), T, pool_);
-    matmul(L.wk, xb_.data(), k_.data(), T, pool_);
-    matmul(L.wv, xb_.data(), v_.data(), T, pool_);
+    matmul_same_x({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb_.data(), T, pool_);
     ops::rope(q_.data(), pos_.data(), T, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
     ops::rope(k_.data(), pos_.data(), T, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
     kv_.write(layer, pos0, k_.data(), v_.data(), T);
@@ -193,8 +191,7 @@ void LlamaContext::ffn_block(const LlamaLayerWeights& L, int T) {
     const LlamaConfig& c = config();
     const int64_t D = c.n_embd;
     ops::rms_norm(x_.data(), f32_data(L.ffn_norm), xb_.data(), T, D, c.rms_eps, pool_);
-    matmul(L.w_gate, xb_.data(), gate_.data(), T, pool_);
-    matmul(L.w_up, xb_.data(), up_.data(), T, pool_);
+    matmul_same_x({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xb_.data(), T, pool_);
     ops::swiglu(gate_.data(), up_.data(), gate_.data(), sz(T, c.n_ff), pool_);
     matmul(L.w_down, gate_.data(), proj_.data(), T, pool_);
     ops::add(x_.data(), proj_.data(), x_.data(), sz(T, D));
