@@ -32,6 +32,7 @@
 
 #include "apps/commands.h"
 #include "apps/default_model.h"
+#include "apps/device_option.h"
 #include "apps/serve_api.h"
 #include "apps/serve_engine.h"
 #include "core/error.h"
@@ -54,6 +55,7 @@ struct ServeArgs {
     int http_threads = 0;  // 0: max_queue + 16 (the queue can fill, and /health still answers)
     int decode_slots = 4;
     bool verbose = false;
+    DeviceArgs device;
 };
 
 void send_json(httplib::Response& res, int status, const json& j) {
@@ -163,6 +165,7 @@ private:
         send_json(res, ok ? 200 : 503,
                   {{"status", ok ? "ok" : "error"},
                    {"model", engine_.model_id()},
+                   {"device", engine_.device()},
                    {"queued", engine_.queued()},
                    {"completed", engine_.completed()}});
     }
@@ -311,6 +314,8 @@ int run_serve(ServeArgs& a) {
 
     std::string api_key = a.api_key;
     if (api_key.empty() && !a.api_key_file.empty()) api_key = read_key_file(a.api_key_file);
+    a.engine.device = a.device.spec;
+    a.engine.verbose = a.verbose;
     Engine engine(a.engine);
     Server server(a, engine, api_key);
 
@@ -329,8 +334,9 @@ int run_serve(ServeArgs& a) {
         throw Error(ErrorKind::Usage, "cannot listen on " + a.host + ":" + std::to_string(a.port) +
                                           " (in use, or not an address of this machine)");
     if (!svr.raise_backlog(4096)) std::fprintf(stderr, "glimpse serve: cannot raise the listen backlog (bursts may be refused)\n");
-    std::printf("glimpse serve: listening on http://%s:%d (model '%s', context %d%s)\n", a.host.c_str(), port,
-                engine.model_id().c_str(), engine.n_ctx(), server.needs_key() ? ", API key required" : "");
+    std::printf("glimpse serve: listening on http://%s:%d (model '%s' on %s, context %d%s)\n", a.host.c_str(), port,
+                engine.model_id().c_str(), engine.device().c_str(), engine.n_ctx(),
+                server.needs_key() ? ", API key required" : "");
     std::fflush(stdout);
 
     std::atomic<bool> listen_returned{false};
@@ -391,6 +397,7 @@ Command add_serve(CLI::App& app) {
     sub->add_option("--ctx", a->engine.ctx, "context size in tokens (default: the model's, at most 4096)")
         ->check(CLI::Range(1, 1 << 24));
     sub->add_flag("-v,--verbose", a->verbose, "log every request and its timings on stderr");
+    add_device_option(sub, a->device);
     return {sub, [a] { return run_serve(*a); }};
 }
 

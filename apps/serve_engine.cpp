@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 
+#include "apps/device_option.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
@@ -81,7 +82,10 @@ struct Engine::State {
 };
 
 Engine::Engine(const EngineOptions& opt) : opt_(opt) {
+    const Placement placement = open_device(DeviceArgs{opt.device}, opt.verbose);
     model_ = std::make_unique<VlmModel>(open_vlm(opt.model, opt.mmproj, opt.chat_template));
+    place_vlm(placement, *model_, opt.verbose);
+    device_ = placement.label();
     state_ = std::make_unique<State>(*model_, opt.threads, opt.ctx);
     model_id_ = opt.model_id.empty() ? std::filesystem::path(opt.model).stem().string() : opt.model_id;
     style_.marker = model_->marker();

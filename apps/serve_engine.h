@@ -39,6 +39,8 @@ struct EngineOptions {
     std::string model, mmproj, chat_template;  // as `describe` takes them ("" model: the default)
     std::string model_id;                      // the id /v1/models reports ("" = the model file's stem)
     int threads = 0, ctx = 0, max_tiles = 0;
+    std::string device = "auto";  // --device: where both towers run (apps/device_option.h)
+    bool verbose = false;         // say on stderr which device and why
     int max_queue = 128;          // jobs waiting for the worker beyond this are refused (503)
     int default_max_tokens = 256; // when a request gives no max_tokens
     int image_cache = 64;         // encoded images kept (least recently used dropped)
@@ -97,6 +99,7 @@ public:
     int n_ctx() const;
     const VlmModel& model() const { return *model_; }
     int64_t created() const { return created_; }
+    const std::string& device() const { return device_; }  // "cpu" or the Vulkan device
 
     // Queues a job. ApiError(503) when max_queue jobs are already waiting or the engine stops.
     void submit(std::shared_ptr<Job> job);
@@ -117,6 +120,7 @@ private:
     std::unique_ptr<VlmModel> model_;
     std::unique_ptr<State> state_;
     std::string model_id_;
+    std::string device_;
     PromptStyle style_;
     int64_t created_ = 0;
 

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/helpers.h"
+#include "tests/test_vk_helpers.h"
 
 // The apps are not part of the glimpse library the tests link, so the request side of
 // `serve` is compiled into this test directly (as test_caption_cli does with its inputs).
@@ -445,6 +446,30 @@ TEST_CASE("serve: health, models, and a greedy answer equal to describe's, plain
     CHECK(finish == "length");
     CHECK(server.stop() == 0);
     CHECK(server.err().find("stopped") != std::string::npos);
+}
+
+TEST_CASE("serve: --device vulkan answers as the CPU does, and /health names the device", "[serve][cli][vulkan]") {
+    VK_OR_SKIP(ctx);
+    const fs::path img = kExamples / "scene_2.png";
+    const auto d = test::run_glimpse("describe " + test::shell_quote(img.string()) + " -n 40 -t 2 --device cpu");
+    REQUIRE(d.exit_code == 0);
+    ServeProcess server("--device vulkan -v");
+    auto h = server.client().Get("/health");
+    REQUIRE(h);
+    CHECK(h->status == 200);
+    CHECK(json::parse(h->body)["device"].get<std::string>().find("vulkan device") != std::string::npos);
+    const json body = {{"messages", user_with_image(data_uri(img), "Describe this image.")}, {"temperature", 0},
+                       {"max_tokens", 40}};
+    CHECK(answer_text(server.post(body)) + "\n" == d.out);
+    CHECK(server.stop() == 0);
+    const std::string err = server.err();
+    CHECK(err.find("text tower on vulkan device") != std::string::npos);
+    CHECK(err.find("vision tower + projector on vulkan device") != std::string::npos);
+    // A device that does not exist: exit 4 and one line, before anything listens.
+    const auto bad = test::run_glimpse("serve --port 0 --device vulkan:99");
+    CHECK(bad.exit_code == 4);
+    CHECK(bad.err.find("no device 99") != std::string::npos);
+    CHECK(bad.out.empty());
 }
 
 TEST_CASE("serve: sampling with a seed repeats, stop strings cut, logprobs have OpenAI's shape", "[serve][cli]") {
