@@ -20,6 +20,7 @@
 #include "apps/bench_util.h"
 #include "apps/caption_engine.h"
 #include "apps/default_model.h"
+#include "apps/device_option.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
@@ -128,15 +129,18 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
         save_image(make_picture(size, uint64_t(i)), p.string());
         inputs.push_back({p.string(), ""});
     }
-    const VlmModel m = open_vlm(model, mmproj);
+    const Placement device = open_device(DeviceArgs{opt.device}, false);
+    VlmModel m = open_vlm(model, mmproj);
+    place_vlm(device, m, false);
     ThreadPool pool(opt.threads);
     CaptionSettings s;
     s.max_tokens = opt.max_tokens;
     s.image.max_tiles = opt.max_tiles;
     const double load_before = load_average();
     if (!opt.json) {
-        std::printf("bench --caption: %d pictures of %dx%d, -n %d, %d threads, batch 1 vs %d, %d repeats; model %s\n",
-                    opt.images, size, size, opt.max_tokens, pool.size(), opt.batch, opt.repeats, model.c_str());
+        std::printf("bench --caption: %d pictures of %dx%d, -n %d, %d threads, batch 1 vs %d, %d repeats; model %s on %s\n",
+                    opt.images, size, size, opt.max_tokens, pool.size(), opt.batch, opt.repeats, model.c_str(),
+                    device.label().c_str());
         std::printf("load average before: %.2f on %u hardware threads\n", load_before, std::thread::hardware_concurrency());
         std::fflush(stdout);
     }
@@ -164,6 +168,7 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
     if (opt.json) {
         nlohmann::json j = {{"images", opt.images},       {"image_size", size},
                             {"max_tokens", opt.max_tokens}, {"threads", pool.size()},
+                            {"device", device.label()},
                             {"batch", opt.batch},          {"repeats", opt.repeats},
                             {"load_average_before", load_before}, {"load_average_after", load_after},
                             {"batch1_images_per_min", per_min_one}, {"batchN_images_per_min", per_min_many},

@@ -21,6 +21,7 @@ struct CaptionBenchOptions {
     int max_tiles = 0;           // --image-max-tiles
     int repeats = 1;             // -r: runs of each, alternating; medians reported
     int threads = 0;
+    std::string device = "auto"; // --device: where both towers run (apps/device_option.h)
     bool json = false;
 };
 

@@ -334,6 +334,7 @@ Command add_bench(CLI::App& app) {
                     c.repeats = opt->model.repeats;
                     c.threads = opt->threads;
                     c.json = opt->json;
+                    c.device = opt->device.spec;
                     return run_caption_bench(c);
                 }
                 // A Vulkan device (asked for, or what auto finds): encode ms/tile, prefill and

@@ -129,4 +129,15 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(j["encode_ms_per_tile"].get<double>() > 0);
     CHECK(j["prefill_tps"].get<double>() > 0);
     CHECK(j["decode_tps"].get<double>() > 0);
+
+    // bench --caption runs both towers there too, and says so.
+    const auto c = run_glimpse("bench --caption --device vulkan --images 2 --batch 2 -n 4 -r 1 --json");
+    INFO(c.err);
+    REQUIRE(c.exit_code == 0);
+    const auto cj = nlohmann::json::parse(c.out);
+    CHECK(cj["device"].get<std::string>().find("vulkan device") == 0);
+    CHECK(cj["batchN_images_per_min"].get<double>() > 0);
+    const auto cc = run_glimpse("bench --caption --device cpu --images 2 --batch 2 -n 4 -r 1 --json");
+    REQUIRE(cc.exit_code == 0);
+    CHECK(nlohmann::json::parse(cc.out)["device"] == "cpu");
 }
