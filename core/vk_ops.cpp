@@ -92,6 +92,7 @@ ShaderId matvec_shader(DType t, bool subgroup) {
     switch (t) {
         case DType::F32: return subgroup ? ShaderId::matvec_f32_sg : ShaderId::matvec_f32;
         case DType::F16: return subgroup ? ShaderId::matvec_f16_sg : ShaderId::matvec_f16;
+        case DType::BF16: return subgroup ? ShaderId::matvec_bf16_sg : ShaderId::matvec_bf16;
         case DType::Q8_0: return subgroup ? ShaderId::matvec_q8_0_sg : ShaderId::matvec_q8_0;
         case DType::Q4_0: return subgroup ? ShaderId::matvec_q4_0_sg : ShaderId::matvec_q4_0;
         case DType::Q4_K: return subgroup ? ShaderId::matvec_q4_k_sg : ShaderId::matvec_q4_k;
@@ -104,6 +105,7 @@ ShaderId matmul_shader(DType t) {
     switch (t) {
         case DType::F32: return ShaderId::matmul_f32;
         case DType::F16: return ShaderId::matmul_f16;
+        case DType::BF16: return ShaderId::matmul_bf16;
         case DType::Q8_0: return ShaderId::matmul_q8_0;
         case DType::Q4_0: return ShaderId::matmul_q4_0;
         case DType::Q4_K: return ShaderId::matmul_q4_k;
@@ -116,6 +118,7 @@ ShaderId get_rows_shader(DType t) {
     switch (t) {
         case DType::F32: return ShaderId::get_rows_f32;
         case DType::F16: return ShaderId::get_rows_f16;
+        case DType::BF16: return ShaderId::get_rows_bf16;
         case DType::Q8_0: return ShaderId::get_rows_q8_0;
         default: throw std::invalid_argument("vk::get_rows: unsupported type");
     }
@@ -124,11 +127,13 @@ ShaderId get_rows_shader(DType t) {
 }  // namespace
 
 bool matmul_supports(DType t) {
-    return t == DType::F32 || t == DType::F16 || t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K ||
-           t == DType::Q6_K;
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0 ||
+           t == DType::Q4_K || t == DType::Q6_K;
 }
 
-bool get_rows_supports(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::Q8_0; }
+bool get_rows_supports(DType t) {
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0;
+}
 
 DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) {
     if (!matmul_supports(W.dtype))

@@ -32,6 +32,9 @@ struct BlockQ6_K {   // 210 bytes per 256 values: y = d * scales[s] * (q6 - 32)
 #elif defined(W_F16)
 #define W_TYPE float16_t
 #define W_BLOCK 1u
+#elif defined(W_BF16)
+#define W_TYPE uint16_t  // the high half of an f32's bits (bfloat16)
+#define W_BLOCK 1u
 #elif defined(W_Q8_0)
 #define W_TYPE BlockQ8_0
 #define W_BLOCK 32u

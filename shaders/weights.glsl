@@ -4,6 +4,10 @@
 #if defined(W_F32) || defined(W_F16)
 float w_at(uint row, uint k, uint K) { return float(w[row * K + k]); }
 
+#elif defined(W_BF16)
+// bfloat16 → f32 is exact: the 16 stored bits become the f32's high half (core/fp16.h).
+float w_at(uint row, uint k, uint K) { return uintBitsToFloat(uint(w[row * K + k]) << 16); }
+
 #elif defined(W_Q8_0)
 float w_at(uint row, uint k, uint K) {
     const uint b = row * (K / 32u) + k / 32u;

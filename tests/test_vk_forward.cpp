@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/quant.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
 #include "tests/test_vk_helpers.h"
@@ -88,6 +89,54 @@ TEST_CASE("vulkan text forward: prefill, decode steps and a rewind match the CPU
     AttentionCapture cap;
     gpu.set_attention_capture(&cap);
     CHECK_THROWS_WITH(gpu.forward(prompt.data(), 2, 0, lg.data()), Catch::Contains("CPU only"));
+}
+
+namespace {
+
+// The same tensor in BF16 (rounded by quantize_row), owning its storage.
+Tensor to_bf16(const Tensor& t) {
+    Tensor out = t;
+    out.dtype = DType::BF16;
+    out.nb = contiguous_strides(DType::BF16, t.ne);
+    auto buf = std::shared_ptr<uint8_t[]>(new uint8_t[out.bytes()]);
+    std::vector<float> row(static_cast<size_t>(t.ne[0]));
+    for (int64_t r = 0; r < t.rows(); ++r) {
+        dequantize_row(t.dtype, t.row(r), row.data(), t.ne[0]);
+        quantize_row(DType::BF16, row.data(), buf.get() + uint64_t(r) * out.nb[1], t.ne[0]);
+    }
+    out.data = buf.get();
+    out.storage = std::shared_ptr<const void>(buf, buf.get());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("vulkan text forward: a BF16 model (matrices and embeddings) matches the CPU", "[vulkan][vk_forward]") {
+    VK_OR_SKIP(ctx);
+    LlamaModel cpu_model = open_llama_model(kText.string());
+    const bool tied = cpu_model.weights.output.data == cpu_model.weights.token_embd.data;
+    cpu_model.weights.token_embd = to_bf16(cpu_model.weights.token_embd);
+    cpu_model.weights.output = tied ? cpu_model.weights.token_embd : to_bf16(cpu_model.weights.output);
+    for (LlamaLayerWeights& L : cpu_model.weights.layers)
+        for (Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) *w = to_bf16(*w);
+    LlamaModel vk_model = cpu_model;
+    vk_model.vulkan = upload_llama_weights(borrow(ctx), cpu_model);
+    ThreadPool pool(1);
+    LlamaContext cpu(cpu_model, pool, 64);
+    LlamaContext gpu(vk_model, pool, 64);
+    REQUIRE(gpu.on_vulkan());
+    const int64_t V = cpu_model.config.n_vocab;
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 9; ++i) prompt.push_back(int32_t((i * 53 + 11) % V));
+    std::vector<float> want(size_t(9 * V)), got(size_t(9 * V));  // 9 rows: the tiled kernel
+    cpu.forward(prompt.data(), 9, 0, want.data(), LogitRows::All);
+    gpu.forward(prompt.data(), 9, 0, got.data(), LogitRows::All);
+    require_close(got, want, kAbs, kRel);
+    std::vector<float> lw(static_cast<size_t>(V)), lg(static_cast<size_t>(V));
+    const int32_t next = argmax(std::vector<float>(want.end() - V, want.end()));
+    cpu.forward(&next, 1, cpu.n_past(), lw.data());  // one row: the matvec kernel
+    gpu.forward(&next, 1, gpu.n_past(), lg.data());
+    require_close(lg, lw, kAbs, kRel);
 }
 
 TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on the CPU", "[vulkan][vk_forward]") {

@@ -57,7 +57,7 @@ ThreadPool& pool() {
 }  // namespace
 
 TEST_CASE("vulkan matmul matches matmul_reference for every weight type", "[vulkan]") {
-    const DType type = GENERATE(DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K);
+    const DType type = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K);
     const bool subgroups = GENERATE(true, false);
     VK_OR_SKIP(ctx, subgroups);
     const int64_t block = dtype_info(type).block_elems;
@@ -231,9 +231,9 @@ TEST_CASE("vulkan add_row_bias (in place, broadcast) matches the CPU", "[vulkan]
     require_close(vk::download_floats(*ctx, dx, uint64_t(rows * n)), ref, 0.0f, 0.0f);
 }
 
-TEST_CASE("vulkan get_rows matches the CPU for F32, F16 and Q8_0 tables", "[vulkan]") {
+TEST_CASE("vulkan get_rows matches the CPU for F32, F16, BF16 and Q8_0 tables", "[vulkan]") {
     VK_OR_SKIP(ctx);
-    const DType type = GENERATE(DType::F32, DType::F16, DType::Q8_0);
+    const DType type = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8_0);
     const int64_t dim = type == DType::Q8_0 ? 96 : 37, n_rows = 1000;
     const Tensor table = make_weight(type, dim, n_rows, random_floats(size_t(dim * n_rows), 51));
     const std::vector<int32_t> ids = {0, 999, 7, 7, 500, 1, 998};
