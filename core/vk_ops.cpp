@@ -95,7 +95,11 @@ ShaderId matvec_shader(DType t, bool subgroup) {
         case DType::BF16: return subgroup ? ShaderId::matvec_bf16_sg : ShaderId::matvec_bf16;
         case DType::Q8_0: return subgroup ? ShaderId::matvec_q8_0_sg : ShaderId::matvec_q8_0;
         case DType::Q4_0: return subgroup ? ShaderId::matvec_q4_0_sg : ShaderId::matvec_q4_0;
+        case DType::Q4_1: return subgroup ? ShaderId::matvec_q4_1_sg : ShaderId::matvec_q4_1;
+        case DType::Q5_0: return subgroup ? ShaderId::matvec_q5_0_sg : ShaderId::matvec_q5_0;
+        case DType::Q5_1: return subgroup ? ShaderId::matvec_q5_1_sg : ShaderId::matvec_q5_1;
         case DType::Q4_K: return subgroup ? ShaderId::matvec_q4_k_sg : ShaderId::matvec_q4_k;
+        case DType::Q5_K: return subgroup ? ShaderId::matvec_q5_k_sg : ShaderId::matvec_q5_k;
         case DType::Q6_K: return subgroup ? ShaderId::matvec_q6_k_sg : ShaderId::matvec_q6_k;
         default: throw std::invalid_argument("vk::matmul: unsupported type");
     }
@@ -108,7 +112,11 @@ ShaderId matmul_shader(DType t) {
         case DType::BF16: return ShaderId::matmul_bf16;
         case DType::Q8_0: return ShaderId::matmul_q8_0;
         case DType::Q4_0: return ShaderId::matmul_q4_0;
+        case DType::Q4_1: return ShaderId::matmul_q4_1;
+        case DType::Q5_0: return ShaderId::matmul_q5_0;
+        case DType::Q5_1: return ShaderId::matmul_q5_1;
         case DType::Q4_K: return ShaderId::matmul_q4_k;
+        case DType::Q5_K: return ShaderId::matmul_q5_k;
         case DType::Q6_K: return ShaderId::matmul_q6_k;
         default: throw std::invalid_argument("vk::matmul: unsupported type");
     }
@@ -127,8 +135,14 @@ ShaderId get_rows_shader(DType t) {
 }  // namespace
 
 bool matmul_supports(DType t) {
-    return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0 ||
-           t == DType::Q4_K || t == DType::Q6_K;
+    switch (t) {
+        case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0:
+        case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K:
+        case DType::Q6_K:
+            return true;
+        default:
+            return false;
+    }
 }
 
 bool get_rows_supports(DType t) {

@@ -13,10 +13,33 @@ struct BlockQ4_0 {   // 18 bytes: y = d * (nibble - 8); low nibbles values 0..15
     float16_t d;
     uint8_t qs[16];
 };
+struct BlockQ4_1 {   // 20 bytes: y = d * nibble + m
+    float16_t d;
+    float16_t m;
+    uint8_t qs[16];
+};
+struct BlockQ5_0 {   // 22 bytes: y = d * ((nibble | fifth bit << 4) - 16); bit j of qh (LE u32) for value j
+    float16_t d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+};
+struct BlockQ5_1 {   // 24 bytes: y = d * (nibble | fifth bit << 4) + m
+    float16_t d;
+    float16_t m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+};
 struct BlockQ4_K {   // 144 bytes per 256 values: y = d*sc_j*q - dmin*m_j (k_scale_min)
     float16_t d;
     float16_t dmin;
     uint8_t scales[12];
+    uint8_t qs[128];
+};
+struct BlockQ5_K {   // 176 bytes per 256 values: y = d*sc_j*(q | fifth bit << 4) - dmin*m_j
+    float16_t d;
+    float16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
     uint8_t qs[128];
 };
 struct BlockQ6_K {   // 210 bytes per 256 values: y = d * scales[s] * (q6 - 32)
@@ -41,8 +64,20 @@ struct BlockQ6_K {   // 210 bytes per 256 values: y = d * scales[s] * (q6 - 32)
 #elif defined(W_Q4_0)
 #define W_TYPE BlockQ4_0
 #define W_BLOCK 32u
+#elif defined(W_Q4_1)
+#define W_TYPE BlockQ4_1
+#define W_BLOCK 32u
+#elif defined(W_Q5_0)
+#define W_TYPE BlockQ5_0
+#define W_BLOCK 32u
+#elif defined(W_Q5_1)
+#define W_TYPE BlockQ5_1
+#define W_BLOCK 32u
 #elif defined(W_Q4_K)
 #define W_TYPE BlockQ4_K
+#define W_BLOCK 256u
+#elif defined(W_Q5_K)
+#define W_TYPE BlockQ5_K
 #define W_BLOCK 256u
 #elif defined(W_Q6_K)
 #define W_TYPE BlockQ6_K

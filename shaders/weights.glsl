@@ -23,7 +23,34 @@ float w_at(uint row, uint k, uint K) {
     return float(w[b].d) * float(int(q) - 8);
 }
 
-#elif defined(W_Q4_K)
+#elif defined(W_Q4_1)
+float w_at(uint row, uint k, uint K) {
+    const uint b = row * (K / 32u) + k / 32u;
+    const uint i = k % 32u;
+    const uint byte = uint(w[b].qs[i % 16u]);
+    const uint q = i < 16u ? (byte & 15u) : (byte >> 4);
+    return float(q) * float(w[b].d) + float(w[b].m);
+}
+
+#elif defined(W_Q5_0) || defined(W_Q5_1)
+// Value i of the block: its nibble (low nibbles are values 0..15, high 16..31) and, as bit 4,
+// bit i of qh read as a little-endian u32.
+uint q5_code(uint b, uint i) {
+    const uint byte = uint(w[b].qs[i % 16u]);
+    const uint nib = i < 16u ? (byte & 15u) : (byte >> 4);
+    const uint h = (uint(w[b].qh[i / 8u]) >> (i % 8u)) & 1u;
+    return nib | (h << 4);
+}
+float w_at(uint row, uint k, uint K) {
+    const uint b = row * (K / 32u) + k / 32u;
+#if defined(W_Q5_0)
+    return float(int(q5_code(b, k % 32u)) - 16) * float(w[b].d);
+#else
+    return float(q5_code(b, k % 32u)) * float(w[b].d) + float(w[b].m);
+#endif
+}
+
+#elif defined(W_Q4_K) || defined(W_Q5_K)
 // Sub-block j (32 values) scale and min, as k_scale_min in core/quant.h.
 void k_scale_min(uint b, uint j, out uint sc, out uint m) {
     if (j < 4u) {
@@ -39,7 +66,11 @@ float w_at(uint row, uint k, uint K) {
     const uint i = k % 256u;           // value 64c + 32h + l: byte qs[32c + l], nibble h
     const uint c = i / 64u, r = i % 64u;
     const uint byte = uint(w[b].qs[32u * c + r % 32u]);
+#if defined(W_Q4_K)
     const uint q = r < 32u ? (byte & 15u) : (byte >> 4);
+#else  // Q5_K: the fifth bit of value 64c + 32h + l is bit 2c + h of qh[l]
+    const uint q = (r < 32u ? (byte & 15u) : (byte >> 4)) | (((uint(w[b].qh[r % 32u]) >> (2u * c + r / 32u)) & 1u) << 4);
+#endif
     uint sc, m;
     k_scale_min(b, i / 32u, sc, m);
     return float(w[b].d) * float(sc) * float(q) - float(w[b].dmin) * float(m);
