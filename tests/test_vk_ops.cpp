@@ -65,11 +65,15 @@ TEST_CASE("vulkan matmul matches matmul_reference for every weight type", "[vulk
     struct Shape {
         int64_t M, N, K;
     };
-    // K not a multiple of 16/32/64 for the float types; N and M around the tile edges.
+    // K not a multiple of 16/32/64 for the float types; N and M around the tile edges; the
+    // model widths 576 and 960 and 1023 (issue 5's awkward shapes).
     std::vector<Shape> shapes = block == 1
-        ? std::vector<Shape>{{1, 7, 13}, {3, 129, 100}, {8, 127, 65}, {7, 1000, 33}, {13, 7, 1}, {129, 65, 129}, {127, 1, 50}}
-        : block == 32 ? std::vector<Shape>{{1, 7, 32}, {5, 129, 96}, {8, 13, 160}, {9, 127, 64}, {129, 33, 96}}
-                      : std::vector<Shape>{{1, 7, 256}, {4, 33, 512}, {13, 17, 256}, {127, 9, 256}};
+        ? std::vector<Shape>{{1, 7, 13},   {3, 129, 100},  {8, 127, 65}, {7, 1000, 33}, {13, 7, 1},
+                             {129, 65, 129}, {127, 1, 50}, {1, 1023, 576}, {13, 576, 960}, {127, 960, 33}}
+        : block == 32 ? std::vector<Shape>{{1, 7, 32},     {5, 129, 96},   {8, 13, 160}, {9, 127, 64},
+                                           {129, 33, 96},  {1, 1023, 576}, {13, 960, 576}, {127, 576, 64}}
+                      : std::vector<Shape>{{1, 7, 256}, {4, 33, 512}, {13, 17, 256}, {127, 9, 256}, {1, 1023, 768},
+                                           {7, 576, 1024}, {13, 960, 512}};
     for (const Shape& s : shapes) {
         INFO(dtype_name(type) << " subgroups=" << subgroups << " M=" << s.M << " N=" << s.N << " K=" << s.K);
         const Tensor W = make_weight(type, s.K, s.N, random_floats(size_t(s.K * s.N), 11 + s.N));
