@@ -5,7 +5,7 @@
 // How a page marks them (docs/how-it-works.md, "About the examples", says the same):
 //   ```sh                    a shell block: every non-empty line is a command "$ glimpse ..."
 //   $ glimpse describe ...   ("glimpse" is replaced by the built binary; a line may pipe into it,
-//   ```                       "printf '...' | glimpse ask ...")
+//   ```                       "printf '...' | glimpse ask ...", or set a variable first, "x=...; glimpse")
 //   ```                      the very next block is the output, compared line by line:
 //   ...                       "…" inside a line stands for any text (timings, paths), a line
 //   ```                       that is only "…" for any number of lines.
@@ -104,13 +104,14 @@ std::vector<DocCommand> doc_commands(const fs::path& page_path) {
     return cmds;
 }
 
-// The command with `glimpse` (at the start or after a pipe) replaced by the built binary.
+// The command with `glimpse` (at the start, or after a pipe or a `;`) replaced by the built binary.
 std::string with_binary(const std::string& cmd) {
     const std::string bin = glimpse::test::shell_quote(GLIMPSE_BINARY);
     std::string out;
     size_t pos = 0;
     while (pos < cmd.size()) {
-        const bool at_word = pos == 0 || (pos >= 2 && cmd.compare(pos - 2, 2, "| ") == 0);
+        const bool at_word =
+            pos == 0 || (pos >= 2 && (cmd.compare(pos - 2, 2, "| ") == 0 || cmd.compare(pos - 2, 2, "; ") == 0));
         if (at_word && cmd.compare(pos, 8, "glimpse ") == 0) {
             out += bin + " ";
             pos += 8;
