@@ -327,20 +327,18 @@ void run_matvec_rows(const mm::KernelSet& ks, const WeightView& W, const float* 
     });
 }
 
-// Columns are shared out in whole pairs of NR-wide panels when there are enough of them (each
-// chunk then converts only its own weights; a pair is what one AVX-512 tile spans, so no chunk
-// leaves a lone panel to the narrower tile); otherwise the rows are, in whole MR-row tiles.
 // Packing one weight element into a panel costs about as much as using it in this many rows
 // of the register tiles. Measured on one thread with a 1024x1024 F32 weight: 6 rows took
 // 489 us, each further row 15 us, so the packing was worth about 26 rows.
 constexpr int64_t kPackRows = 24;
 
 // How a GEMM is cut. Every chunk packs the weight columns it uses, once per KC slice:
-// - by columns, in pairs of panels: no weight is packed twice, but the last thread may get a
-//   pair more than the others (3 pairs on 2 threads: 2 + 1);
-// - by rows: the columns are shared evenly, but every chunk packs the whole weight, which
-//   costs kPackRows rows' worth each time; a prompt of 30 rows cut into 5 chunks of 6 rows
-//   spent several times longer packing than multiplying.
+// - by columns, in whole pairs of NR-wide panels (a pair is what one AVX-512 tile spans, so no
+//   chunk leaves a lone panel to the narrower tile): no weight is packed twice, but the last
+//   thread may get a pair more than the others (3 pairs on 2 threads: 2 + 1);
+// - by rows, in whole MR-row tiles: the columns are shared evenly, but every chunk packs the
+//   whole weight, which costs kPackRows rows' worth each time; a prompt of 30 rows cut into 5
+//   chunks of 6 rows spent several times longer packing than multiplying.
 // The cheaper cut is taken (the costs below are in row-times-pair units), and a row cut gets
 // more chunks than threads only while each chunk still has 16 · kPackRows rows.
 void run_gemm(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
