@@ -52,13 +52,13 @@ struct VisionScratch {
     std::vector<float> h;    // [N][D] normed input / projection output / patch rows
     std::vector<float> q, k, v, att;  // [N][D]
     std::vector<float> ff;   // [N][n_ff]
-    std::vector<HeadScratch> heads;  // one per thread of the pool (heads_in_parallel)
+    std::vector<HeadScratch> heads;  // one per pool thread when heads run in parallel, else one
 
-    VisionScratch(const VisionConfig& c, int64_t n_rows, int n_threads) {
+    VisionScratch(const VisionConfig& c, int64_t n_rows, int n_heads_scratch) {
         const auto nd = size_t(n_rows) * size_t(c.n_embd);
         for (auto* b : {&x, &h, &q, &k, &v, &att}) b->resize(nd);
         ff.resize(size_t(n_rows) * size_t(c.n_ff));
-        heads.assign(size_t(std::max(1, n_threads)), HeadScratch(c));
+        heads.assign(size_t(std::max(1, n_heads_scratch)), HeadScratch(c));
     }
 };
 
@@ -277,7 +277,9 @@ void run_tiles(const VisionModel& m, const float* tiles, int n_tiles, float* out
     const VisionConfig& c = m.config;
     const int per_batch = tiles_per_batch(c, n_tiles, max_batch_rows);
     const int P = c.n_patches(), D = c.n_embd;
-    VisionScratch s(c, int64_t(per_batch) * c.n_positions(), pool.size());
+    // A [T][T] score buffer per thread only where heads run in parallel (4 MiB each at T = 1024;
+    // a batch of fewer tiles than per_batch never needs more).
+    VisionScratch s(c, int64_t(per_batch) * c.n_positions(), heads_in_parallel(c, per_batch, pool) ? pool.size() : 1);
     std::vector<float> features, scratch;
     if (with_projector) {
         features.resize(size_t(per_batch) * size_t(P) * size_t(D));
