@@ -292,16 +292,31 @@ int chunk_count(int64_t units, int64_t min_units, int nth) {
     return int(std::min<int64_t>(by_size, int64_t(kChunksPerThread) * nth));
 }
 
-void run_matvec(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
-                int64_t M, ThreadPool& pool) {
-    const bool quant = !mm::is_float_type(W.type);
-    const QuantActs acts = quant ? quantize_acts(ks, W, x, M) : QuantActs{};
-    pool.run_chunks(chunk_count(W.N, kMinMatvecRows, pool.size()), [&](int c, int nc) {
-        int64_t n0, n1;
-        ThreadPool::split(W.N, c, nc, n0, n1);
-        if (n0 >= n1) return;
-        if (quant) ks.matvec_quant(W, acts, M, y, n0, n1);
-        else ks.matvec_float(W, x, M, y, n0, n1);
+// The decode-sized products of one x with n weights of the same K (n = 1: one matmul) as one
+// job over all their rows: a thread hand-off for all of them, and quantized activations made
+// once per format (quantize_acts keeps one buffer per format). n ≤ kMaxSameX.
+constexpr size_t kMaxSameX = 4;
+void run_matvec(const mm::KernelSet& ks, const WeightView* W, float* const* Y, size_t n, const float* x, int64_t M,
+                ThreadPool& pool) {
+    QuantActs acts[kMaxSameX] = {};
+    QuantActs legacy{}, kquant{};
+    int64_t first[kMaxSameX + 1] = {0};  // weight i has rows [first[i], first[i+1]) of the job
+    for (size_t i = 0; i < n; ++i) {
+        first[i + 1] = first[i] + W[i].N;
+        if (mm::is_float_type(W[i].type)) continue;
+        QuantActs& a = mm::is_k_quant(W[i].type) ? kquant : legacy;
+        if (a.data == nullptr) a = quantize_acts(ks, W[i], x, M);
+        acts[i] = a;
+    }
+    pool.run_chunks(chunk_count(first[n], kMinMatvecRows, pool.size()), [&](int c, int nc) {
+        int64_t b, e;
+        ThreadPool::split(first[n], c, nc, b, e);
+        for (size_t i = 0; i < n; ++i) {
+            const int64_t n0 = std::max(b, first[i]) - first[i], n1 = std::min(e, first[i + 1]) - first[i];
+            if (n0 >= n1) continue;
+            if (acts[i].data) ks.matvec_quant(W[i], acts[i], M, Y[i], n0, n1);
+            else ks.matvec_float(W[i], x, M, Y[i], n0, n1);
+        }
     });
 }
 
@@ -419,26 +434,30 @@ static const mm::KernelSet& kernel_set(KernelPath path) {
     return path == KernelPath::Auto && has_avx512_kernels() ? mm::avx512_kernels() : mm::avx2_kernels();
 }
 
+// False when y is complete without a product: M or N is zero, or K is (y is then zeros).
+static bool needs_product(const WeightView& W, int64_t M, float* y) {
+    if (M == 0 || W.N == 0) return false;
+    if (W.K == 0) {
+        std::fill(y, y + M * W.N, 0.0f);
+        return false;
+    }
+    return true;
+}
+
 void matmul(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& pool,
             KernelPath path) {
     const WeightView W = validate(Wt, x, y, M);
-    if (M == 0 || W.N == 0) return;
-    if (W.K == 0) {
-        std::fill(y, y + M * W.N, 0.0f);
-        return;
-    }
+    if (!needs_product(W, M, y)) return;
     const mm::KernelSet& ks = kernel_set(path);
-    if (M < kMatvecMaxM) run_matvec(ks, W, x, y, M, pool);
+    if (M < kMatvecMaxM) run_matvec(ks, &W, &y, 1, x, M, pool);
     else run_gemm(ks, W, x, y, M, pool);
 }
 
 void matmul_same_x(std::initializer_list<MatmulTarget> targets, const float* x, int64_t M, ThreadPool& pool,
                    KernelPath path) {
-    constexpr size_t kMaxTargets = 4;
-    bool separate = M >= kMatvecMaxM || M == 0 || targets.size() > kMaxTargets;
-    WeightView W[kMaxTargets];
-    float* Y[kMaxTargets] = {};
-    int64_t first[kMaxTargets + 1] = {0};  // target i has rows [first[i], first[i+1]) of the job
+    bool separate = M >= kMatvecMaxM || M == 0 || targets.size() > kMaxSameX;
+    WeightView W[kMaxSameX];
+    float* Y[kMaxSameX] = {};
     size_t n = 0;
     for (const MatmulTarget& t : targets) {
         if (separate) break;
@@ -446,45 +465,20 @@ void matmul_same_x(std::initializer_list<MatmulTarget> targets, const float* x, 
         Y[n] = t.y;
         if (W[n].K != W[0].K) fail(*t.W, "matmul_same_x: K differs from " + targets.begin()->W->name + "'s");
         if (W[n].K == 0) separate = true;
-        first[n + 1] = first[n] + W[n].N;
         ++n;
     }
     if (separate) {
         for (const MatmulTarget& t : targets) matmul(*t.W, x, t.y, M, pool, path);
         return;
     }
-    const mm::KernelSet& ks = kernel_set(path);
-    // quantize_acts keeps one buffer per activation format: made at most once each here.
-    QuantActs acts[kMaxTargets] = {};
-    QuantActs legacy{}, kquant{};
-    for (size_t i = 0; i < n; ++i) {
-        if (mm::is_float_type(W[i].type)) continue;
-        QuantActs& a = mm::is_k_quant(W[i].type) ? kquant : legacy;
-        if (a.data == nullptr) a = quantize_acts(ks, W[i], x, M);
-        acts[i] = a;
-    }
-    pool.run_chunks(chunk_count(first[n], kMinMatvecRows, pool.size()), [&](int c, int nc) {
-        int64_t b, e;
-        ThreadPool::split(first[n], c, nc, b, e);
-        for (size_t i = 0; i < n; ++i) {
-            const int64_t n0 = std::max(b, first[i]) - first[i], n1 = std::min(e, first[i + 1]) - first[i];
-            if (n0 >= n1) continue;
-            if (acts[i].data) ks.matvec_quant(W[i], acts[i], M, Y[i], n0, n1);
-            else ks.matvec_float(W[i], x, M, Y[i], n0, n1);
-        }
-    });
+    run_matvec(kernel_set(path), W, Y, n, x, M, pool);
 }
 
 void matmul_rows_as_decode(const Tensor& Wt, const float* x, float* y, int64_t M, ThreadPool& pool,
                            KernelPath path) {
     const WeightView W = validate(Wt, x, y, M);
-    if (M == 0 || W.N == 0) return;
-    if (W.K == 0) {
-        std::fill(y, y + M * W.N, 0.0f);
-        return;
-    }
-    const mm::KernelSet& ks = kernel_set(path);
-    run_matvec_rows(ks, W, x, y, M, pool);
+    if (!needs_product(W, M, y)) return;
+    run_matvec_rows(kernel_set(path), W, x, y, M, pool);
 }
 
 void matmul_reference(const Tensor& Wt, const float* x, float* y, int64_t M) {
