@@ -319,6 +319,12 @@ Command add_bench(CLI::App& app) {
     add_device_option(sub, opt->device);
     sub->add_option("--mmproj", opt->mmproj, "with a Vulkan --device or --caption: the vision tower of -m");
     return {sub, [opt] {
+                // --type, checked only by the modes that make a model from it.
+                auto weight_type = [&] {
+                    const auto t = dtype_from_name(opt->type);
+                    if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
+                    return *t;
+                };
                 if (opt->caption) {
                     if (opt->ops || opt->pool || opt->vit)
                         throw Error(ErrorKind::Usage, "bench: --caption cannot be combined with --ops, --pool, --vit");
@@ -328,9 +334,7 @@ Command add_bench(CLI::App& app) {
                     c.random = opt->model.random;
                     c.save = opt->model.save;
                     if (opt->gen_opt->count()) c.max_tokens = opt->model.gen;
-                    const auto t = dtype_from_name(opt->type);
-                    if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
-                    c.type = *t;
+                    c.type = weight_type();
                     c.repeats = opt->model.repeats;
                     c.threads = opt->threads;
                     c.json = opt->json;
@@ -347,9 +351,7 @@ Command add_bench(CLI::App& app) {
                     d.model = opt->model.model;
                     d.mmproj = opt->mmproj;
                     d.random = opt->model.random;
-                    const auto t = dtype_from_name(opt->type);
-                    if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
-                    d.type = *t;
+                    d.type = weight_type();
                     d.seed = opt->model.seed;
                     d.vit = opt->vit;
                     d.tiles = opt->vit_tiles;
@@ -368,9 +370,7 @@ Command add_bench(CLI::App& app) {
                 if (opt->pool) return run_pool_bench(opt->threads, opt->json);
                 if (opt->vit) return run_vit_bench(*opt);
                 ModelBenchOptions m = opt->model;
-                const auto t = dtype_from_name(opt->type);
-                if (!t) throw Error(ErrorKind::Usage, "bench: unknown --type '" + opt->type + "'");
-                m.type = *t;
+                m.type = weight_type();
                 m.threads = opt->threads;
                 m.json = opt->json;
                 return run_model_bench(m);
