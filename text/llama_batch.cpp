@@ -20,20 +20,7 @@ size_t sz(int64_t a, int64_t b) { return size_t(a) * size_t(b); }
 }  // namespace
 
 LlamaBatch::LlamaBatch(const LlamaModel& model, ThreadPool& pool, int max_seqs)
-    : model_(model), pool_(pool), max_seqs_(std::max(1, max_seqs)) {
-    const LlamaConfig& c = model.config;
-    const int64_t B = max_seqs_;
-    x_.resize(sz(B, c.n_embd));
-    xb_.resize(sz(B, c.n_embd));
-    q_.resize(sz(B, c.q_dim()));
-    k_.resize(sz(B, c.kv_dim()));
-    v_.resize(sz(B, c.kv_dim()));
-    att_.resize(sz(B, c.q_dim()));
-    proj_.resize(sz(B, c.n_embd));
-    gate_.resize(sz(B, c.n_ff));
-    up_.resize(sz(B, c.n_ff));
-    pos_.resize(size_t(B));
-}
+    : model_(model), pool_(pool), max_seqs_(std::max(1, max_seqs)), act_(model.config, max_seqs_) {}
 
 void LlamaBatch::check(LlamaContext* const* ctxs, const int32_t* tokens, int n) const {
     const int64_t V = model_.config.n_vocab;
@@ -92,32 +79,32 @@ void LlamaBatch::step(LlamaContext* const* ctxs, const int32_t* tokens, int B, f
     const LlamaConfig& c = model_.config;
     const int64_t D = c.n_embd;
     for (int b = 0; b < B; ++b) {
-        pos_[size_t(b)] = ctxs[b]->n_past();
-        ctxs[b]->kv_.truncate(pos_[size_t(b)]);
+        act_.pos[size_t(b)] = ctxs[b]->n_past();
+        ctxs[b]->kv_.truncate(act_.pos[size_t(b)]);
     }
-    ops::get_rows(model_.weights.token_embd, tokens, B, x_.data());
+    ops::get_rows(model_.weights.token_embd, tokens, B, act_.x.data());
     for (int l = 0; l < c.n_layers; ++l) {
         const LlamaLayerWeights& L = model_.weights.layers[size_t(l)];
         // x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x)
-        ops::rms_norm(x_.data(), f32_data(L.attn_norm), xb_.data(), B, D, c.rms_eps, pool_);
-        matmul_rows_as_decode(L.wq, xb_.data(), q_.data(), B, pool_);
-        matmul_rows_as_decode(L.wk, xb_.data(), k_.data(), B, pool_);
-        matmul_rows_as_decode(L.wv, xb_.data(), v_.data(), B, pool_);
-        ops::rope(q_.data(), pos_.data(), B, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
-        ops::rope(k_.data(), pos_.data(), B, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
+        ops::rms_norm(act_.x.data(), f32_data(L.attn_norm), act_.xb.data(), B, D, c.rms_eps, pool_);
+        matmul_rows_as_decode(L.wq, act_.xb.data(), act_.q.data(), B, pool_);
+        matmul_rows_as_decode(L.wk, act_.xb.data(), act_.k.data(), B, pool_);
+        matmul_rows_as_decode(L.wv, act_.xb.data(), act_.v.data(), B, pool_);
+        ops::rope(act_.q.data(), act_.pos.data(), B, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
+        ops::rope(act_.k.data(), act_.pos.data(), B, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
         attention(ctxs, l, B);
-        matmul_rows_as_decode(L.wo, att_.data(), proj_.data(), B, pool_);
-        ops::add(x_.data(), proj_.data(), x_.data(), sz(B, D));
+        matmul_rows_as_decode(L.wo, act_.att.data(), act_.proj.data(), B, pool_);
+        ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(B, D));
         // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
-        ops::rms_norm(x_.data(), f32_data(L.ffn_norm), xb_.data(), B, D, c.rms_eps, pool_);
-        matmul_rows_as_decode(L.w_gate, xb_.data(), gate_.data(), B, pool_);
-        matmul_rows_as_decode(L.w_up, xb_.data(), up_.data(), B, pool_);
-        ops::swiglu(gate_.data(), up_.data(), gate_.data(), sz(B, c.n_ff), pool_);
-        matmul_rows_as_decode(L.w_down, gate_.data(), proj_.data(), B, pool_);
-        ops::add(x_.data(), proj_.data(), x_.data(), sz(B, D));
+        ops::rms_norm(act_.x.data(), f32_data(L.ffn_norm), act_.xb.data(), B, D, c.rms_eps, pool_);
+        matmul_rows_as_decode(L.w_gate, act_.xb.data(), act_.gate.data(), B, pool_);
+        matmul_rows_as_decode(L.w_up, act_.xb.data(), act_.up.data(), B, pool_);
+        ops::swiglu(act_.gate.data(), act_.up.data(), act_.gate.data(), sz(B, c.n_ff), pool_);
+        matmul_rows_as_decode(L.w_down, act_.gate.data(), act_.proj.data(), B, pool_);
+        ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(B, D));
     }
-    ops::rms_norm(x_.data(), f32_data(model_.weights.output_norm), xb_.data(), B, D, c.rms_eps, pool_);
-    matmul_rows_as_decode(model_.weights.output, xb_.data(), logits, B, pool_);
+    ops::rms_norm(act_.x.data(), f32_data(model_.weights.output_norm), act_.xb.data(), B, D, c.rms_eps, pool_);
+    matmul_rows_as_decode(model_.weights.output, act_.xb.data(), logits, B, pool_);
 }
 
 // Each sequence writes its K/V row into its own cache and attends over it. With several
@@ -129,10 +116,10 @@ void LlamaBatch::attention(LlamaContext* const* ctxs, int layer, int B) {
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
     auto one = [&](int b) {
         KvCache& kv = ctxs[b]->kv_;
-        const int pos = pos_[size_t(b)];
-        kv.write(layer, pos, k_.data() + sz(b, c.kv_dim()), v_.data() + sz(b, c.kv_dim()), 1);
-        ops::attention_kt(q_.data() + sz(b, c.q_dim()), kv.kt(layer), kv.kt_stride(), kv.v(layer),
-                          att_.data() + sz(b, c.q_dim()), 1, int64_t(pos) + 1, c.n_heads, c.n_kv_heads, c.head_dim,
+        const int pos = act_.pos[size_t(b)];
+        kv.write(layer, pos, act_.k.data() + sz(b, c.kv_dim()), act_.v.data() + sz(b, c.kv_dim()), 1);
+        ops::attention_kt(act_.q.data() + sz(b, c.q_dim()), kv.kt(layer), kv.kt_stride(), kv.v(layer),
+                          act_.att.data() + sz(b, c.q_dim()), 1, int64_t(pos) + 1, c.n_heads, c.n_kv_heads, c.head_dim,
                           scale, /*causal=*/true, pos, pool_);
     };
     if (B == 1) return one(0);

@@ -51,9 +51,7 @@ private:
     const LlamaModel& model_;
     ThreadPool& pool_;
     int max_seqs_;
-    // Scratch for max_seqs_ rows, as LlamaContext's.
-    std::vector<float> x_, xb_, q_, k_, v_, att_, proj_, gate_, up_;
-    std::vector<int32_t> pos_;
+    LlamaActivations act_;  // for max_seqs_ rows
 };
 
 }  // namespace glimpse

@@ -29,24 +29,25 @@ size_t sz(int64_t a, int64_t b) { return size_t(a) * size_t(b); }
 
 }  // namespace
 
+LlamaActivations::LlamaActivations(const LlamaConfig& c, int64_t rows)
+    : x(sz(rows, c.n_embd)),
+      xb(sz(rows, c.n_embd)),
+      q(sz(rows, c.q_dim())),
+      k(sz(rows, c.kv_dim())),
+      v(sz(rows, c.kv_dim())),
+      att(sz(rows, c.q_dim())),
+      proj(sz(rows, c.n_embd)),
+      gate(sz(rows, c.n_ff)),
+      up(sz(rows, c.n_ff)),
+      pos(size_t(rows)) {}
+
 LlamaContext::LlamaContext(const LlamaModel& model, ThreadPool& pool, int n_ctx, int n_batch)
     : model_(model),
       pool_(pool),
       n_ctx_(default_context(model.config, n_ctx)),
       n_batch_(std::clamp(n_batch, 1, n_ctx_)),  // no batch needs more rows than the context
-      kv_(model.config.n_layers, n_ctx_, model.config.n_kv_heads, model.config.head_dim) {
-    const LlamaConfig& c = model.config;
-    const int64_t T = n_batch_;
-    x_.resize(sz(T, c.n_embd));
-    xb_.resize(sz(T, c.n_embd));
-    q_.resize(sz(T, c.q_dim()));
-    k_.resize(sz(T, c.kv_dim()));
-    v_.resize(sz(T, c.kv_dim()));
-    att_.resize(sz(T, c.q_dim()));
-    proj_.resize(sz(T, c.n_embd));
-    gate_.resize(sz(T, c.n_ff));
-    up_.resize(sz(T, c.n_ff));
-    pos_.resize(size_t(T));
+      kv_(model.config.n_layers, n_ctx_, model.config.n_kv_heads, model.config.head_dim),
+      act_(model.config, n_batch_) {
     if (model.vulkan) vk_ = std::make_shared<LlamaVulkanRun>(model.vulkan, n_ctx_, n_batch_);
 }
 
@@ -77,7 +78,7 @@ void LlamaContext::forward(const int32_t* tokens, int n_tokens, int pos0, float*
                                                std::to_string(V) + " tokens");
     // Token path = get_rows, then exactly the embeddings path.
     run(n_tokens, pos0, logits_out, rows, n_tokens > 1, [&](int done, int T) {
-        ops::get_rows(model_.weights.token_embd, tokens + done, T, x_.data());
+        ops::get_rows(model_.weights.token_embd, tokens + done, T, act_.x.data());
     });
 }
 
@@ -85,12 +86,12 @@ void LlamaContext::forward_embeddings(const float* embd, int n_tokens, int pos0,
     check_positions(n_tokens, pos0);
     const int64_t D = config().n_embd;
     run(n_tokens, pos0, logits_out, rows, n_tokens > 1, [&](int done, int T) {
-        std::memcpy(x_.data(), embd + sz(done, D), sz(T, D) * sizeof(float));
+        std::memcpy(act_.x.data(), embd + sz(done, D), sz(T, D) * sizeof(float));
     });
 }
 
 // Cuts the tokens into batches of at most n_batch_ rows; fill(done, T) puts the input
-// embeddings of tokens [done, done + T) into x_.
+// embeddings of tokens [done, done + T) into act_.x.
 void LlamaContext::run(int n_tokens, int pos0, float* logits_out, LogitRows rows, bool prefill,
                        const std::function<void(int, int)>& fill) {
     const int64_t V = config().n_vocab;
@@ -114,7 +115,7 @@ void LlamaContext::run(int n_tokens, int pos0, float* logits_out, LogitRows rows
             r = LogitRows::Last;
         }
         if (vk_)
-            vk_->run_batch(x_.data(), T, pos0 + done, out, r);
+            vk_->run_batch(act_.x.data(), T, pos0 + done, out, r);
         else
             run_batch(T, pos0 + done, out, r);
         done += T;
@@ -126,16 +127,16 @@ void LlamaContext::run(int n_tokens, int pos0, float* logits_out, LogitRows rows
 
 void LlamaContext::run_batch(int T, int pos0, float* logits_out, LogitRows rows) {
     const LlamaConfig& c = config();
-    for (int i = 0; i < T; ++i) pos_[size_t(i)] = pos0 + i;
+    for (int i = 0; i < T; ++i) act_.pos[size_t(i)] = pos0 + i;
     for (int l = 0; l < c.n_layers; ++l) {
         const LlamaLayerWeights& L = model_.weights.layers[size_t(l)];
         attention_block(L, l, T, pos0);
         ffn_block(L, T);
     }
     if (rows == LogitRows::All) {
-        output_logits(x_.data(), T, logits_out);
+        output_logits(act_.x.data(), T, logits_out);
     } else if (rows == LogitRows::Last) {
-        output_logits(x_.data() + sz(T - 1, c.n_embd), 1, logits_out);
+        output_logits(act_.x.data() + sz(T - 1, c.n_embd), 1, logits_out);
     }
 }
 
@@ -143,21 +144,21 @@ void LlamaContext::run_batch(int T, int pos0, float* logits_out, LogitRows rows)
 void LlamaContext::attention_block(const LlamaLayerWeights& L, int layer, int T, int pos0) {
     const LlamaConfig& c = config();
     const int64_t D = c.n_embd;
-    ops::rms_norm(x_.data(), f32_data(L.attn_norm), xb_.data(), T, D, c.rms_eps, pool_);
-    matmul_same_x({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb_.data(), T, pool_);
-    ops::rope(q_.data(), pos_.data(), T, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
-    ops::rope(k_.data(), pos_.data(), T, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
-    kv_.write(layer, pos0, k_.data(), v_.data(), T);
+    ops::rms_norm(act_.x.data(), f32_data(L.attn_norm), act_.xb.data(), T, D, c.rms_eps, pool_);
+    matmul_same_x({{&L.wq, act_.q.data()}, {&L.wk, act_.k.data()}, {&L.wv, act_.v.data()}}, act_.xb.data(), T, pool_);
+    ops::rope(act_.q.data(), act_.pos.data(), T, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
+    ops::rope(act_.k.data(), act_.pos.data(), T, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
+    kv_.write(layer, pos0, act_.k.data(), act_.v.data(), T);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    ops::attention_kt(q_.data(), kv_.kt(layer), kv_.kt_stride(), kv_.v(layer), att_.data(), T, int64_t(pos0) + T,
+    ops::attention_kt(act_.q.data(), kv_.kt(layer), kv_.kt_stride(), kv_.v(layer), act_.att.data(), T, int64_t(pos0) + T,
                       c.n_heads, c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0, pool_);
     if (capture_) capture_attention(layer, T, pos0);
-    matmul(L.wo, att_.data(), proj_.data(), T, pool_);
-    ops::add(x_.data(), proj_.data(), x_.data(), sz(T, D));
+    matmul(L.wo, act_.att.data(), act_.proj.data(), T, pool_);
+    ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(T, D));
 }
 
 // The attention hook for `glimpse inspect` (AttentionCapture), kept out of ops::attention so
-// that the fast path stays as it is: the last query row's weights are recomputed here from q_
+// that the fast path stays as it is: the last query row's weights are recomputed here from act_.q
 // and the cache, p_j = softmax_j(scale · q_h · k_{j,g}) over every cached position j (the last
 // row sees them all). Runs only when a capture is set; costs O(n_heads · n_kv · head_dim).
 void LlamaContext::capture_attention(int layer, int T, int pos0) {
@@ -172,7 +173,7 @@ void LlamaContext::capture_attention(int layer, int T, int pos0) {
     }
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
     const int group = c.n_heads / c.n_kv_heads;
-    const float* q_last = q_.data() + sz(T - 1, c.q_dim());
+    const float* q_last = act_.q.data() + sz(T - 1, c.q_dim());
     for (int h = 0; h < c.n_heads; ++h) {
         const float* q = q_last + sz(h, c.head_dim);
         const int g = h / group;
@@ -190,18 +191,18 @@ void LlamaContext::capture_attention(int layer, int T, int pos0) {
 void LlamaContext::ffn_block(const LlamaLayerWeights& L, int T) {
     const LlamaConfig& c = config();
     const int64_t D = c.n_embd;
-    ops::rms_norm(x_.data(), f32_data(L.ffn_norm), xb_.data(), T, D, c.rms_eps, pool_);
-    matmul_same_x({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xb_.data(), T, pool_);
-    ops::swiglu(gate_.data(), up_.data(), gate_.data(), sz(T, c.n_ff), pool_);
-    matmul(L.w_down, gate_.data(), proj_.data(), T, pool_);
-    ops::add(x_.data(), proj_.data(), x_.data(), sz(T, D));
+    ops::rms_norm(act_.x.data(), f32_data(L.ffn_norm), act_.xb.data(), T, D, c.rms_eps, pool_);
+    matmul_same_x({{&L.w_gate, act_.gate.data()}, {&L.w_up, act_.up.data()}}, act_.xb.data(), T, pool_);
+    ops::swiglu(act_.gate.data(), act_.up.data(), act_.gate.data(), sz(T, c.n_ff), pool_);
+    matmul(L.w_down, act_.gate.data(), act_.proj.data(), T, pool_);
+    ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(T, D));
 }
 
-// logits [n_rows][n_vocab] = rms_norm(x_rows) · outputᵀ. Normed into xb_ (free by now).
+// logits [n_rows][n_vocab] = rms_norm(x_rows) · outputᵀ. Normed into act_.xb (free by now).
 void LlamaContext::output_logits(const float* x_rows, int n_rows, float* logits_out) {
     const LlamaConfig& c = config();
-    ops::rms_norm(x_rows, f32_data(model_.weights.output_norm), xb_.data(), n_rows, c.n_embd, c.rms_eps, pool_);
-    matmul(model_.weights.output, xb_.data(), logits_out, n_rows, pool_);
+    ops::rms_norm(x_rows, f32_data(model_.weights.output_norm), act_.xb.data(), n_rows, c.n_embd, c.rms_eps, pool_);
+    matmul(model_.weights.output, act_.xb.data(), logits_out, n_rows, pool_);
 }
 
 // ---- generation -------------------------------------------------------------------------------

@@ -55,6 +55,21 @@ struct AttentionCapture {
     const float* row(int layer, int head) const { return probs.data() + (size_t(layer) * n_heads + head) * n_kv; }
 };
 
+// The activations of one forward pass over `rows` rows (run.c's RunState): LlamaContext's
+// for a batch of n_batch tokens, LlamaBatch's for one token of each of its sequences.
+struct LlamaActivations {
+    std::vector<float> x;        // [rows][D] residual stream
+    std::vector<float> xb;       // [rows][D] normed input
+    std::vector<float> q;        // [rows][H*hd]
+    std::vector<float> k, v;     // [rows][KV*hd]
+    std::vector<float> att;      // [rows][H*hd] attention output
+    std::vector<float> proj;     // [rows][D]    projection output
+    std::vector<float> gate, up; // [rows][n_ff]
+    std::vector<int32_t> pos;    // [rows]
+
+    LlamaActivations(const LlamaConfig& c, int64_t rows);
+};
+
 class LlamaContext {
 public:
     // n_ctx: positions the KV cache holds (<= 0: the model's trained context, at most 4096).
@@ -103,15 +118,7 @@ private:
     int n_ctx_;
     int n_batch_;
     KvCache kv_;
-    // Scratch for one batch of n_batch_ tokens (run.c's RunState).
-    std::vector<float> x_;       // [T][D] residual stream
-    std::vector<float> xb_;      // [T][D] normed input
-    std::vector<float> q_;       // [T][H*hd]
-    std::vector<float> k_, v_;   // [T][KV*hd]
-    std::vector<float> att_;     // [T][H*hd] attention output
-    std::vector<float> proj_;    // [T][D]    projection output
-    std::vector<float> gate_, up_;  // [T][n_ff]
-    std::vector<int32_t> pos_;   // [T]
+    LlamaActivations act_;  // for one batch of n_batch_ tokens
     LlamaTimings timings_;
     AttentionCapture* capture_ = nullptr;  // not owned
     friend class LlamaBatch;  // text/llama_batch.h: one decode step for several contexts at once
