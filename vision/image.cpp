@@ -123,8 +123,6 @@ RgbImage rgba_over_white(const T* src, int w, int h) {
     return out;
 }
 
-uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
-
 // Two ways a small PNG makes stb_image allocate without bound, checked before stb sees it:
 // - stb grows its IDAT buffer to a chunk's declared length before it reads the chunk: a
 //   162-byte 8x6 PNG (found by fuzz_image) whose second IDAT claims 1.5 GB allocated 2 GiB.
@@ -150,17 +148,15 @@ void check_png_inflate(const uint8_t* d, size_t size, const probe::Dimensions& d
     const uint64_t bound = uint64_t(dim.height) * row + (interlace ? 15ull * dim.height + 7 : 0);
     std::vector<char> idat;
     bool headerless = false;  // Apple's CgBI PNGs store raw deflate without the zlib header
-    for (size_t pos = 8; pos + 12 <= size;) {
-        const size_t len = be32(d + pos);
-        const uint8_t* type = d + pos + 4;
-        if (len > size - pos - 12)
-            throw input_error(name, "truncated or corrupt PNG (" + chunk_name(type) + " of " + std::to_string(len) +
-                                        " bytes runs past the end of the file)");
-        if (std::memcmp(type, "CgBI", 4) == 0) headerless = true;
-        if (std::memcmp(type, "IDAT", 4) == 0) idat.insert(idat.end(), type + 4, type + 4 + len);
-        if (std::memcmp(type, "IEND", 4) == 0) break;
-        pos += 12 + len;
-    }
+    probe::PngChunk overrun{};
+    const bool whole = probe::walk_png_chunks(d, size, [&](const probe::PngChunk& c) {
+        if (std::memcmp(c.type, "CgBI", 4) == 0) headerless = true;
+        if (std::memcmp(c.type, "IDAT", 4) == 0) idat.insert(idat.end(), c.data, c.data + c.length);
+        return true;
+    }, &overrun);
+    if (!whole)
+        throw input_error(name, "truncated or corrupt PNG (" + chunk_name(overrun.type) + " of " +
+                                    std::to_string(overrun.length) + " bytes runs past the end of the file)");
     if (idat.empty() || idat.size() > size_t(INT_MAX) || bound >= uint64_t(INT_MAX)) return;
     std::vector<char> out(size_t(bound) + 1);
     const int got = headerless ? stbi_zlib_decode_noheader_buffer(out.data(), int(out.size()), idat.data(), int(idat.size()))

@@ -175,15 +175,13 @@ int jpeg_orientation(const uint8_t* d, size_t size) {
 }
 
 int png_orientation(const uint8_t* d, size_t size) {
-    size_t pos = 8;
-    while (pos + 12 <= size) {
-        const size_t len = be32(d + pos);
-        if (len > size - pos - 12) return 1;
-        if (std::memcmp(d + pos + 4, "eXIf", 4) == 0) return tiff_orientation(d + pos + 8, len);
-        if (std::memcmp(d + pos + 4, "IEND", 4) == 0) return 1;
-        pos += 12 + len;
-    }
-    return 1;
+    int orientation = 1;
+    walk_png_chunks(d, size, [&](const PngChunk& c) {
+        if (std::memcmp(c.type, "eXIf", 4) != 0) return true;
+        orientation = tiff_orientation(c.data, c.length);
+        return false;
+    });
+    return orientation;
 }
 
 int webp_orientation(const uint8_t* d, size_t size) {
@@ -196,6 +194,20 @@ int webp_orientation(const uint8_t* d, size_t size) {
 }
 
 }  // namespace
+
+bool walk_png_chunks(const uint8_t* d, size_t size, const std::function<bool(const PngChunk&)>& fn,
+                     PngChunk* overrun) {
+    for (size_t pos = 8; pos + 12 <= size;) {  // length(4) type(4) data CRC(4)
+        const PngChunk c{d + pos + 4, d + pos + 8, be32(d + pos)};
+        if (c.length > size - pos - 12) {
+            if (overrun) *overrun = c;
+            return false;
+        }
+        if (!fn(c) || std::memcmp(c.type, "IEND", 4) == 0) return true;
+        pos += 12 + c.length;
+    }
+    return true;
+}
 
 const char* format_name(Format f) {
     switch (f) {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace glimpse::image_probe {
@@ -34,6 +35,19 @@ bool jpeg_is_complete(const uint8_t* data, size_t size);
 // or a WebP EXIF chunk; 1 when absent or unreadable (as Pillow's exif_transpose, which leaves
 // an image alone when it cannot read the tag).
 int exif_orientation(Format f, const uint8_t* data, size_t size);
+
+// A PNG chunk: its four type bytes (not NUL-terminated), its data and the length it states.
+struct PngChunk {
+    const uint8_t* type;
+    const uint8_t* data;
+    size_t length;
+};
+// Calls fn for each chunk after the signature, in order, through IEND or until fn returns
+// false. A chunk whose stated length runs past the end of the data ends the walk unvisited:
+// false is returned and it is put in *overrun (if given). The data's end inside a chunk's
+// header or CRC ends the walk too, as a truncation (true).
+bool walk_png_chunks(const uint8_t* data, size_t size, const std::function<bool(const PngChunk&)>& fn,
+                     PngChunk* overrun = nullptr);
 
 // Orientation from a TIFF structure (the payload of an EXIF block): IFD0 tag 0x0112.
 int tiff_orientation(const uint8_t* tiff, size_t size);
