@@ -94,6 +94,7 @@ struct RunFigure {
     double wall_s = 0, cpu_s = 0;
     size_t failed = 0;
     CaptionStats stats;
+    int lanes = 1;
 };
 
 RunFigure run_once(const VlmModel& m, ThreadPool& pool, const CaptionSettings& s, const std::vector<CaptionInput>& in) {
@@ -105,6 +106,7 @@ RunFigure run_once(const VlmModel& m, ThreadPool& pool, const CaptionSettings& s
     f.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
     f.cpu_s = cpu_seconds() - c0;
     f.stats = engine.stats();
+    f.lanes = engine.lanes();
     return f;
 }
 
@@ -145,18 +147,21 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
         std::fflush(stdout);
     }
     std::vector<double> one_wall, one_cpu, many_wall, many_cpu;
+    int lanes = 1;
     for (int r = 0; r < opt.repeats; ++r)
         for (int batch : {1, opt.batch}) {
             s.batch = batch;
+            s.lanes = batch == 1 ? 1 : opt.lanes;
             const RunFigure f = run_once(m, pool, s, inputs);
             if (f.failed) throw Error(ErrorKind::BadInput, "bench --caption: " + std::to_string(f.failed) + " pictures failed");
             (batch == 1 ? one_wall : many_wall).push_back(f.wall_s);
+            if (batch != 1) lanes = f.lanes;
             (batch == 1 ? one_cpu : many_cpu).push_back(f.cpu_s / pool.size());
             if (!opt.json) {
                 const CaptionStats& st = f.stats;
-                std::printf("  batch %2d: %7.2f s  %8.2f images/min  (cpu/threads %.2f s; encode %.0f ms for %lld tiles, "
-                            "prefill %.0f ms, decode %.0f ms for %lld tokens, reader %.0f ms)\n",
-                            batch, f.wall_s, 60.0 * opt.images / f.wall_s, f.cpu_s / pool.size(), st.encode_ms,
+                std::printf("  batch %2d, %d lane%s: %7.2f s  %8.2f images/min  (cpu/threads %.2f s; encode %.0f ms for %lld "
+                            "tiles, prefill %.0f ms, decode %.0f ms for %lld tokens, reader %.0f ms)\n",
+                            batch, f.lanes, f.lanes == 1 ? " " : "s", f.wall_s, 60.0 * opt.images / f.wall_s, f.cpu_s / pool.size(), st.encode_ms,
                             (long long)st.tiles, st.prefill_ms, st.decode_ms, (long long)st.generated, st.read_ms);
                 std::fflush(stdout);
             }
@@ -169,7 +174,8 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
         nlohmann::json j = {{"images", opt.images},       {"image_size", size},
                             {"max_tokens", opt.max_tokens}, {"threads", pool.size()},
                             {"device", device.label()},
-                            {"batch", opt.batch},          {"repeats", opt.repeats},
+                            {"batch", opt.batch},          {"lanes", lanes},
+                            {"repeats", opt.repeats},
                             {"load_average_before", load_before}, {"load_average_after", load_after},
                             {"batch1_images_per_min", per_min_one}, {"batchN_images_per_min", per_min_many},
                             {"batch1_cpu_images_per_min", cpu_one}, {"batchN_cpu_images_per_min", cpu_many},
@@ -178,8 +184,8 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
         std::printf("%s\n", j.dump(2).c_str());
         return 0;
     }
-    std::printf("\nmedian: batch 1 %.2f images/min, batch %d %.2f images/min: %.2fx\n", per_min_one, opt.batch,
-                per_min_many, per_min_many / per_min_one);
+    std::printf("\nmedian: batch 1 %.2f images/min, batch %d (%d lane%s) %.2f images/min: %.2fx\n", per_min_one, opt.batch,
+                lanes, lanes == 1 ? "" : "s", per_min_many, per_min_many / per_min_one);
     std::printf("by CPU time / threads (what idle cores would give): batch 1 %.2f, batch %d %.2f images/min\n", cpu_one,
                 opt.batch, cpu_many);
     if (vs_llama)

@@ -17,6 +17,7 @@ struct CaptionBenchOptions {
     int images = 8;              // pictures per run
     int image_size = 0;          // their width and height (0: 512 for --random, else 256)
     int batch = 8;               // compared with --batch 1
+    int lanes = 0;               // --lanes for the batch-N runs (0: the engine's choice)
     int max_tokens = 32;         // -n
     int max_tiles = 0;           // --image-max-tiles
     int repeats = 1;             // -r: runs of each, alternating; medians reported

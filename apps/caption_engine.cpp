@@ -52,6 +52,7 @@ struct CaptionEngine::Sequence {
     std::string text;
     std::vector<float> logits;  // [n_vocab] to draw the next token from
     int n_tokens = 0;           // accepted so far
+    int n_prompt = 0;           // prompt positions
     double ms = 0;
 
     Sequence(size_t i, std::string p, LlamaContext* c, const CaptionSettings& s, const Tokenizer& tok)
@@ -151,11 +152,42 @@ nlohmann::ordered_json error_line(const std::string& path, const std::exception_
 
 }  // namespace
 
+namespace {
+
+// Weights of both towers, counted from their shapes (the larger matrices only).
+int64_t approx_parameters(const VlmModel& m) {
+    const LlamaConfig& t = m.text.config;
+    const int64_t D = t.n_embd;
+    const int64_t text = int64_t(t.n_layers) * (D * (t.q_dim() + 2 * t.kv_dim()) + int64_t(t.q_dim()) * D +
+                                                3 * D * t.n_ff) +
+                         int64_t(t.n_vocab) * D;
+    const VisionConfig& v = m.vision.config;
+    const int64_t E = v.n_embd;
+    const int64_t vision = int64_t(v.n_layers) * (4 * E * E + 2 * E * v.n_ff) +
+                           int64_t(3) * v.patch_size * v.patch_size * E;
+    return text + vision;
+}
+
+// A model this small runs a lane per thread (caption_engine.h): 8 M parameters are 32 MB in
+// F32, about the last-level cache of the machines this was measured on; the default model has
+// 1 M, SmolVLM-256M 256 M.
+constexpr int64_t kLaneModelParameters = 8'000'000;
+
+int pick_lanes(const VlmModel& m, const ThreadPool& pool, const CaptionSettings& s) {
+    if (m.text.vulkan || m.vision.vulkan) return 1;  // the device runs the ops: one lane feeds it
+    int lanes = s.lanes > 0 ? s.lanes : approx_parameters(m) <= kLaneModelParameters ? pool.size() : 1;
+    return std::max(1, std::min({lanes, s.batch, pool.size()}));
+}
+
+}  // namespace
+
 CaptionEngine::CaptionEngine(const VlmModel& m, ThreadPool& pool, CaptionSettings s)
     : m_(m), pool_(pool), s_(std::move(s)) {
     s_.batch = std::max(1, s_.batch);
+    lanes_ = pick_lanes(m, pool, s_);
     for (int i = 0; i < s_.batch; ++i) ctxs_.push_back(std::make_unique<LlamaContext>(m.text, pool, s_.ctx));
-    decoder_ = std::make_unique<LlamaBatch>(m.text, pool, s_.batch);
+    const int per_lane = (s_.batch + lanes_ - 1) / lanes_;
+    for (int l = 0; l < lanes_; ++l) decoders_.push_back(std::make_unique<LlamaBatch>(m.text, pool, per_lane));
 }
 
 CaptionEngine::~CaptionEngine() = default;
@@ -185,7 +217,8 @@ void CaptionEngine::run(const std::vector<CaptionInput>& inputs,
 
 // All tiles of the batch, in groups of at most kDefaultVisionBatchRows sequence rows (at least
 // one tile): each group is one encode_tiles call, whichever images its tiles come from.
-void CaptionEngine::encode_batch(std::vector<Prepared>& batch, std::vector<EncodedImage>& out, std::vector<double>& ms) {
+void CaptionEngine::encode_batch(std::vector<Prepared>& batch, std::vector<EncodedImage>& out, std::vector<double>& ms,
+                                 CaptionStats& st) {
     const VisionConfig& c = m_.vision.config;
     const size_t tile_floats = size_t(3) * size_t(c.image_size) * size_t(c.image_size);
     const size_t tile_embd = size_t(tokens_per_tile(c)) * size_t(projected_dim(c));
@@ -219,45 +252,104 @@ void CaptionEngine::encode_batch(std::vector<Prepared>& batch, std::vector<Encod
                         tile_embd * sizeof(float));
         }
         const double dt = ms_since(t0);
-        stats_.encode_ms += dt;
+        st.encode_ms += dt;
         for (size_t k = 0; k < n; ++k) ms[tiles[g0 + k].image] += dt / double(n);
     }
-    stats_.tiles += int64_t(tiles.size());
+    st.tiles += int64_t(tiles.size());
     for (Prepared& p : batch) p.tiles.clear();  // the memory of the next batch's tiles
 }
 
-void CaptionEngine::caption_batch(std::vector<Prepared>& batch,
-                                  const std::function<void(size_t, const nlohmann::ordered_json&)>& on_result) {
+// The batch as one group, or cut into lanes that run side by side, one per pool thread (every
+// op inside a lane runs inline: a nested pool job). A lane's lines are passed on here, on the
+// calling thread, once every lane is done; a Model or Device error in any lane ends the run.
+void CaptionEngine::caption_batch(std::vector<Prepared>& batch, const Emit& on_result) {
+    const int n = int(std::min<size_t>(size_t(lanes_), batch.size()));
+    if (n <= 1) return caption_group(batch, 0, *decoders_[0], stats_, on_result);
+    std::vector<std::vector<Prepared>> groups(static_cast<size_t>(n));
+    std::vector<size_t> slot0(static_cast<size_t>(n));
+    for (int l = 0; l < n; ++l) {
+        int64_t b = 0, e = 0;
+        ThreadPool::split(int64_t(batch.size()), l, n, b, e);
+        slot0[size_t(l)] = size_t(b);
+        for (int64_t i = b; i < e; ++i) groups[size_t(l)].push_back(std::move(batch[size_t(i)]));
+    }
+    std::vector<CaptionStats> st(static_cast<size_t>(n));
+    std::vector<std::vector<std::pair<size_t, nlohmann::ordered_json>>> lines(static_cast<size_t>(n));
+    pool_.run_chunks(n, [&](int l, int) {
+        const size_t k = size_t(l);
+        caption_group(groups[k], slot0[k], *decoders_[k], st[k],
+                      [&](size_t i, const nlohmann::ordered_json& line) { lines[k].emplace_back(i, line); });
+    });
+    for (size_t l = 0; l < size_t(n); ++l) {
+        const CaptionStats& a = st[l];
+        stats_.captioned += a.captioned;
+        stats_.failed += a.failed;
+        stats_.tiles += a.tiles;
+        stats_.prompt_positions += a.prompt_positions;
+        stats_.generated += a.generated;
+        stats_.encode_ms += a.encode_ms;
+        stats_.prefill_ms += a.prefill_ms;
+        stats_.decode_ms += a.decode_ms;
+        for (const auto& [i, line] : lines[l]) on_result(i, line);
+    }
+}
+
+void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, LlamaBatch& decoder, CaptionStats& st,
+                                  const Emit& on_result) {
     const int V = m_.text.config.n_vocab;
     std::vector<double> ms(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) ms[i] = batch[i].read_ms;
     std::vector<EncodedImage> images;
-    encode_batch(batch, images, ms);
+    encode_batch(batch, images, ms, st);
 
-    // Each prompt into its own context (a prompt that does not fit is that image's error).
+    // Each prompt into its own context (a prompt that does not fit is that image's error), then
+    // all of them prefilled together (LlamaBatch::prefill: one GEMM per weight for all rows).
     const std::vector<int32_t> stop_ids = m_.tokenizer->eog_ids();
     std::vector<std::unique_ptr<Sequence>> seqs;
+    std::vector<std::vector<float>> embds;
+    const auto t_prompts = Clock::now();
     for (size_t i = 0; i < batch.size(); ++i) {
-        const auto t0 = Clock::now();
-        auto q = std::make_unique<Sequence>(batch[i].index, batch[i].path, ctxs_[i].get(), s_, *m_.tokenizer);
+        auto q = std::make_unique<Sequence>(batch[i].index, batch[i].path, ctxs_[slot0 + i].get(), s_, *m_.tokenizer);
         try {
             const MmPrompt prompt = build_prompt(m_, s_.prompt, {&images[i]}, s_.system);
             q->ctx->reset();
-            eval_prompt(*q->ctx, prompt, {&images[i]}, q->logits);
+            check_prompt_fits(*q->ctx, prompt);
+            embds.push_back(prompt_embeddings(m_.text, prompt, {&images[i]}));
             for (const PromptPiece& piece : prompt.pieces)
                 for (int32_t id : piece.tokens) q->sampler.accept(id);
-            stats_.prompt_positions += prompt.n_positions();
+            q->n_prompt = prompt.n_positions();
         } catch (...) {
             const auto line = error_line(batch[i].path, std::current_exception());
-            ++stats_.failed;
+            ++st.failed;
             on_result(batch[i].index, line);
             continue;
         }
-        const double dt = ms_since(t0);
-        stats_.prefill_ms += dt;
-        q->ms = ms[i] + dt;
+        q->ms = ms[i];
         seqs.push_back(std::move(q));
     }
+    if (!seqs.empty()) {
+        std::vector<LlamaContext*> ctxs;
+        std::vector<const float*> embd;
+        std::vector<int> n_tokens;
+        int64_t positions = 0;
+        for (size_t k = 0; k < seqs.size(); ++k) {
+            ctxs.push_back(seqs[k]->ctx);
+            embd.push_back(embds[k].data());
+            n_tokens.push_back(seqs[k]->n_prompt);
+            positions += seqs[k]->n_prompt;
+        }
+        std::vector<float> logits(seqs.size() * size_t(V));
+        decoder.prefill(ctxs.data(), embd.data(), n_tokens.data(), int(seqs.size()), logits.data());
+        const double dt = ms_since(t_prompts);
+        st.prefill_ms += dt;
+        st.prompt_positions += positions;
+        for (size_t k = 0; k < seqs.size(); ++k) {
+            Sequence& q = *seqs[k];
+            q.logits.assign(logits.begin() + std::ptrdiff_t(k * size_t(V)), logits.begin() + std::ptrdiff_t((k + 1) * size_t(V)));
+            q.ms += dt * double(q.n_prompt) / double(positions);
+        }
+    }
+    embds.clear();
 
     // Decode: each step draws every live caption's next token (as continue_generation does for
     // one), then runs those still going through one batched step.
@@ -265,8 +357,8 @@ void CaptionEngine::caption_batch(std::vector<Prepared>& batch,
         if (!q.stops.stopped()) q.text += q.stops.feed(q.stream.flush()) + q.stops.flush();
         const nlohmann::ordered_json line = {
             {"file", q.path}, {"caption", trim(q.text)}, {"tokens", q.n_tokens}, {"ms", round1(q.ms)}};
-        ++stats_.captioned;
-        stats_.generated += q.n_tokens;
+        ++st.captioned;
+        st.generated += q.n_tokens;
         on_result(q.index, line);
     };
     std::vector<Sequence*> live;
@@ -299,9 +391,9 @@ void CaptionEngine::caption_batch(std::vector<Prepared>& batch,
         live = std::move(going);
         if (live.empty()) break;
         const auto t0 = Clock::now();
-        decoder_->decode(step_ctxs, step_tokens, step_logits);
+        decoder.decode(step_ctxs, step_tokens, step_logits);
         const double dt = ms_since(t0);
-        stats_.decode_ms += dt;
+        st.decode_ms += dt;
         for (size_t j = 0; j < live.size(); ++j) {
             live[j]->logits.assign(step_logits.begin() + std::ptrdiff_t(j * size_t(V)),
                                    step_logits.begin() + std::ptrdiff_t((j + 1) * size_t(V)));

@@ -8,6 +8,14 @@
 //                   captions together, one LlamaBatch step for every caption still going,
 //                   each stopping at its own stop token / stop string / max tokens
 //
+// A model so small that its weights sit in the cores' caches (the default model: 1 M
+// parameters) gains nothing from sharing a weight read between captions and loses most of
+// its time handing each tiny matmul to the threads (a 96-wide layer is a few microseconds of
+// work, a hand-off about as much). For such a model the batch is cut into `lanes`, one per
+// thread: each lane encodes, prefills and decodes its images alone on its thread, every op
+// inline, and the lanes run side by side (CaptionSettings::lanes; 0 picks: one lane per thread
+// for a small model on the CPU, else one).
+//
 // Results are reported as they complete: in input order with batch 1, and within a batch in
 // the order the captions finish. The caption of an image does not depend on the batch it was
 // in: every step computes each sequence exactly as it would alone (text/llama_batch.h), the
@@ -46,6 +54,7 @@ struct CaptionSettings {
     std::vector<std::string> stops;
     ImageOptions image;
     int batch = 1;  // images captioned together (>= 1)
+    int lanes = 0;  // the batch cut into this many lanes, one thread each (0: auto; see above)
     int ctx = 0;    // context per image (0: the model's, at most 4096)
 };
 
@@ -53,7 +62,7 @@ struct CaptionSettings {
 struct CaptionStats {
     size_t captioned = 0, failed = 0;
     int64_t tiles = 0, prompt_positions = 0, generated = 0;
-    double encode_ms = 0, prefill_ms = 0, decode_ms = 0;  // model thread
+    double encode_ms = 0, prefill_ms = 0, decode_ms = 0;  // model thread (with lanes: summed over them)
     double read_ms = 0;                                   // worker: file → tiles
 };
 
@@ -75,20 +84,26 @@ public:
              const std::function<void(size_t index, const nlohmann::ordered_json& line)>& on_result);
 
     const CaptionStats& stats() const { return stats_; }
+    int lanes() const { return lanes_; }  // as chosen (1: every op shared by the threads)
 
     struct Prepared;  // an image as the worker hands it over (caption_engine.cpp)
     struct Sequence;  // one caption being written
 
 private:
-    void caption_batch(std::vector<Prepared>& batch,
-                       const std::function<void(size_t, const nlohmann::ordered_json&)>& on_result);
-    void encode_batch(std::vector<Prepared>& batch, std::vector<EncodedImage>& out, std::vector<double>& ms);
+    using Emit = std::function<void(size_t, const nlohmann::ordered_json&)>;
+    void caption_batch(std::vector<Prepared>& batch, const Emit& on_result);
+    // One lane's share of a batch: its images use the contexts from slot0 on.
+    void caption_group(std::vector<Prepared>& batch, size_t slot0, LlamaBatch& decoder, CaptionStats& st,
+                       const Emit& on_result);
+    void encode_batch(std::vector<Prepared>& batch, std::vector<EncodedImage>& out, std::vector<double>& ms,
+                      CaptionStats& st);
 
     const VlmModel& m_;
     ThreadPool& pool_;
     CaptionSettings s_;
-    std::vector<std::unique_ptr<LlamaContext>> ctxs_;  // one per batch slot
-    std::unique_ptr<LlamaBatch> decoder_;
+    int lanes_ = 1;
+    std::vector<std::unique_ptr<LlamaContext>> ctxs_;    // one per batch slot
+    std::vector<std::unique_ptr<LlamaBatch>> decoders_;  // one per lane
     CaptionStats stats_;
 };
 

@@ -298,6 +298,8 @@ Command add_bench(CLI::App& app) {
     sub->add_option("--image-size", opt->cap.image_size, "--caption: picture width and height (default 512 for --random, else 256)")
         ->check(CLI::Range(16, 8192));
     sub->add_option("--batch", opt->cap.batch, "--caption: the batch compared with 1 (default 8)")->check(CLI::Range(1, 256));
+    sub->add_option("--lanes", opt->cap.lanes, "--caption: lanes of the batch-N runs (default: caption's own choice)")
+        ->check(CLI::Range(0, 256));
     sub->add_option("--image-max-tiles", opt->cap.max_tiles, "--caption: SmolVLM tiles besides the overview (0 = the model's rule)")
         ->check(CLI::Range(0, 1024));
     sub->add_option("-m,--model", opt->model.model, "text model to benchmark (GGUF, HF folder, llama2.c)");

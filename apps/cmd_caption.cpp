@@ -54,7 +54,7 @@ struct CaptionArgs {
     CLI::Option* system_opt = nullptr;
     SamplingArgs sampling;
     DeviceArgs device;
-    int threads = 0, ctx = 0, max_tiles = 0, batch = kDefaultCaptionBatch;
+    int threads = 0, ctx = 0, max_tiles = 0, batch = kDefaultCaptionBatch, lanes = 0;
     bool resume = false, verbose = false;
 };
 
@@ -186,11 +186,13 @@ int run_caption(CaptionArgs& a) {
     settings.stops = a.sampling.stops;
     settings.image.max_tiles = a.max_tiles;
     settings.batch = a.batch;
+    settings.lanes = a.lanes;
     settings.ctx = a.ctx;
     CaptionEngine engine(m, pool, settings);
     if (a.verbose)
-        std::fprintf(stderr, "caption: %zu images to do, %zu already in %s; model loaded in %.0f ms; %d threads, batch %d\n",
-                     todo.size(), skipped, a.out.c_str(), ms_since(t_load), pool.size(), a.batch);
+        std::fprintf(stderr, "caption: %zu images to do, %zu already in %s; model loaded in %.0f ms; %d threads, batch %d, %d lane%s\n",
+                     todo.size(), skipped, a.out.c_str(), ms_since(t_load), pool.size(), a.batch, engine.lanes(),
+                     engine.lanes() == 1 ? "" : "s");
     CaptionSink sink(a);
     Progress progress(todo.size());
 
@@ -255,6 +257,10 @@ Command add_caption(CLI::App& app) {
                     "images captioned together: their tiles share encoder batches and their captions are decoded "
                     "together (default " + std::to_string(kDefaultCaptionBatch) + "; 1 = one image at a time)")
         ->check(CLI::Range(1, 256));
+    sub->add_option("--lanes", a->lanes,
+                    "cut each batch into N lanes, one thread each, every op of a lane inline (default: one lane per "
+                    "thread for a model under 8 M parameters such as the default one, else 1)")
+        ->check(CLI::Range(0, 256));
     sub->add_option("-t,--threads", a->threads, "threads (default: one per hardware thread)")->check(CLI::Range(1, 1024));
     sub->add_option("--ctx", a->ctx, "context size in tokens (default: the model's, at most 4096)")->check(CLI::Range(1, 1 << 24));
     sub->add_flag("-v,--verbose", a->verbose, "per-image tokens and times, images/s on stderr");

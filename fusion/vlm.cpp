@@ -157,8 +157,7 @@ MmPrompt build_prompt(const VlmModel& m, const std::string& user, const std::vec
     return assemble_prompt(m.chat.render_user(content, system), marker, grids, m.layout, *m.tokenizer, add_special);
 }
 
-void eval_prompt(LlamaContext& ctx, const MmPrompt& prompt, const std::vector<const EncodedImage*>& images,
-                 std::vector<float>& logits) {
+void check_prompt_fits(const LlamaContext& ctx, const MmPrompt& prompt) {
     const int n = prompt.n_positions();
     if (n == 0) throw Error(ErrorKind::Usage, "the prompt is empty (no tokens to start from)");
     if (ctx.n_past() + n > ctx.n_ctx())
@@ -167,31 +166,41 @@ void eval_prompt(LlamaContext& ctx, const MmPrompt& prompt, const std::vector<co
                                           (ctx.n_past() ? " after " + std::to_string(ctx.n_past()) + " already used" : "") +
                                           ", more than the context of " + std::to_string(ctx.n_ctx()) +
                                           " (raise --ctx, or lower --image-max-tiles)");
-    // One forward over the whole prompt's input embeddings (text rows looked up in the token
-    // table, as forward() does, image runs copied), not one per piece: a split SmolVLM image
-    // has ~35 pieces (2-token text runs between 64-row tiles), and every forward call streams
-    // all the weights again.
-    const size_t D = size_t(ctx.config().n_embd);
-    const int V = ctx.config().n_vocab;
-    std::vector<float> embd(size_t(n) * D);
+}
+
+// One forward over the whole prompt's input embeddings, not one per piece: a split SmolVLM
+// image has ~35 pieces (2-token text runs between 64-row tiles), and every forward call
+// streams all the weights again.
+std::vector<float> prompt_embeddings(const LlamaModel& text, const MmPrompt& prompt,
+                                     const std::vector<const EncodedImage*>& images) {
+    const size_t D = size_t(text.config.n_embd);
+    const int V = text.config.n_vocab;
+    std::vector<float> embd(size_t(prompt.n_positions()) * D);
     size_t row = 0;
     for (const PromptPiece& p : prompt.pieces) {
         if (p.is_image()) {
             if (p.image >= int(images.size()) || p.embd_row + p.n_rows > images[size_t(p.image)]->grid.n_embeddings())
-                throw std::logic_error("eval_prompt: an image run points outside its image's embeddings");
+                throw std::logic_error("prompt_embeddings: an image run points outside its image's embeddings");
             std::memcpy(embd.data() + row * D, images[size_t(p.image)]->embd.data() + size_t(p.embd_row) * D,
                         size_t(p.n_rows) * D * sizeof(float));
         } else {
             for (int32_t id : p.tokens)
                 if (id < 0 || id >= V)
-                    throw model_error(ctx.model().path, "token id " + std::to_string(id) +
-                                                            " is outside the vocabulary of " + std::to_string(V) + " tokens");
-            ops::get_rows(ctx.model().weights.token_embd, p.tokens.data(), int64_t(p.tokens.size()), embd.data() + row * D);
+                    throw model_error(text.path, "token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                                     std::to_string(V) + " tokens");
+            ops::get_rows(text.weights.token_embd, p.tokens.data(), int64_t(p.tokens.size()), embd.data() + row * D);
         }
         row += size_t(p.n_positions());
     }
-    logits.resize(size_t(V));
-    ctx.forward_embeddings(embd.data(), n, ctx.n_past(), logits.data(), LogitRows::Last);
+    return embd;
+}
+
+void eval_prompt(LlamaContext& ctx, const MmPrompt& prompt, const std::vector<const EncodedImage*>& images,
+                 std::vector<float>& logits) {
+    check_prompt_fits(ctx, prompt);
+    const std::vector<float> embd = prompt_embeddings(ctx.model(), prompt, images);
+    logits.resize(size_t(ctx.config().n_vocab));
+    ctx.forward_embeddings(embd.data(), prompt.n_positions(), ctx.n_past(), logits.data(), LogitRows::Last);
 }
 
 }  // namespace glimpse

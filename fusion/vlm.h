@@ -77,9 +77,17 @@ MmPrompt build_prompt(const VlmModel& m, const std::string& user, const std::vec
                       const std::optional<std::string>& system = std::nullopt, bool add_special = true);
 
 // Runs the prompt through `ctx` after its current position, as one forward over its input
-// embeddings: text pieces looked up in the token table, image runs from their images. logits [n_vocab] of the last position. Error(Usage) if it does not fit
-// in the context, giving both sizes.
+// embeddings (prompt_embeddings). logits [n_vocab] of the last position. Error(Usage) if it
+// does not fit in the context (check_prompt_fits).
 void eval_prompt(LlamaContext& ctx, const MmPrompt& prompt, const std::vector<const EncodedImage*>& images,
                  std::vector<float>& logits);
+
+// Error(Usage) when the prompt is empty or does not fit after ctx's current position, giving
+// both sizes and what to change.
+void check_prompt_fits(const LlamaContext& ctx, const MmPrompt& prompt);
+// The prompt's input embeddings [n_positions][n_embd]: text pieces looked up in the token
+// table (Error(Model) for an id outside it), image runs copied from their images.
+std::vector<float> prompt_embeddings(const LlamaModel& text, const MmPrompt& prompt,
+                                     const std::vector<const EncodedImage*>& images);
 
 }  // namespace glimpse

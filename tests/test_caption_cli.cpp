@@ -250,33 +250,40 @@ RgbImage scene_picture(uint32_t seed) {
 }
 }  // namespace
 
-TEST_CASE("caption CLI: --batch 4 gives exactly the captions of --batch 1", "[caption][cli]") {
+TEST_CASE("caption CLI: --batch 4, in one lane or several, gives exactly the captions of --batch 1", "[caption][cli]") {
     test::TempDir tmp;
     fs::create_directories(tmp / "imgs");
     for (uint32_t i = 0; i < 11; ++i)  // not a multiple of 4: the last batch is partial
         save_image(scene_picture(i * 7919u + 1u), (tmp / "imgs" / ("scene" + std::to_string(10 + i) + ".png")).string());
     test::write_file(tmp / "imgs" / "broken.png", std::string("\x89PNG\r\n\x1a\n not really", 20));
-    std::map<int, std::map<std::string, nlohmann::json>> runs;
-    for (int batch : {1, 4}) {
-        const fs::path out = tmp / ("out" + std::to_string(batch) + ".jsonl");
-        const auto r = run_glimpse("caption " + q(tmp / "imgs") + " -o " + q(out) + " -n 24 -t 2 --batch " +
-                                   std::to_string(batch));
-        INFO(r.err);
+    // --lanes 0: the default model is small, so 2 lanes on -t 2; --lanes 1: every op shared by
+    // both threads; --lanes 3 on --batch 5: lanes of 2, 2 and 1 images.
+    const std::vector<std::string> runs_args = {"--batch 1", "--batch 4", "--batch 4 --lanes 1", "--batch 5 --lanes 3 -v"};
+    std::map<std::string, std::map<std::string, nlohmann::json>> runs;
+    for (const std::string& args : runs_args) {
+        const fs::path out = tmp / ("out" + std::to_string(runs.size()) + ".jsonl");
+        const auto r = run_glimpse("caption " + q(tmp / "imgs") + " -o " + q(out) + " -n 24 -t 2 " + args);
+        INFO(args << ": " << r.err);
         CHECK(r.exit_code == 2);
         CHECK(r.err.find("11 captioned, 1 failed") != std::string::npos);
+        if (args.find("-v") != std::string::npos) CHECK(r.err.find("batch 5, 2 lanes") != std::string::npos);  // -t 2 caps it
         int repeats = 0;
-        runs[batch] = lines_by_file(slurp(out), repeats);
+        runs[args] = lines_by_file(slurp(out), repeats);
         CHECK(repeats == 0);
-        for (auto& [file, j] : runs[batch]) j.erase("ms");
+        for (auto& [file, j] : runs[args]) j.erase("ms");
     }
-    REQUIRE(runs[1].size() == 12);
-    CHECK(runs[4] == runs[1]);
+    const auto& one = runs["--batch 1"];
+    REQUIRE(one.size() == 12);
+    for (const std::string& args : runs_args) {
+        INFO(args);
+        CHECK(runs[args] == one);
+    }
     // The captions differ in length, so sequences left the batched decode at different steps.
     std::set<int> lengths;
-    for (const auto& [file, j] : runs[1])
+    for (const auto& [file, j] : one)
         if (j.contains("tokens")) lengths.insert(j["tokens"].get<int>());
     CHECK(lengths.size() >= 2);
-    CHECK(runs[1][(tmp / "imgs" / "broken.png").string()].contains("error"));
+    CHECK(one.at((tmp / "imgs" / "broken.png").string()).contains("error"));
 }
 
 TEST_CASE("bench --caption: batch 1 and batch N over generated pictures, as JSON", "[caption][cli][bench]") {
@@ -286,6 +293,7 @@ TEST_CASE("bench --caption: batch 1 and batch N over generated pictures, as JSON
     const auto j = nlohmann::json::parse(r.out);
     CHECK(j["images"] == 5);
     CHECK(j["batch"] == 2);
+    CHECK(j["lanes"] == 2);  // the default model on -t 2: a lane per thread
     CHECK(j["batch1_images_per_min"].get<double>() > 0);
     CHECK(j["batchN_images_per_min"].get<double>() > 0);
     CHECK(j["speedup"].get<double>() == Approx(j["batchN_images_per_min"].get<double>() /

@@ -128,6 +128,84 @@ TEST_CASE("batched decode equals each sequence decoded alone, bit for bit", "[ll
     CHECK(ctxs[0]->timings().decode_tokens == 12);
 }
 
+// The same exactness for prompts: LlamaBatch::prefill puts the rows of several prompts through
+// one GEMM per weight; each sequence's last-position logits, and its cache (checked through the
+// next decode step), equal those of forward_embeddings on its prompt alone. The prompts include
+// ones that prefill leaves to a solo call: under 4 rows (the matvec path) and over n_batch.
+TEST_CASE("batched prefill equals each prompt prefilled alone, bit for bit", "[llama_batch]") {
+    const DType type = GENERATE(DType::F32, DType::F16, DType::Q8_0, DType::Q4_K);
+    const int threads = GENERATE(1, 2);
+    const std::string type_name(dtype_name(type));
+    CAPTURE(type_name, threads);
+    RandomLlamaShape shape = batch_shape();
+    if (type == DType::Q4_K) {
+        shape.n_embd = 256;
+        shape.n_heads = 8;
+        shape.n_kv_heads = 4;
+        shape.n_ff = 512;
+    }
+    test::TempDir dir;
+    const std::string path = (dir / "m.gguf").string();
+    write_random_llama_gguf(path, shape, type, 17);
+    const LlamaModel model = load_llama_gguf(std::make_shared<const GgufFile>(GgufFile::open(path)));
+    const int V = model.config.n_vocab;
+    const size_t D = size_t(model.config.n_embd);
+    ThreadPool pool(threads);
+    constexpr int kBatchRows = 24;  // the contexts' n_batch: a longer prompt is run alone
+    const std::vector<int> lengths = {9, 2, 17, 30, 5, 4, 12};
+    const size_t B = lengths.size();
+    uint32_t seed = 99;
+    std::vector<std::vector<float>> embd(B);
+    for (size_t b = 0; b < B; ++b) {
+        embd[b].resize(size_t(lengths[b]) * D);
+        for (float& v : embd[b]) {
+            seed = seed * 1664525u + 1013904223u;
+            v = (float(seed >> 8) / float(1u << 24) - 0.5f) * 0.2f;
+        }
+    }
+    const int32_t next = 7;  // one decode step after the prompt: the cache must match too
+
+    std::vector<std::vector<float>> want_prompt(B, std::vector<float>(size_t(V))), want_next = want_prompt;
+    for (size_t b = 0; b < B; ++b) {
+        LlamaContext ctx(model, pool, 48, kBatchRows);
+        ctx.forward_embeddings(embd[b].data(), lengths[b], 0, want_prompt[b].data(), LogitRows::Last);
+        ctx.forward(&next, 1, ctx.n_past(), want_next[b].data());
+    }
+
+    std::vector<std::unique_ptr<LlamaContext>> ctxs;
+    std::vector<LlamaContext*> ptrs;
+    std::vector<const float*> rows;
+    for (size_t b = 0; b < B; ++b) {
+        ctxs.push_back(std::make_unique<LlamaContext>(model, pool, 48, kBatchRows));
+        ptrs.push_back(ctxs.back().get());
+        rows.push_back(embd[b].data());
+    }
+    LlamaBatch batch(model, pool, /*max_seqs=*/3);  // several passes
+    std::vector<float> got(B * size_t(V));
+    batch.prefill(ptrs.data(), rows.data(), lengths.data(), int(B), got.data());
+    std::vector<float> got_next;
+    batch.decode(ptrs, std::vector<int32_t>(B, next), got_next);
+    for (size_t b = 0; b < B; ++b) {
+        INFO("sequence " << b << " (" << lengths[b] << " rows)");
+        CHECK(ctxs[b]->n_past() == lengths[b] + 1);
+        CHECK(same_bits(got.data() + b * size_t(V), want_prompt[b].data(), size_t(V)));
+        CHECK(same_bits(got_next.data() + b * size_t(V), want_next[b].data(), size_t(V)));
+    }
+    CHECK(ctxs[0]->timings().prefill_tokens == 9);
+
+    // Errors before anything runs: the same context twice, a prompt that does not fit.
+    LlamaContext small(model, pool, 8);
+    const int too_long = 9;
+    const float* r0 = embd[0].data();
+    LlamaContext* twice[2] = {ptrs[0], ptrs[0]};
+    const float* two_rows[2] = {r0, r0};
+    const int two_lengths[2] = {4, 4};
+    CHECK_THROWS_WITH(batch.prefill(twice, two_rows, two_lengths, 2, got.data()), Catch::Contains("the same context"));
+    LlamaContext* one[1] = {&small};
+    CHECK_THROWS_WITH(batch.prefill(one, &r0, &too_long, 1, got.data()), Catch::Contains("do not fit in the context of 8"));
+    CHECK(small.n_past() == 0);
+}
+
 TEST_CASE("batched decode: bad batches are errors", "[llama_batch]") {
     test::TempDir dir;
     const std::string path = (dir / "m.gguf").string();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "core/error.h"
@@ -105,6 +106,112 @@ void LlamaBatch::step(LlamaContext* const* ctxs, const int32_t* tokens, int B, f
     }
     ops::rms_norm(act_.x.data(), f32_data(model_.weights.output_norm), act_.xb.data(), B, D, c.rms_eps, pool_);
     matmul_rows_as_decode(model_.weights.output, act_.xb.data(), logits, B, pool_);
+}
+
+// Prompt rows per prefill pass at most (scratch: about 3 KiB a row per 100 of model width).
+constexpr int64_t kMaxPrefillRows = 4096;
+
+void LlamaBatch::prefill(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int n,
+                         float* logits) {
+    const int64_t V = model_.config.n_vocab;
+    for (int b = 0; b < n; ++b) {
+        const LlamaContext& c = *ctxs[b];
+        if (&c.model() != &model_)
+            throw Error(ErrorKind::Usage, "batched prefill: sequence " + std::to_string(b) + " belongs to another model");
+        for (int o = 0; o < b; ++o)
+            if (ctxs[o] == ctxs[b])
+                throw Error(ErrorKind::Usage, "batched prefill: the same context is sequence " + std::to_string(o) +
+                                                  " and " + std::to_string(b));
+        c.check_positions(n_tokens[b], c.n_past());
+        if (n_tokens[b] <= 0) throw Error(ErrorKind::Usage, "batched prefill: sequence " + std::to_string(b) + " is empty");
+    }
+    // Passes of whole prompts, at most max_seqs_ of them and kMaxPrefillRows rows.
+    std::vector<LlamaContext*> pc;
+    std::vector<const float*> pe;
+    std::vector<int> pt, pb;
+    std::vector<float> rows;
+    auto flush = [&] {
+        if (pc.empty()) return;
+        rows.resize(sz(int64_t(pc.size()), V));
+        prefill_pass(pc.data(), pe.data(), pt.data(), int(pc.size()), rows.data());
+        for (size_t i = 0; i < pc.size(); ++i)
+            std::copy_n(rows.data() + sz(int64_t(i), V), size_t(V), logits + sz(pb[i], V));
+        pc.clear(), pe.clear(), pt.clear(), pb.clear();
+    };
+    int64_t pass_rows = 0;
+    for (int b = 0; b < n; ++b) {
+        LlamaContext& c = *ctxs[b];
+        if (c.on_vulkan() || n_tokens[b] < kMatvecMaxM || n_tokens[b] > c.n_batch_) {
+            c.forward_embeddings(embd[b], n_tokens[b], c.n_past(), logits + sz(b, V), LogitRows::Last);
+            continue;
+        }
+        if (!pc.empty() && (int(pc.size()) == max_seqs_ || pass_rows + n_tokens[b] > kMaxPrefillRows)) {
+            flush();
+            pass_rows = 0;
+        }
+        pc.push_back(&c), pe.push_back(embd[b]), pt.push_back(n_tokens[b]), pb.push_back(b);
+        pass_rows += n_tokens[b];
+    }
+    flush();
+}
+
+// LlamaContext::run_batch over the rows of B prompts: the weight matmuls (the same calls) over
+// all rows, RoPE at each row's position, the cache writes and attention per sequence (the same
+// calls as its attention_block), and the output matrix on each sequence's last row alone.
+void LlamaBatch::prefill_pass(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int B,
+                              float* logits) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const LlamaConfig& c = model_.config;
+    const int64_t D = c.n_embd;
+    std::vector<int64_t> first(size_t(B) + 1, 0);  // sequence b has rows [first[b], first[b+1])
+    for (int b = 0; b < B; ++b) first[size_t(b) + 1] = first[size_t(b)] + n_tokens[b];
+    const int64_t R = first[size_t(B)];
+    if (R > prefill_rows_) {
+        prefill_act_ = std::make_unique<LlamaActivations>(c, R);
+        prefill_rows_ = R;
+    }
+    LlamaActivations& a = *prefill_act_;
+    for (int b = 0; b < B; ++b) {
+        const int pos0 = ctxs[b]->n_past();
+        ctxs[b]->kv_.truncate(pos0);
+        std::memcpy(a.x.data() + sz(first[size_t(b)], D), embd[b], sz(n_tokens[b], D) * sizeof(float));
+        for (int i = 0; i < n_tokens[b]; ++i) a.pos[size_t(first[size_t(b)] + i)] = pos0 + i;
+    }
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    for (int l = 0; l < c.n_layers; ++l) {
+        const LlamaLayerWeights& L = model_.weights.layers[size_t(l)];
+        ops::rms_norm(a.x.data(), f32_data(L.attn_norm), a.xb.data(), R, D, c.rms_eps, pool_);
+        matmul_same_x({{&L.wq, a.q.data()}, {&L.wk, a.k.data()}, {&L.wv, a.v.data()}}, a.xb.data(), R, pool_);
+        ops::rope(a.q.data(), a.pos.data(), R, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
+        ops::rope(a.k.data(), a.pos.data(), R, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
+        for (int b = 0; b < B; ++b) {
+            KvCache& kv = ctxs[b]->kv_;
+            const int64_t r0 = first[size_t(b)];
+            const int T = n_tokens[b], pos0 = a.pos[size_t(r0)];
+            kv.write(l, pos0, a.k.data() + sz(r0, c.kv_dim()), a.v.data() + sz(r0, c.kv_dim()), T);
+            ops::attention_kt(a.q.data() + sz(r0, c.q_dim()), kv.kt(l), kv.kt_stride(), kv.v(l),
+                              a.att.data() + sz(r0, c.q_dim()), T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads,
+                              c.head_dim, scale, /*causal=*/true, pos0, pool_);
+        }
+        matmul(L.wo, a.att.data(), a.proj.data(), R, pool_);
+        ops::add(a.x.data(), a.proj.data(), a.x.data(), sz(R, D));
+        ops::rms_norm(a.x.data(), f32_data(L.ffn_norm), a.xb.data(), R, D, c.rms_eps, pool_);
+        matmul_same_x({{&L.w_gate, a.gate.data()}, {&L.w_up, a.up.data()}}, a.xb.data(), R, pool_);
+        ops::swiglu(a.gate.data(), a.up.data(), a.gate.data(), sz(R, c.n_ff), pool_);
+        matmul(L.w_down, a.gate.data(), a.proj.data(), R, pool_);
+        ops::add(a.x.data(), a.proj.data(), a.x.data(), sz(R, D));
+    }
+    // The last row of each sequence, normed, through the output matrix as a one-row matmul.
+    for (int b = 0; b < B; ++b)
+        std::memcpy(a.proj.data() + sz(b, D), a.x.data() + sz(first[size_t(b) + 1] - 1, D), sz(1, D) * sizeof(float));
+    ops::rms_norm(a.proj.data(), f32_data(model_.weights.output_norm), a.xb.data(), B, D, c.rms_eps, pool_);
+    matmul_rows_as_decode(model_.weights.output, a.xb.data(), logits, B, pool_);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    for (int b = 0; b < B; ++b) {
+        LlamaTimings& t = ctxs[b]->timings_;
+        t.prefill_ms += ms * double(n_tokens[b]) / double(R);
+        t.prefill_tokens += n_tokens[b];
+    }
 }
 
 // Each sequence writes its K/V row into its own cache and attends over it. With several

@@ -14,9 +14,16 @@
 // as a one-token decode does, and every other op is per row (norms, RoPE, SwiGLU, the
 // residual adds) or per sequence (attention), so each sequence's logits are bit for bit those
 // of LlamaContext::forward on that token alone, whatever else is in the batch.
+//
+// prefill() is the same idea for prompts: the rows of several sequences' prompts go through
+// each weight matmul together (one GEMM, its weight packed once for all of them instead of once
+// per prompt), while RoPE, the cache writes and causal attention stay per sequence. The GEMM
+// computes every row the same way whatever rows it is given, so each sequence's logits are
+// bit for bit those of forward_embeddings() on its prompt alone.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -41,9 +48,19 @@ public:
         decode(ctxs.data(), tokens.data(), int(ctxs.size()), logits.data());
     }
 
+    // Runs embd[b] [n_tokens[b]][n_embd] at positions ctxs[b]->n_past() .. in ctxs[b] for every
+    // b < n, and writes the logits of each sequence's last position to logits [n][n_vocab]: what
+    // ctxs[b]->forward_embeddings(embd[b], n_tokens[b], n_past, row b, LogitRows::Last) gives.
+    // Prompts longer than a context's n_batch, shorter than 4 rows (those take the matvec path
+    // alone) and Vulkan contexts are run alone with exactly that call. The contexts must
+    // belong to this model and be distinct; a prompt that does not fit is Error(Usage) before
+    // anything runs. Timings go to each context's prefill figures (its share of each pass).
+    void prefill(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int n, float* logits);
+
     int max_seqs() const { return max_seqs_; }
 
 private:
+    void prefill_pass(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int B, float* logits);
     void check(LlamaContext* const* ctxs, const int32_t* tokens, int n) const;
     void step(LlamaContext* const* ctxs, const int32_t* tokens, int B, float* logits);
     void attention(LlamaContext* const* ctxs, int layer, int B);
@@ -52,6 +69,8 @@ private:
     ThreadPool& pool_;
     int max_seqs_;
     LlamaActivations act_;  // for max_seqs_ rows
+    std::unique_ptr<LlamaActivations> prefill_act_;  // grown to the largest prefill pass
+    int64_t prefill_rows_ = 0;                        // rows prefill_act_ holds
 };
 
 }  // namespace glimpse
