@@ -1,5 +1,5 @@
-// The batched decode step of text/llama_batch.h: LlamaContext's layer code with B rows that
-// belong to B different sequences (text/llama_forward.cpp is the one-sequence original).
+// The batched decode step and prefill of text/llama_batch.h: llama_block (text/llama_forward.cpp,
+// LlamaContext's layer) over rows that belong to different sequences, attention per sequence.
 #include "text/llama_batch.h"
 
 #include <algorithm>
@@ -75,7 +75,8 @@ void LlamaBatch::decode(LlamaContext* const* ctxs, const int32_t* tokens, int n,
     }
 }
 
-// LlamaContext::run_batch with T = 1 per sequence: the same ops in the same order.
+// LlamaContext::run_batch with T = 1 per sequence: the same block, each product row by row as a
+// one-token decode computes it.
 void LlamaBatch::step(LlamaContext* const* ctxs, const int32_t* tokens, int B, float* logits) {
     const LlamaConfig& c = model_.config;
     const int64_t D = c.n_embd;
@@ -84,26 +85,8 @@ void LlamaBatch::step(LlamaContext* const* ctxs, const int32_t* tokens, int B, f
         ctxs[b]->kv_.truncate(act_.pos[size_t(b)]);
     }
     ops::get_rows(model_.weights.token_embd, tokens, B, act_.x.data());
-    for (int l = 0; l < c.n_layers; ++l) {
-        const LlamaLayerWeights& L = model_.weights.layers[size_t(l)];
-        // x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x)
-        ops::rms_norm(act_.x.data(), f32_data(L.attn_norm), act_.xb.data(), B, D, c.rms_eps, pool_);
-        matmul_rows_as_decode(L.wq, act_.xb.data(), act_.q.data(), B, pool_);
-        matmul_rows_as_decode(L.wk, act_.xb.data(), act_.k.data(), B, pool_);
-        matmul_rows_as_decode(L.wv, act_.xb.data(), act_.v.data(), B, pool_);
-        ops::rope(act_.q.data(), act_.pos.data(), B, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
-        ops::rope(act_.k.data(), act_.pos.data(), B, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
-        attention(ctxs, l, B);
-        matmul_rows_as_decode(L.wo, act_.att.data(), act_.proj.data(), B, pool_);
-        ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(B, D));
-        // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
-        ops::rms_norm(act_.x.data(), f32_data(L.ffn_norm), act_.xb.data(), B, D, c.rms_eps, pool_);
-        matmul_rows_as_decode(L.w_gate, act_.xb.data(), act_.gate.data(), B, pool_);
-        matmul_rows_as_decode(L.w_up, act_.xb.data(), act_.up.data(), B, pool_);
-        ops::swiglu(act_.gate.data(), act_.up.data(), act_.gate.data(), sz(B, c.n_ff), pool_);
-        matmul_rows_as_decode(L.w_down, act_.gate.data(), act_.proj.data(), B, pool_);
-        ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(B, D));
-    }
+    for (int l = 0; l < c.n_layers; ++l)
+        llama_block(model_, l, act_, B, /*rows_as_decode=*/true, pool_, [&] { attention(ctxs, l, B); });
     ops::rms_norm(act_.x.data(), f32_data(model_.weights.output_norm), act_.xb.data(), B, D, c.rms_eps, pool_);
     matmul_rows_as_decode(model_.weights.output, act_.xb.data(), logits, B, pool_);
 }
@@ -178,29 +161,18 @@ void LlamaBatch::prefill_pass(LlamaContext* const* ctxs, const float* const* emb
         for (int i = 0; i < n_tokens[b]; ++i) a.pos[size_t(first[size_t(b)] + i)] = pos0 + i;
     }
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    for (int l = 0; l < c.n_layers; ++l) {
-        const LlamaLayerWeights& L = model_.weights.layers[size_t(l)];
-        ops::rms_norm(a.x.data(), f32_data(L.attn_norm), a.xb.data(), R, D, c.rms_eps, pool_);
-        matmul_same_x({{&L.wq, a.q.data()}, {&L.wk, a.k.data()}, {&L.wv, a.v.data()}}, a.xb.data(), R, pool_);
-        ops::rope(a.q.data(), a.pos.data(), R, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
-        ops::rope(a.k.data(), a.pos.data(), R, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
-        for (int b = 0; b < B; ++b) {
-            KvCache& kv = ctxs[b]->kv_;
-            const int64_t r0 = first[size_t(b)];
-            const int T = n_tokens[b], pos0 = a.pos[size_t(r0)];
-            kv.write(l, pos0, a.k.data() + sz(r0, c.kv_dim()), a.v.data() + sz(r0, c.kv_dim()), T);
-            ops::attention_kt(a.q.data() + sz(r0, c.q_dim()), kv.kt(l), kv.kt_stride(), kv.v(l),
-                              a.att.data() + sz(r0, c.q_dim()), T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads,
-                              c.head_dim, scale, /*causal=*/true, pos0, pool_);
-        }
-        matmul(L.wo, a.att.data(), a.proj.data(), R, pool_);
-        ops::add(a.x.data(), a.proj.data(), a.x.data(), sz(R, D));
-        ops::rms_norm(a.x.data(), f32_data(L.ffn_norm), a.xb.data(), R, D, c.rms_eps, pool_);
-        matmul_same_x({{&L.w_gate, a.gate.data()}, {&L.w_up, a.up.data()}}, a.xb.data(), R, pool_);
-        ops::swiglu(a.gate.data(), a.up.data(), a.gate.data(), sz(R, c.n_ff), pool_);
-        matmul(L.w_down, a.gate.data(), a.proj.data(), R, pool_);
-        ops::add(a.x.data(), a.proj.data(), a.x.data(), sz(R, D));
-    }
+    for (int l = 0; l < c.n_layers; ++l)
+        llama_block(model_, l, a, R, /*rows_as_decode=*/false, pool_, [&] {
+            for (int b = 0; b < B; ++b) {
+                KvCache& kv = ctxs[b]->kv_;
+                const int64_t r0 = first[size_t(b)];
+                const int T = n_tokens[b], pos0 = a.pos[size_t(r0)];
+                kv.write(l, pos0, a.k.data() + sz(r0, c.kv_dim()), a.v.data() + sz(r0, c.kv_dim()), T);
+                ops::attention_kt(a.q.data() + sz(r0, c.q_dim()), kv.kt(l), kv.kt_stride(), kv.v(l),
+                                  a.att.data() + sz(r0, c.q_dim()), T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads,
+                                  c.head_dim, scale, /*causal=*/true, pos0, pool_);
+            }
+        });
     // The last row of each sequence, normed, through the output matrix as a one-row matmul.
     for (int b = 0; b < B; ++b)
         std::memcpy(a.proj.data() + sz(b, D), a.x.data() + sz(first[size_t(b) + 1] - 1, D), sz(1, D) * sizeof(float));

@@ -125,36 +125,57 @@ void LlamaContext::run(int n_tokens, int pos0, float* logits_out, LogitRows rows
     (prefill ? timings_.prefill_tokens : timings_.decode_tokens) += n_tokens;
 }
 
+void llama_block(const LlamaModel& model, int layer, LlamaActivations& a, int64_t rows, bool rows_as_decode,
+                 ThreadPool& pool, const std::function<void()>& attend) {
+    const LlamaConfig& c = model.config;
+    const LlamaLayerWeights& L = model.weights.layers[size_t(layer)];
+    const int64_t D = c.n_embd;
+    auto product = [&](const Tensor& W, const float* x, float* y) {
+        if (rows_as_decode) matmul_rows_as_decode(W, x, y, rows, pool);
+        else matmul(W, x, y, rows, pool);
+    };
+    ops::rms_norm(a.x.data(), f32_data(L.attn_norm), a.xb.data(), rows, D, c.rms_eps, pool);
+    if (rows_as_decode) {
+        for (auto [W, y] : {std::pair{&L.wq, a.q.data()}, {&L.wk, a.k.data()}, {&L.wv, a.v.data()}})
+            product(*W, a.xb.data(), y);
+    } else {
+        matmul_same_x({{&L.wq, a.q.data()}, {&L.wk, a.k.data()}, {&L.wv, a.v.data()}}, a.xb.data(), rows, pool);
+    }
+    ops::rope(a.q.data(), a.pos.data(), rows, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
+    ops::rope(a.k.data(), a.pos.data(), rows, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
+    attend();
+    product(L.wo, a.att.data(), a.proj.data());
+    ops::add(a.x.data(), a.proj.data(), a.x.data(), sz(rows, D));
+    ops::rms_norm(a.x.data(), f32_data(L.ffn_norm), a.xb.data(), rows, D, c.rms_eps, pool);
+    if (rows_as_decode) {
+        product(L.w_gate, a.xb.data(), a.gate.data());
+        product(L.w_up, a.xb.data(), a.up.data());
+    } else {
+        matmul_same_x({{&L.w_gate, a.gate.data()}, {&L.w_up, a.up.data()}}, a.xb.data(), rows, pool);
+    }
+    ops::swiglu(a.gate.data(), a.up.data(), a.gate.data(), sz(rows, c.n_ff), pool);
+    product(L.w_down, a.gate.data(), a.proj.data());
+    ops::add(a.x.data(), a.proj.data(), a.x.data(), sz(rows, D));
+}
+
 void LlamaContext::run_batch(int T, int pos0, float* logits_out, LogitRows rows) {
     const LlamaConfig& c = config();
     for (int i = 0; i < T; ++i) act_.pos[size_t(i)] = pos0 + i;
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
     for (int l = 0; l < c.n_layers; ++l) {
-        const LlamaLayerWeights& L = model_.weights.layers[size_t(l)];
-        attention_block(L, l, T, pos0);
-        ffn_block(L, T);
+        llama_block(model_, l, act_, T, /*rows_as_decode=*/false, pool_, [&] {
+            kv_.write(l, pos0, act_.k.data(), act_.v.data(), T);
+            ops::attention_kt(act_.q.data(), kv_.kt(l), kv_.kt_stride(), kv_.v(l), act_.att.data(), T,
+                              int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0,
+                              pool_);
+            if (capture_) capture_attention(l, T, pos0);
+        });
     }
     if (rows == LogitRows::All) {
         output_logits(act_.x.data(), T, logits_out);
     } else if (rows == LogitRows::Last) {
         output_logits(act_.x.data() + sz(T - 1, c.n_embd), 1, logits_out);
     }
-}
-
-// x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x)
-void LlamaContext::attention_block(const LlamaLayerWeights& L, int layer, int T, int pos0) {
-    const LlamaConfig& c = config();
-    const int64_t D = c.n_embd;
-    ops::rms_norm(act_.x.data(), f32_data(L.attn_norm), act_.xb.data(), T, D, c.rms_eps, pool_);
-    matmul_same_x({{&L.wq, act_.q.data()}, {&L.wk, act_.k.data()}, {&L.wv, act_.v.data()}}, act_.xb.data(), T, pool_);
-    ops::rope(act_.q.data(), act_.pos.data(), T, c.n_heads, c.head_dim, c.rope_theta, c.rope_style);
-    ops::rope(act_.k.data(), act_.pos.data(), T, c.n_kv_heads, c.head_dim, c.rope_theta, c.rope_style);
-    kv_.write(layer, pos0, act_.k.data(), act_.v.data(), T);
-    const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    ops::attention_kt(act_.q.data(), kv_.kt(layer), kv_.kt_stride(), kv_.v(layer), act_.att.data(), T, int64_t(pos0) + T,
-                      c.n_heads, c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0, pool_);
-    if (capture_) capture_attention(layer, T, pos0);
-    matmul(L.wo, act_.att.data(), act_.proj.data(), T, pool_);
-    ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(T, D));
 }
 
 // The attention hook for `glimpse inspect` (AttentionCapture), kept out of ops::attention so
@@ -185,17 +206,6 @@ void LlamaContext::capture_attention(int layer, int T, int pos0) {
         }
         ops::softmax_rows(p, 1, n_kv);
     }
-}
-
-// x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
-void LlamaContext::ffn_block(const LlamaLayerWeights& L, int T) {
-    const LlamaConfig& c = config();
-    const int64_t D = c.n_embd;
-    ops::rms_norm(act_.x.data(), f32_data(L.ffn_norm), act_.xb.data(), T, D, c.rms_eps, pool_);
-    matmul_same_x({{&L.w_gate, act_.gate.data()}, {&L.w_up, act_.up.data()}}, act_.xb.data(), T, pool_);
-    ops::swiglu(act_.gate.data(), act_.up.data(), act_.gate.data(), sz(T, c.n_ff), pool_);
-    matmul(L.w_down, act_.gate.data(), act_.proj.data(), T, pool_);
-    ops::add(act_.x.data(), act_.proj.data(), act_.x.data(), sz(T, D));
 }
 
 // logits [n_rows][n_vocab] = rms_norm(x_rows) · outputᵀ. Normed into act_.xb (free by now).

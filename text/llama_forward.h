@@ -70,6 +70,16 @@ struct LlamaActivations {
     LlamaActivations(const LlamaConfig& c, int64_t rows);
 };
 
+// One decoder block over the first `rows` rows of `a`, RoPE at a.pos (the layer loop of
+// LlamaContext's batch, LlamaBatch's decode step and its prefill pass):
+//   x += wo · attend(rope(wq·n), rope(wk·n), wv·n),  n = rms_norm(x)
+//   x += w_down · (silu(w_gate·n) ⊙ w_up·n),         n = rms_norm(x)
+// attend() caches a.k / a.v and writes a.att from a.q; the caller knows which rows belong to
+// which sequence. rows_as_decode: every weight product computes each row exactly as a
+// one-token decode does (matmul_rows_as_decode), else as one matmul over all rows.
+void llama_block(const LlamaModel& model, int layer, LlamaActivations& a, int64_t rows, bool rows_as_decode,
+                 ThreadPool& pool, const std::function<void()>& attend);
+
 class LlamaContext {
 public:
     // n_ctx: positions the KV cache holds (<= 0: the model's trained context, at most 4096).
@@ -108,9 +118,7 @@ private:
              const std::function<void(int done, int T)>& fill);
     // One pass over at most n_batch_ tokens: x [T][D] in place, logits for `rows`.
     void run_batch(int T, int pos0, float* logits_out, LogitRows rows);
-    void attention_block(const LlamaLayerWeights& L, int layer, int T, int pos0);
     void capture_attention(int layer, int T, int pos0);  // only when capture_ is set
-    void ffn_block(const LlamaLayerWeights& L, int T);
     void output_logits(const float* x_rows, int n_rows, float* logits_out);
 
     const LlamaModel& model_;
