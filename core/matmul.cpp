@@ -320,8 +320,9 @@ void run_matvec(const mm::KernelSet& ks, const WeightView* W, float* const* Y, s
     });
 }
 
-// matmul_rows_as_decode: run_matvec's chunks, and inside each a block of weight rows (about
-// 16 KiB, L1-resident) is dotted with one x row after another by the M = 1 kernel.
+// matmul_rows_as_decode: run_matvec's chunks. Float weights: matvec_float_rows, each weight row
+// dotted with every x row as the M = 1 kernel does. Quantized: a block of weight rows (about
+// 16 KiB, L1-resident) dotted with one quantized x row after another by the M = 1 kernel.
 void run_matvec_rows(const mm::KernelSet& ks, const WeightView& W, const float* x, float* y,
                      int64_t M, ThreadPool& pool) {
     const bool quant = !mm::is_float_type(W.type);
@@ -331,13 +332,12 @@ void run_matvec_rows(const mm::KernelSet& ks, const WeightView& W, const float* 
     pool.run_chunks(chunk_count(W.N, kMinMatvecRows, pool.size()), [&](int c, int nc) {
         int64_t n0, n1;
         ThreadPool::split(W.N, c, nc, n0, n1);
+        if (!quant) return ks.matvec_float_rows(W, x, M, y, n0, n1);
         for (int64_t b0 = n0; b0 < n1; b0 += block) {
             const int64_t b1 = std::min(n1, b0 + block);
-            for (int64_t m = 0; m < M; ++m) {
-                if (quant) ks.matvec_quant(W, QuantActs{static_cast<const uint8_t*>(acts.row(m)), acts.row_bytes}, 1,
-                                           y + m * W.N, b0, b1);
-                else ks.matvec_float(W, x + m * W.K, 1, y + m * W.N, b0, b1);
-            }
+            for (int64_t m = 0; m < M; ++m)
+                ks.matvec_quant(W, QuantActs{static_cast<const uint8_t*>(acts.row(m)), acts.row_bytes}, 1,
+                                y + m * W.N, b0, b1);
         }
     });
 }
@@ -411,8 +411,9 @@ float qdot_scalar(DType t, const uint8_t* w_row, const void* act_row, int64_t K)
 }
 
 const KernelSet& scalar_kernels() {
+    // matvec_float_scalar dots every row alone already: it is its own rows-as-one kernel.
     static const KernelSet ks{quantize_q8x32_scalar, quantize_q8k_scalar, matvec_float_scalar,
-                              matvec_quant_scalar, gemm_scalar};
+                              matvec_float_scalar, matvec_quant_scalar, gemm_scalar};
     return ks;
 }
 }  // namespace mm

@@ -62,6 +62,10 @@ struct KernelSet {
     // Float weights, M < kMatvecMaxM rows: y[m][n] for m < M, n in [n0, n1).
     void (*matvec_float)(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0,
                          int64_t n1);
+    // Float weights, any M: each row y[m][n0..n1) exactly as matvec_float computes it with M = 1
+    // (matmul_rows_as_decode), the weight row read once for all of them.
+    void (*matvec_float_rows)(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0,
+                              int64_t n1);
     // Quantized weights with quantized activations, M < kMatvecMaxM rows.
     void (*matvec_quant)(const WeightView& W, const QuantActs& acts, int64_t M, float* y,
                          int64_t n0, int64_t n1);
