@@ -1,7 +1,7 @@
 #!/bin/sh
-# Reproduces the committed tiny model from nothing: three training stages (the same model,
+# Reproduces the committed tiny model from nothing: six training stages (the same model,
 # resumed with new schedules), the example scenes, the export and the reference logits.
-# About 45 minutes on 2 busy CPU cores; OMP_NUM_THREADS=1 avoids OpenMP spinning on a shared box.
+# About 95 minutes on 2 busy CPU cores; OMP_NUM_THREADS=1 avoids OpenMP spinning on a shared box.
 set -e
 cd "$(dirname "$0")"
 export OMP_NUM_THREADS=1
@@ -15,5 +15,8 @@ $PY train.py --resume run2/checkpoint.pt --rows 1 --steps 600 --batch 24 --aux 1
 $PY train.py --resume run3/checkpoint.pt --rows 1 --q-frac 0.5 --steps 1000 --batch 24 --aux 1.0 --seed 4 --lr 1.5e-3 --out run4
 # Stage 5: 60 % questions, a lower peak rate.
 $PY train.py --resume run4/checkpoint.pt --rows 1 --q-frac 0.6 --steps 1200 --batch 24 --aux 1.0 --seed 5 --lr 1e-3 --out run5
+# Stage 6: every sequence weighs the same (--seq-mean), a probe on each image token (--tok-aux),
+# questions on scenes of 2-3 shapes with near-miss "is there" negatives (--hard-q --multi).
+$PY train.py --resume run5/checkpoint.pt --rows 1 --q-frac 0.5 --seq-mean --hard-q --multi 0.7 --tok-aux 1.0 --steps 3500 --batch 24 --aux 1.0 --seed 7 --lr 1.5e-3 --out run6
 $PY make_examples.py
-$PY export.py --run run5
+$PY export.py --run run6

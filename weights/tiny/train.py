@@ -48,6 +48,41 @@ def aux_loss(head, feats, targets):
     return loss
 
 
+# A second training aid: a probe on each of the 16 image tokens alone (the token covers a 64x64
+# pixel square) that names the shape covering most of it: kind, size, colour and grid cell. It
+# makes these attributes readable from a single token, which is what the decoder's attention needs
+# to find "the circle" by content (the questions) rather than by reading order (the captions).
+TOK_AUX = [("present", 2), ("kind", 3), ("size", 2), ("colour", 7), ("cell", 9)]
+
+
+def token_targets(sc, grid=4):
+    step = scenes.CANVAS / grid
+    t = np.full((grid * grid, len(TOK_AUX)), -100, np.int64)
+    t[:, 0] = 0
+    for tok in range(grid * grid):
+        ty, tx = divmod(tok, grid)
+        best, area = None, 0.04 * step * step  # a shape must cover >= 4 % of the box to count
+        for s in sc.shapes:
+            r = s.diameter / 2
+            w = min(s.cx + r, (tx + 1) * step) - max(s.cx - r, tx * step)
+            h = min(s.cy + r, (ty + 1) * step) - max(s.cy - r, ty * step)
+            if w > 0 and h > 0 and w * h > area:
+                best, area = s, w * h
+        if best is not None:
+            t[tok] = [1, scenes.KINDS.index(best.kind), scenes.SIZES.index(best.size),
+                      scenes.COLOUR_NAMES.index(best.colour), best.cell]
+    return t
+
+
+def token_aux_loss(head, feats, targets):
+    out = head(feats)  # [B, 16, 23]
+    loss, at = 0.0, 0
+    for j, (_, n) in enumerate(TOK_AUX):
+        loss = loss + F.cross_entropy(out[..., at:at + n].reshape(-1, n), targets[..., j].reshape(-1), ignore_index=-100)
+        at += n
+    return loss
+
+
 def pick_tasks(tasks, rng, rows, q_frac):
     """rows = 3: both captions and one question; rows = 1: one of them (a question with
     probability q_frac, else either caption)."""
@@ -59,24 +94,60 @@ def pick_tasks(tasks, rng, rows, q_frac):
     return [tasks[0] if r < c else tasks[1] if r < 2 * c else question]
 
 
-def make_batch(tok, cfg, rng, n_scenes, rows=3, q_frac=0.3):
-    pixels, rows, image_of_row, aux = [], [], [], []
+def hard_tasks(sc, rng):
+    """Like scenes.all_tasks, but the questions are "how many" (already learnt) only 15 % of the
+    time, and half of the "is there" negatives are near misses: a shape's colour with another kind,
+    or its kind with another colour, so that the answer needs the binding of colour to kind."""
+    tasks = scenes.all_tasks(sc, rng)
+    caps, qs = tasks[:2], [t for t in tasks[4:] if not t[0].startswith(("Is there", "Есть ли"))]
+    present = {(s.colour, s.kind) for s in sc.shapes}
+    if rng.random() < 0.5:
+        colour, kind = sorted(present)[rng.integers(len(present))]
+    else:
+        near = [(c, k) for c in scenes.COLOUR_NAMES for k in scenes.KINDS if (c, k) not in present
+                and any(c == pc or k == pk for pc, pk in present)]
+        absent = [(c, k) for c in scenes.COLOUR_NAMES for k in scenes.KINDS if (c, k) not in present]
+        pool = near if near and rng.random() < 0.5 else absent
+        colour, kind = pool[rng.integers(len(pool))]
+    yes = (colour, kind) in present
+    qs.append((f"Is there a {colour} {kind}?", "Yes." if yes else "No."))
+    qs.append((f"Есть ли здесь {scenes.COLOURS_RU[colour]} {scenes.KINDS_RU[kind]}?", "Да." if yes else "Нет."))
+    if rng.random() < 0.15:  # keep a few counting questions
+        qs = tasks[2:4]
+    return caps + qs
+
+
+def make_batch(tok, cfg, rng, n_scenes, rows=3, q_frac=0.3, hard=False, multi=0.0):
+    pixels, rows_, image_of_row, aux, tok_aux = [], [], [], [], []
     for i in range(n_scenes):
         sc = scenes.random_scene(rng)
+        if hard and rows == 1:
+            # decide first whether this scene gets a question; a question scene has 2-3 shapes
+            # with probability `multi` (with one shape "the circle" needs no search)
+            is_q = rng.random() < q_frac
+            while is_q and len(sc.shapes) < 2 and rng.random() < multi:
+                sc = scenes.random_scene(rng)
         pixels.append(data.pixels(scenes.render(sc)))
         aux.append(aux_targets(sc))
-        tasks = scenes.all_tasks(sc, rng)
-        for prompt, answer in pick_tasks(tasks, rng, rows, q_frac):
-            rows.append(data.sequence(tok, cfg.image_tokens, prompt, answer))
+        tok_aux.append(token_targets(sc))
+        if hard and rows == 1:
+            tasks = hard_tasks(sc, rng)
+            picked = [tasks[2 + rng.integers(len(tasks) - 2)] if is_q else tasks[rng.integers(2)]]
+        else:
+            tasks = scenes.all_tasks(sc, rng)
+            picked = pick_tasks(tasks, rng, rows, q_frac)
+        for prompt, answer in picked:
+            rows_.append(data.sequence(tok, cfg.image_tokens, prompt, answer))
             image_of_row.append(i)
-    T = max(len(ids) for ids, _ in rows)
-    ids = torch.zeros(len(rows), T, dtype=torch.long)
-    labels = torch.full((len(rows), T), -100, dtype=torch.long)
-    for r, (seq, n_prompt) in enumerate(rows):
+    T = max(len(ids) for ids, _ in rows_)
+    ids = torch.zeros(len(rows_), T, dtype=torch.long)
+    labels = torch.full((len(rows_), T), -100, dtype=torch.long)
+    for r, (seq, n_prompt) in enumerate(rows_):
         ids[r, :len(seq)] = torch.tensor(seq)
         # position t predicts token t+1: the answer tokens seq[n_prompt:] are targets
         labels[r, n_prompt - 1:len(seq) - 1] = torch.tensor(seq[n_prompt:])
-    return torch.from_numpy(np.stack(pixels)), ids, labels, torch.tensor(image_of_row), torch.from_numpy(np.stack(aux))
+    return (torch.from_numpy(np.stack(pixels)), ids, labels, torch.tensor(image_of_row), torch.from_numpy(np.stack(aux)),
+            torch.from_numpy(np.stack(tok_aux)))
 
 
 def lr_at(step, total, peak, warmup):
@@ -118,6 +189,14 @@ def main():
     ap.add_argument("--aux", type=float, default=0.5, help="weight of the per-cell probe loss")
     ap.add_argument("--rows", type=int, default=3, choices=[1, 3], help="sequences per scene")
     ap.add_argument("--q-frac", type=float, default=0.3, help="with --rows 1: share of questions")
+    ap.add_argument("--seq-mean", action="store_true",
+                    help="weight every sequence equally (mean loss per sequence, then over sequences) "
+                         "instead of every token, so a two-token answer counts as much as a caption")
+    ap.add_argument("--hard-q", action="store_true",
+                    help="question sampler: fewer counting questions, near-miss 'is there' negatives")
+    ap.add_argument("--multi", type=float, default=0.0,
+                    help="with --hard-q: chance that a question scene is redrawn until it has 2-3 shapes")
+    ap.add_argument("--tok-aux", type=float, default=0.0, help="weight of the per-token probe loss")
     ap.add_argument("--resume", default="", help="continue from this checkpoint.pt (a second schedule)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -142,7 +221,8 @@ def main():
     print(f"vocab {cfg.vocab_size}, {n_params / 1e6:.2f} M parameters, {cfg.image_tokens} tokens per image")
 
     head = torch.nn.Linear(cfg.image_tokens * cfg.t_dim, 9 * sum(n for _, n in AUX))
-    params = list(model.parameters()) + list(head.parameters())
+    tok_head = torch.nn.Linear(cfg.t_dim, sum(n for _, n in TOK_AUX))
+    params = list(model.parameters()) + list(head.parameters()) + list(tok_head.parameters())
     decay = [p for p in params if p.dim() >= 2]
     other = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": other, "weight_decay": 0.0}],
@@ -151,11 +231,20 @@ def main():
     for step in range(args.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, warmup=50)
-        pixels, ids, labels, image_of_row, aux = make_batch(tok, cfg, rng, args.batch, args.rows, args.q_frac)
+        pixels, ids, labels, image_of_row, aux, tok_aux = make_batch(tok, cfg, rng, args.batch, args.rows, args.q_frac,
+                                                                          args.hard_q, args.multi)
         feats = model.image_features(pixels)
         logits = model(ids, feats, image_of_row)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        if args.seq_mean:
+            tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                       ignore_index=-100, reduction="none").view(labels.shape)
+            n_tok = (labels != -100).sum(1).clamp(min=1)
+            loss = (tok_loss.sum(1) / n_tok).mean()
+        else:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         loss = loss + args.aux * aux_loss(head, feats, aux)
+        if args.tok_aux:
+            loss = loss + args.tok_aux * token_aux_loss(tok_head, feats, tok_aux)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
