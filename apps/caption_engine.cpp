@@ -150,10 +150,6 @@ nlohmann::ordered_json error_line(const std::string& path, const std::exception_
     }
 }
 
-}  // namespace
-
-namespace {
-
 // Weights of both towers, counted from their shapes (the larger matrices only).
 int64_t approx_parameters(const VlmModel& m) {
     const LlamaConfig& t = m.text.config;

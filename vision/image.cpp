@@ -63,6 +63,15 @@ template <typename T>
 void convert_rows(const cv::Mat& m, RgbImage& out) {
     const int ch = m.channels();
     const int shift = sizeof(T) == 2 ? 8 : 0;
+    if (ch == 3 && shift == 0) {  // 8-bit BGR, what every JPEG becomes: a byte swap per pixel
+        for (int y = 0; y < m.rows; ++y) {
+            const T* src = m.ptr<T>(y);
+            uint8_t* dst = out.row(y);
+            for (int x = 0; x < m.cols; ++x, src += 3, dst += 3)
+                dst[0] = uint8_t(src[2]), dst[1] = uint8_t(src[1]), dst[2] = uint8_t(src[0]);
+        }
+        return;
+    }
     for (int y = 0; y < m.rows; ++y) {
         const T* src = m.ptr<T>(y);
         uint8_t* dst = out.row(y);
@@ -195,7 +204,7 @@ RgbImage decode_image(const uint8_t* data, size_t size, const std::string& name,
         throw input_error(name, "truncated or corrupt JPEG");
     const bool stb = fmt == probe::Format::Png || fmt == probe::Format::Gif;
     RgbImage img = stb ? decode_stb(data, size, fmt, dim, name) : decode_opencv(data, size, fmt, dim, name);
-    return apply_orientation(img, probe::exif_orientation(fmt, data, size));
+    return apply_orientation(std::move(img), probe::exif_orientation(fmt, data, size));
 }
 
 RgbImage load_image(const std::string& path, const ImageLimits& lim) {
@@ -205,7 +214,7 @@ RgbImage load_image(const std::string& path, const ImageLimits& lim) {
     return decode_image(file->data(), size_t(file->size()), path, lim);
 }
 
-RgbImage apply_orientation(const RgbImage& img, int orientation) {
+RgbImage apply_orientation(RgbImage img, int orientation) {
     if (orientation < 2 || orientation > 8) return img;
     const int w = img.width, h = img.height;
     const bool swap = orientation >= 5;  // transposing orientations exchange width and height

@@ -54,7 +54,7 @@ void save_image(const RgbImage& img, const std::string& path);  // format from t
 // EXIF orientation 1..8 applied the way Pillow's ImageOps.exif_transpose does: 2 mirror,
 // 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90
 // counter-clockwise; 1 (or anything else) returns the image unchanged.
-RgbImage apply_orientation(const RgbImage& img, int orientation);
+RgbImage apply_orientation(RgbImage img, int orientation);
 
 // Copy of the rectangle [x, x+w) x [y, y+h), which must lie inside the image.
 RgbImage crop(const RgbImage& img, int x, int y, int w, int h);
