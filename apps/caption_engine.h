@@ -4,9 +4,10 @@
 //
 //   worker thread:  read + decode + preprocess (tiles) image i+1, i+2, ...   (bounded queue)
 //   model thread:   take up to `batch` images ─ encode all their tiles, several images per
-//                   encoder batch ─ prefill each prompt in its own LlamaContext ─ decode the
-//                   captions together, one LlamaBatch step for every caption still going,
-//                   each stopping at its own stop token / stop string / max tokens
+//                   encoder batch ─ prefill their prompts together, each into its own
+//                   LlamaContext (LlamaBatch::prefill) ─ decode the captions together, one
+//                   LlamaBatch step for every caption still going, each stopping at its own
+//                   stop token / stop string / max tokens
 //
 // A model so small that its weights sit in the cores' caches (the default model: 1 M
 // parameters) gains nothing from sharing a weight read between captions and loses most of
