@@ -39,6 +39,25 @@ RandomLlamaShape batch_shape() {
     return s;
 }
 
+// batch_shape(), widened to rows of 256 for the K-quants.
+RandomLlamaShape batch_shape(DType type) {
+    RandomLlamaShape s = batch_shape();
+    if (type == DType::Q4_K) {
+        s.n_embd = 256;
+        s.n_heads = 8;
+        s.n_kv_heads = 4;
+        s.n_ff = 512;
+    }
+    return s;
+}
+
+// A random model of batch_shape(type), written into dir and opened.
+LlamaModel batch_model(const test::TempDir& dir, DType type, uint64_t seed) {
+    const std::string path = (dir / "m.gguf").string();
+    write_random_llama_gguf(path, batch_shape(type), type, seed);
+    return load_llama_gguf(std::make_shared<const GgufFile>(GgufFile::open(path)));
+}
+
 int32_t argmax(const float* v, int n) { return int32_t(std::max_element(v, v + n) - v); }
 
 bool same_bits(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
@@ -53,17 +72,8 @@ TEST_CASE("batched decode equals each sequence decoded alone, bit for bit", "[ll
     const int threads = GENERATE(1, 2);
     const std::string type_name(dtype_name(type));
     CAPTURE(type_name, threads);
-    RandomLlamaShape shape = batch_shape();
-    if (type == DType::Q4_K) {  // K-quants need rows of 256
-        shape.n_embd = 256;
-        shape.n_heads = 8;
-        shape.n_kv_heads = 4;
-        shape.n_ff = 512;
-    }
     test::TempDir dir;
-    const std::string path = (dir / "m.gguf").string();
-    write_random_llama_gguf(path, shape, type, 11);
-    const LlamaModel model = load_llama_gguf(std::make_shared<const GgufFile>(GgufFile::open(path)));
+    const LlamaModel model = batch_model(dir, type, 11);
     const int V = model.config.n_vocab;
     ThreadPool pool(threads);
 
@@ -137,17 +147,8 @@ TEST_CASE("batched prefill equals each prompt prefilled alone, bit for bit", "[l
     const int threads = GENERATE(1, 2);
     const std::string type_name(dtype_name(type));
     CAPTURE(type_name, threads);
-    RandomLlamaShape shape = batch_shape();
-    if (type == DType::Q4_K) {
-        shape.n_embd = 256;
-        shape.n_heads = 8;
-        shape.n_kv_heads = 4;
-        shape.n_ff = 512;
-    }
     test::TempDir dir;
-    const std::string path = (dir / "m.gguf").string();
-    write_random_llama_gguf(path, shape, type, 17);
-    const LlamaModel model = load_llama_gguf(std::make_shared<const GgufFile>(GgufFile::open(path)));
+    const LlamaModel model = batch_model(dir, type, 17);
     const int V = model.config.n_vocab;
     const size_t D = size_t(model.config.n_embd);
     ThreadPool pool(threads);

@@ -23,16 +23,23 @@ size_t sz(int64_t a, int64_t b) { return size_t(a) * size_t(b); }
 LlamaBatch::LlamaBatch(const LlamaModel& model, ThreadPool& pool, int max_seqs)
     : model_(model), pool_(pool), max_seqs_(std::max(1, max_seqs)), act_(model.config, max_seqs_) {}
 
-void LlamaBatch::check(LlamaContext* const* ctxs, const int32_t* tokens, int n) const {
-    const int64_t V = model_.config.n_vocab;
+// Every context of this model, none twice ("batched decode" / "batched prefill" in messages).
+void LlamaBatch::check_contexts(LlamaContext* const* ctxs, int n, const char* what) const {
     for (int b = 0; b < n; ++b) {
-        const LlamaContext& c = *ctxs[b];
-        if (&c.model() != &model_)
-            throw Error(ErrorKind::Usage, "batched decode: sequence " + std::to_string(b) + " belongs to another model");
+        if (&ctxs[b]->model() != &model_)
+            throw Error(ErrorKind::Usage, std::string(what) + ": sequence " + std::to_string(b) + " belongs to another model");
         for (int o = 0; o < b; ++o)
             if (ctxs[o] == ctxs[b])
-                throw Error(ErrorKind::Usage, "batched decode: the same context is sequence " + std::to_string(o) +
+                throw Error(ErrorKind::Usage, std::string(what) + ": the same context is sequence " + std::to_string(o) +
                                                   " and " + std::to_string(b));
+    }
+}
+
+void LlamaBatch::check(LlamaContext* const* ctxs, const int32_t* tokens, int n) const {
+    const int64_t V = model_.config.n_vocab;
+    check_contexts(ctxs, n, "batched decode");
+    for (int b = 0; b < n; ++b) {
+        const LlamaContext& c = *ctxs[b];
         if (c.n_past() + 1 > c.n_ctx())
             throw Error(ErrorKind::Usage, "batched decode: sequence " + std::to_string(b) + " fills its context of " +
                                               std::to_string(c.n_ctx()) + " tokens (raise --ctx)");
@@ -97,14 +104,9 @@ constexpr int64_t kMaxPrefillRows = 4096;
 void LlamaBatch::prefill(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int n,
                          float* logits) {
     const int64_t V = model_.config.n_vocab;
+    check_contexts(ctxs, n, "batched prefill");
     for (int b = 0; b < n; ++b) {
         const LlamaContext& c = *ctxs[b];
-        if (&c.model() != &model_)
-            throw Error(ErrorKind::Usage, "batched prefill: sequence " + std::to_string(b) + " belongs to another model");
-        for (int o = 0; o < b; ++o)
-            if (ctxs[o] == ctxs[b])
-                throw Error(ErrorKind::Usage, "batched prefill: the same context is sequence " + std::to_string(o) +
-                                                  " and " + std::to_string(b));
         c.check_positions(n_tokens[b], c.n_past());
         if (n_tokens[b] <= 0) throw Error(ErrorKind::Usage, "batched prefill: sequence " + std::to_string(b) + " is empty");
     }

@@ -61,6 +61,7 @@ public:
 
 private:
     void prefill_pass(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int B, float* logits);
+    void check_contexts(LlamaContext* const* ctxs, int n, const char* what) const;
     void check(LlamaContext* const* ctxs, const int32_t* tokens, int n) const;
     void step(LlamaContext* const* ctxs, const int32_t* tokens, int B, float* logits);
     void attention(LlamaContext* const* ctxs, int layer, int B);
