@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -115,6 +114,7 @@ void LlamaBatch::prefill(LlamaContext* const* ctxs, const float* const* embd, co
     std::vector<const float*> pe;
     std::vector<int> pt, pb;
     std::vector<float> rows;
+    int64_t pass_rows = 0;
     auto flush = [&] {
         if (pc.empty()) return;
         rows.resize(sz(int64_t(pc.size()), V));
@@ -122,27 +122,24 @@ void LlamaBatch::prefill(LlamaContext* const* ctxs, const float* const* embd, co
         for (size_t i = 0; i < pc.size(); ++i)
             std::copy_n(rows.data() + sz(int64_t(i), V), size_t(V), logits + sz(pb[i], V));
         pc.clear(), pe.clear(), pt.clear(), pb.clear();
+        pass_rows = 0;
     };
-    int64_t pass_rows = 0;
     for (int b = 0; b < n; ++b) {
         LlamaContext& c = *ctxs[b];
         if (c.on_vulkan() || n_tokens[b] < kMatvecMaxM || n_tokens[b] > c.n_batch_) {
             c.forward_embeddings(embd[b], n_tokens[b], c.n_past(), logits + sz(b, V), LogitRows::Last);
             continue;
         }
-        if (!pc.empty() && (int(pc.size()) == max_seqs_ || pass_rows + n_tokens[b] > kMaxPrefillRows)) {
-            flush();
-            pass_rows = 0;
-        }
+        if (!pc.empty() && (int(pc.size()) == max_seqs_ || pass_rows + n_tokens[b] > kMaxPrefillRows)) flush();
         pc.push_back(&c), pe.push_back(embd[b]), pt.push_back(n_tokens[b]), pb.push_back(b);
         pass_rows += n_tokens[b];
     }
     flush();
 }
 
-// LlamaContext::run_batch over the rows of B prompts: the weight matmuls (the same calls) over
-// all rows, RoPE at each row's position, the cache writes and attention per sequence (the same
-// calls as its attention_block), and the output matrix on each sequence's last row alone.
+// LlamaContext::run_batch over the rows of B prompts: llama_block over all rows (RoPE at each
+// row's position), each sequence's rows attending in its own context (LlamaContext::attend), and
+// the output matrix on each sequence's last row alone.
 void LlamaBatch::prefill_pass(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int B,
                               float* logits) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -151,10 +148,7 @@ void LlamaBatch::prefill_pass(LlamaContext* const* ctxs, const float* const* emb
     std::vector<int64_t> first(size_t(B) + 1, 0);  // sequence b has rows [first[b], first[b+1])
     for (int b = 0; b < B; ++b) first[size_t(b) + 1] = first[size_t(b)] + n_tokens[b];
     const int64_t R = first[size_t(B)];
-    if (R > prefill_rows_) {
-        prefill_act_ = std::make_unique<LlamaActivations>(c, R);
-        prefill_rows_ = R;
-    }
+    if (!prefill_act_ || int64_t(prefill_act_->pos.size()) < R) prefill_act_ = std::make_unique<LlamaActivations>(c, R);
     LlamaActivations& a = *prefill_act_;
     for (int b = 0; b < B; ++b) {
         const int pos0 = ctxs[b]->n_past();
@@ -162,17 +156,13 @@ void LlamaBatch::prefill_pass(LlamaContext* const* ctxs, const float* const* emb
         std::memcpy(a.x.data() + sz(first[size_t(b)], D), embd[b], sz(n_tokens[b], D) * sizeof(float));
         for (int i = 0; i < n_tokens[b]; ++i) a.pos[size_t(first[size_t(b)] + i)] = pos0 + i;
     }
-    const float scale = 1.0f / std::sqrt(float(c.head_dim));
     for (int l = 0; l < c.n_layers; ++l)
         llama_block(model_, l, a, R, /*rows_as_decode=*/false, pool_, [&] {
             for (int b = 0; b < B; ++b) {
-                KvCache& kv = ctxs[b]->kv_;
                 const int64_t r0 = first[size_t(b)];
-                const int T = n_tokens[b], pos0 = a.pos[size_t(r0)];
-                kv.write(l, pos0, a.k.data() + sz(r0, c.kv_dim()), a.v.data() + sz(r0, c.kv_dim()), T);
-                ops::attention_kt(a.q.data() + sz(r0, c.q_dim()), kv.kt(l), kv.kt_stride(), kv.v(l),
-                                  a.att.data() + sz(r0, c.q_dim()), T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads,
-                                  c.head_dim, scale, /*causal=*/true, pos0, pool_);
+                ctxs[b]->attend(l, a.q.data() + sz(r0, c.q_dim()), a.k.data() + sz(r0, c.kv_dim()),
+                                a.v.data() + sz(r0, c.kv_dim()), a.att.data() + sz(r0, c.q_dim()), n_tokens[b],
+                                a.pos[size_t(r0)], pool_);
             }
         });
     // The last row of each sequence, normed, through the output matrix as a one-row matmul.
@@ -194,14 +184,10 @@ void LlamaBatch::prefill_pass(LlamaContext* const* ctxs, const float* const* emb
 // one-token forward() does. Either way each head is computed by the same kernel.
 void LlamaBatch::attention(LlamaContext* const* ctxs, int layer, int B) {
     const LlamaConfig& c = model_.config;
-    const float scale = 1.0f / std::sqrt(float(c.head_dim));
     auto one = [&](int b) {
-        KvCache& kv = ctxs[b]->kv_;
-        const int pos = act_.pos[size_t(b)];
-        kv.write(layer, pos, act_.k.data() + sz(b, c.kv_dim()), act_.v.data() + sz(b, c.kv_dim()), 1);
-        ops::attention_kt(act_.q.data() + sz(b, c.q_dim()), kv.kt(layer), kv.kt_stride(), kv.v(layer),
-                          act_.att.data() + sz(b, c.q_dim()), 1, int64_t(pos) + 1, c.n_heads, c.n_kv_heads, c.head_dim,
-                          scale, /*causal=*/true, pos, pool_);
+        ctxs[b]->attend(layer, act_.q.data() + sz(b, c.q_dim()), act_.k.data() + sz(b, c.kv_dim()),
+                        act_.v.data() + sz(b, c.kv_dim()), act_.att.data() + sz(b, c.q_dim()), 1,
+                        act_.pos[size_t(b)], pool_);
     };
     if (B == 1) return one(0);
     pool_.run_chunks(B, [&](int b, int) { one(b); });

@@ -71,7 +71,6 @@ private:
     int max_seqs_;
     LlamaActivations act_;  // for max_seqs_ rows
     std::unique_ptr<LlamaActivations> prefill_act_;  // grown to the largest prefill pass
-    int64_t prefill_rows_ = 0;                        // rows prefill_act_ holds
 };
 
 }  // namespace glimpse

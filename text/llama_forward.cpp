@@ -161,13 +161,9 @@ void llama_block(const LlamaModel& model, int layer, LlamaActivations& a, int64_
 void LlamaContext::run_batch(int T, int pos0, float* logits_out, LogitRows rows) {
     const LlamaConfig& c = config();
     for (int i = 0; i < T; ++i) act_.pos[size_t(i)] = pos0 + i;
-    const float scale = 1.0f / std::sqrt(float(c.head_dim));
     for (int l = 0; l < c.n_layers; ++l) {
         llama_block(model_, l, act_, T, /*rows_as_decode=*/false, pool_, [&] {
-            kv_.write(l, pos0, act_.k.data(), act_.v.data(), T);
-            ops::attention_kt(act_.q.data(), kv_.kt(l), kv_.kt_stride(), kv_.v(l), act_.att.data(), T,
-                              int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0,
-                              pool_);
+            attend(l, act_.q.data(), act_.k.data(), act_.v.data(), act_.att.data(), T, pos0, pool_);
             if (capture_) capture_attention(l, T, pos0);
         });
     }
@@ -176,6 +172,15 @@ void LlamaContext::run_batch(int T, int pos0, float* logits_out, LogitRows rows)
     } else if (rows == LogitRows::Last) {
         output_logits(act_.x.data() + sz(T - 1, c.n_embd), 1, logits_out);
     }
+}
+
+void LlamaContext::attend(int layer, const float* q, const float* k, const float* v, float* att, int T, int pos0,
+                          ThreadPool& pool) {
+    const LlamaConfig& c = config();
+    kv_.write(layer, pos0, k, v, T);
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    ops::attention_kt(q, kv_.kt(layer), kv_.kt_stride(), kv_.v(layer), att, T, int64_t(pos0) + T, c.n_heads,
+                      c.n_kv_heads, c.head_dim, scale, /*causal=*/true, pos0, pool);
 }
 
 // The attention hook for `glimpse inspect` (AttentionCapture), kept out of ops::attention so

@@ -118,6 +118,12 @@ private:
              const std::function<void(int done, int T)>& fill);
     // One pass over at most n_batch_ tokens: x [T][D] in place, logits for `rows`.
     void run_batch(int T, int pos0, float* logits_out, LogitRows rows);
+    // llama_block's attention for T rows of this sequence at positions pos0 ..: caches their
+    // k / v rows in `layer` and attends their q rows causally over positions 0 .. pos0+T-1
+    // into att. LlamaContext's own batch and LlamaBatch's decode step and prefill pass (whose
+    // rows of several sequences sit side by side) all attend through it.
+    void attend(int layer, const float* q, const float* k, const float* v, float* att, int T, int pos0,
+                ThreadPool& pool);
     void capture_attention(int layer, int T, int pos0);  // only when capture_ is set
     void output_logits(const float* x_rows, int n_rows, float* logits_out);
 
