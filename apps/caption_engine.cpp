@@ -277,15 +277,7 @@ void CaptionEngine::caption_batch(std::vector<Prepared>& batch, const Emit& on_r
                       [&](size_t i, const nlohmann::ordered_json& line) { lines[k].emplace_back(i, line); });
     });
     for (size_t l = 0; l < size_t(n); ++l) {
-        const CaptionStats& a = st[l];
-        stats_.captioned += a.captioned;
-        stats_.failed += a.failed;
-        stats_.tiles += a.tiles;
-        stats_.prompt_positions += a.prompt_positions;
-        stats_.generated += a.generated;
-        stats_.encode_ms += a.encode_ms;
-        stats_.prefill_ms += a.prefill_ms;
-        stats_.decode_ms += a.decode_ms;
+        stats_ += st[l];  // a lane's read_ms is 0: reading is counted in run()
         for (const auto& [i, line] : lines[l]) on_result(i, line);
     }
 }

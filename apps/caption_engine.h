@@ -65,6 +65,14 @@ struct CaptionStats {
     int64_t tiles = 0, prompt_positions = 0, generated = 0;
     double encode_ms = 0, prefill_ms = 0, decode_ms = 0;  // model thread (with lanes: summed over them)
     double read_ms = 0;                                   // worker: file → tiles
+
+    CaptionStats& operator+=(const CaptionStats& o) {
+        captioned += o.captioned, failed += o.failed;
+        tiles += o.tiles, prompt_positions += o.prompt_positions, generated += o.generated;
+        encode_ms += o.encode_ms, prefill_ms += o.prefill_ms, decode_ms += o.decode_ms;
+        read_ms += o.read_ms;
+        return *this;
+    }
 };
 
 class CaptionEngine {
