@@ -3,6 +3,7 @@
 #include "apps/caption_engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -61,11 +62,48 @@ struct CaptionEngine::Sequence {
 
 namespace {
 
+// The error line of a failed input; Error(Model) / Error(Device) and anything that is not a
+// glimpse::Error end the run instead.
+nlohmann::ordered_json error_line(const std::string& path, const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const Error& err) {
+        if (err.kind() == ErrorKind::Model || err.kind() == ErrorKind::Device) throw;
+        return {{"file", path}, {"error", err.what()}};
+    }
+}
+
+// Weights of both towers, counted from their shapes (the larger matrices only).
+int64_t approx_parameters(const VlmModel& m) {
+    const LlamaConfig& t = m.text.config;
+    const int64_t D = t.n_embd;
+    const int64_t text = int64_t(t.n_layers) * (D * (t.q_dim() + 2 * t.kv_dim()) + int64_t(t.q_dim()) * D +
+                                                3 * D * t.n_ff) +
+                         int64_t(t.n_vocab) * D;
+    const VisionConfig& v = m.vision.config;
+    const int64_t E = v.n_embd;
+    const int64_t vision = int64_t(v.n_layers) * (4 * E * E + 2 * E * v.n_ff) +
+                           int64_t(3) * v.patch_size * v.patch_size * E;
+    return text + vision;
+}
+
+// A model this small runs a lane per thread (caption_engine.h): 8 M parameters are 32 MB in
+// F32, about the last-level cache of the machines this was measured on; the default model has
+// 1 M, SmolVLM-256M 256 M.
+constexpr int64_t kLaneModelParameters = 8'000'000;
+
+int pick_lanes(const VlmModel& m, const ThreadPool& pool, const CaptionSettings& s) {
+    if (m.text.vulkan || m.vision.vulkan) return 1;  // the device runs the ops: one lane feeds it
+    int lanes = s.lanes > 0 ? s.lanes : approx_parameters(m) <= kLaneModelParameters ? pool.size() : 1;
+    return std::max(1, std::min({lanes, s.batch, pool.size()}));
+}
+
+}  // namespace
+
 // Reads, decodes and preprocesses the inputs in order on its own thread, at most `capacity`
 // images ahead of the model. The destructor stops it (a run ended by an exception).
-class Reader {
+class CaptionEngine::Reader {
 public:
-    using Prepared = CaptionEngine::Prepared;
 
     Reader(const VlmModel& m, const std::vector<CaptionInput>& inputs, const ImageOptions& opt, size_t capacity)
         : m_(m), inputs_(inputs), opt_(opt), capacity_(std::max<size_t>(capacity, 1)), thread_([this] { loop(); }) {}
@@ -80,7 +118,7 @@ public:
     Reader(const Reader&) = delete;
     Reader& operator=(const Reader&) = delete;
 
-    // The next input in order; nullopt after the last.
+    // The next input in order; nullopt after the last. Any thread may ask.
     std::optional<Prepared> next() {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return !queue_.empty() || done_; });
@@ -139,50 +177,12 @@ private:
     std::thread thread_;  // last: starts once everything above exists
 };
 
-// The error line of a failed input; Error(Model) / Error(Device) and anything that is not a
-// glimpse::Error end the run instead.
-nlohmann::ordered_json error_line(const std::string& path, const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const Error& err) {
-        if (err.kind() == ErrorKind::Model || err.kind() == ErrorKind::Device) throw;
-        return {{"file", path}, {"error", err.what()}};
-    }
-}
-
-// Weights of both towers, counted from their shapes (the larger matrices only).
-int64_t approx_parameters(const VlmModel& m) {
-    const LlamaConfig& t = m.text.config;
-    const int64_t D = t.n_embd;
-    const int64_t text = int64_t(t.n_layers) * (D * (t.q_dim() + 2 * t.kv_dim()) + int64_t(t.q_dim()) * D +
-                                                3 * D * t.n_ff) +
-                         int64_t(t.n_vocab) * D;
-    const VisionConfig& v = m.vision.config;
-    const int64_t E = v.n_embd;
-    const int64_t vision = int64_t(v.n_layers) * (4 * E * E + 2 * E * v.n_ff) +
-                           int64_t(3) * v.patch_size * v.patch_size * E;
-    return text + vision;
-}
-
-// A model this small runs a lane per thread (caption_engine.h): 8 M parameters are 32 MB in
-// F32, about the last-level cache of the machines this was measured on; the default model has
-// 1 M, SmolVLM-256M 256 M.
-constexpr int64_t kLaneModelParameters = 8'000'000;
-
-int pick_lanes(const VlmModel& m, const ThreadPool& pool, const CaptionSettings& s) {
-    if (m.text.vulkan || m.vision.vulkan) return 1;  // the device runs the ops: one lane feeds it
-    int lanes = s.lanes > 0 ? s.lanes : approx_parameters(m) <= kLaneModelParameters ? pool.size() : 1;
-    return std::max(1, std::min({lanes, s.batch, pool.size()}));
-}
-
-}  // namespace
-
 CaptionEngine::CaptionEngine(const VlmModel& m, ThreadPool& pool, CaptionSettings s)
     : m_(m), pool_(pool), s_(std::move(s)) {
     s_.batch = std::max(1, s_.batch);
     lanes_ = pick_lanes(m, pool, s_);
-    for (int i = 0; i < s_.batch; ++i) ctxs_.push_back(std::make_unique<LlamaContext>(m.text, pool, s_.ctx));
     const int per_lane = (s_.batch + lanes_ - 1) / lanes_;
+    for (int i = 0; i < lanes_ * per_lane; ++i) ctxs_.push_back(std::make_unique<LlamaContext>(m.text, pool, s_.ctx));
     for (int l = 0; l < lanes_; ++l) decoders_.push_back(std::make_unique<LlamaBatch>(m.text, pool, per_lane));
 }
 
@@ -191,23 +191,58 @@ CaptionEngine::~CaptionEngine() = default;
 void CaptionEngine::run(const std::vector<CaptionInput>& inputs,
                         const std::function<void(size_t, const nlohmann::ordered_json&)>& on_result) {
     Reader reader(m_, inputs, s_.image, 2 * size_t(s_.batch) + 1);
-    std::vector<Prepared> batch;
+    if (lanes_ <= 1) return run_lane(reader, 0, stats_, on_result);
+
+    // Lanes side by side, one per pool thread, each taking its next images from the reader as
+    // soon as it is done with the last ones (no lane waits for another). Lines are passed on
+    // one at a time; the first lane to fail stops the others at their next group.
+    std::mutex emit_mu;
+    std::atomic<bool> failed{false};
+    std::vector<CaptionStats> st(static_cast<size_t>(lanes_));
+    try {
+        pool_.run_chunks(lanes_, [&](int l, int) {
+            try {
+                run_lane(reader, l, st[size_t(l)], [&](size_t i, const nlohmann::ordered_json& line) {
+                    std::lock_guard<std::mutex> lock(emit_mu);
+                    on_result(i, line);
+                }, &failed);
+            } catch (...) {
+                failed = true;
+                throw;
+            }
+        });
+    } catch (...) {
+        for (const CaptionStats& x : st) stats_ += x;
+        throw;
+    }
+    for (const CaptionStats& x : st) stats_ += x;
+}
+
+// One lane: groups of up to batch/lanes images from the reader, each captioned by
+// caption_group with this lane's decoder and contexts, until the reader is done (or another
+// lane failed). A file the reader could not turn into tiles gets its error line at once.
+void CaptionEngine::run_lane(Reader& reader, int lane, CaptionStats& st, const Emit& on_result,
+                             const std::atomic<bool>* failed) {
+    const size_t per_lane = size_t(decoders_[size_t(lane)]->max_seqs());
+    const size_t slot0 = size_t(lane) * per_lane;
+    std::vector<Prepared> group;
     for (;;) {
+        if (failed && *failed) return;
         std::optional<Prepared> p = reader.next();
         if (p) {
-            stats_.read_ms += p->read_ms;
+            st.read_ms += p->read_ms;
             if (p->error) {
                 const auto line = error_line(p->path, p->error);
-                ++stats_.failed;
+                ++st.failed;
                 on_result(p->index, line);
                 continue;
             }
-            batch.push_back(std::move(*p));
-            if (batch.size() < size_t(s_.batch)) continue;
+            group.push_back(std::move(*p));
+            if (group.size() < per_lane) continue;
         }
-        if (!batch.empty()) caption_batch(batch, on_result);
-        batch.clear();
-        if (!p) break;
+        if (!group.empty()) caption_group(group, slot0, *decoders_[size_t(lane)], st, on_result);
+        group.clear();
+        if (!p) return;
     }
 }
 
@@ -253,33 +288,6 @@ void CaptionEngine::encode_batch(std::vector<Prepared>& batch, std::vector<Encod
     }
     st.tiles += int64_t(tiles.size());
     for (Prepared& p : batch) p.tiles.clear();  // the memory of the next batch's tiles
-}
-
-// The batch as one group, or cut into lanes that run side by side, one per pool thread (every
-// op inside a lane runs inline: a nested pool job). A lane's lines are passed on here, on the
-// calling thread, once every lane is done; a Model or Device error in any lane ends the run.
-void CaptionEngine::caption_batch(std::vector<Prepared>& batch, const Emit& on_result) {
-    const int n = int(std::min<size_t>(size_t(lanes_), batch.size()));
-    if (n <= 1) return caption_group(batch, 0, *decoders_[0], stats_, on_result);
-    std::vector<std::vector<Prepared>> groups(static_cast<size_t>(n));
-    std::vector<size_t> slot0(static_cast<size_t>(n));
-    for (int l = 0; l < n; ++l) {
-        int64_t b = 0, e = 0;
-        ThreadPool::split(int64_t(batch.size()), l, n, b, e);
-        slot0[size_t(l)] = size_t(b);
-        for (int64_t i = b; i < e; ++i) groups[size_t(l)].push_back(std::move(batch[size_t(i)]));
-    }
-    std::vector<CaptionStats> st(static_cast<size_t>(n));
-    std::vector<std::vector<std::pair<size_t, nlohmann::ordered_json>>> lines(static_cast<size_t>(n));
-    pool_.run_chunks(n, [&](int l, int) {
-        const size_t k = size_t(l);
-        caption_group(groups[k], slot0[k], *decoders_[k], st[k],
-                      [&](size_t i, const nlohmann::ordered_json& line) { lines[k].emplace_back(i, line); });
-    });
-    for (size_t l = 0; l < size_t(n); ++l) {
-        stats_ += st[l];  // a lane's read_ms is 0: reading is counted in run()
-        for (const auto& [i, line] : lines[l]) on_result(i, line);
-    }
 }
 
 void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, LlamaBatch& decoder, CaptionStats& st,

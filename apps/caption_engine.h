@@ -12,18 +12,20 @@
 // A model so small that its weights sit in the cores' caches (the default model: 1 M
 // parameters) gains nothing from sharing a weight read between captions and loses most of
 // its time handing each tiny matmul to the threads (a 96-wide layer is a few microseconds of
-// work, a hand-off about as much). For such a model the batch is cut into `lanes`, one per
-// thread: each lane encodes, prefills and decodes its images alone on its thread, every op
-// inline, and the lanes run side by side (CaptionSettings::lanes; 0 picks: one lane per thread
-// for a small model on the CPU, else one).
+// work, a hand-off about as much). For such a model the work is cut into `lanes`, one per
+// thread: each lane takes its next batch/lanes images from the worker as soon as it is done
+// with the last ones, and encodes, prefills and decodes them alone on its thread, every op
+// inline; no lane waits for another (CaptionSettings::lanes; 0 picks: one lane per thread for
+// a small model on the CPU, else one).
 //
-// Results are reported as they complete: in input order with batch 1, and within a batch in
-// the order the captions finish. The caption of an image does not depend on the batch it was
-// in: every step computes each sequence exactly as it would alone (text/llama_batch.h), the
+// Results are reported as they complete: in input order with batch 1, else in the order the
+// captions finish. The caption of an image does not depend on the batch or lane it was in:
+// every step computes each sequence exactly as it would alone (text/llama_batch.h), the
 // encoder computes each tile independently of the others in its batch, and each image gets
 // its own freshly seeded sampler.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -55,7 +57,7 @@ struct CaptionSettings {
     std::vector<std::string> stops;
     ImageOptions image;
     int batch = 1;  // images captioned together (>= 1)
-    int lanes = 0;  // the batch cut into this many lanes, one thread each (0: auto; see above)
+    int lanes = 0;  // this many lanes of batch/lanes images, one thread each (0: auto; see above)
     int ctx = 0;    // context per image (0: the model's, at most 4096)
 };
 
@@ -82,7 +84,8 @@ public:
     CaptionEngine(const CaptionEngine&) = delete;
     CaptionEngine& operator=(const CaptionEngine&) = delete;
 
-    // Captions every input and calls on_result(i, line) once per input i, from this thread:
+    // Captions every input and calls on_result(i, line) once per input i, one call at a time
+    // (with lanes, from whichever lane's thread finished the image):
     //   {"file", "caption", "tokens", "ms"}   or   {"file", "error"}
     // "ms" is the image's share of the run's wall time (its read, its tiles' share of the
     // encoder batches, its prefill, and its share of every decode step it took part in). A bad
@@ -97,11 +100,13 @@ public:
 
     struct Prepared;  // an image as the worker hands it over (caption_engine.cpp)
     struct Sequence;  // one caption being written
+    class Reader;     // the worker thread
 
 private:
     using Emit = std::function<void(size_t, const nlohmann::ordered_json&)>;
-    void caption_batch(std::vector<Prepared>& batch, const Emit& on_result);
-    // One lane's share of a batch: its images use the contexts from slot0 on.
+    void run_lane(Reader& reader, int lane, CaptionStats& st, const Emit& on_result,
+                  const std::atomic<bool>* failed = nullptr);
+    // A group of images captioned together: they use the contexts from slot0 on.
     void caption_group(std::vector<Prepared>& batch, size_t slot0, LlamaBatch& decoder, CaptionStats& st,
                        const Emit& on_result);
     void encode_batch(std::vector<Prepared>& batch, std::vector<EncodedImage>& out, std::vector<double>& ms,

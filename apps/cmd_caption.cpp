@@ -258,7 +258,7 @@ Command add_caption(CLI::App& app) {
                     "together (default " + std::to_string(kDefaultCaptionBatch) + "; 1 = one image at a time)")
         ->check(CLI::Range(1, 256));
     sub->add_option("--lanes", a->lanes,
-                    "cut each batch into N lanes, one thread each, every op of a lane inline (default: one lane per "
+                    "run N lanes of batch/N images side by side, one thread each, every op of a lane inline (default: one lane per "
                     "thread for a model under 8 M parameters such as the default one, else 1)")
         ->check(CLI::Range(0, 256));
     sub->add_option("-t,--threads", a->threads, "threads (default: one per hardware thread)")->check(CLI::Range(1, 1024));
