@@ -48,38 +48,41 @@ struct Kernels {
     // the lanes compiles to one masked insert per lane).
     static V splat(float x) { return x - V{}; }
 
+    // One register block: scores[r][j0 .. j0 + NV·L) for rows r < R, accumulated over all of d.
+    template <int R, int NV>
+    static void score_block(const float* const* q, const float* kt, int64_t ld_kt, int64_t head_dim, int64_t j0,
+                            float* scores, int64_t ld_s) {
+        V acc[R][NV];
+        for (int r = 0; r < R; ++r)
+            for (int u = 0; u < NV; ++u) acc[r][u] = splat(0.0f);
+        for (int64_t d = 0; d < head_dim; ++d) {
+            V k[NV];
+            for (int u = 0; u < NV; ++u) k[u] = load(kt + d * ld_kt + j0 + u * L);
+            for (int r = 0; r < R; ++r) {
+                const V qd = splat(q[r][d]);
+                for (int u = 0; u < NV; ++u) acc[r][u] = Ops::madd(qd, k[u], acc[r][u]);
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int u = 0; u < NV; ++u) store(scores + r * ld_s + j0 + u * L, acc[r][u]);
+    }
+
     // scores[r][j] = Σ_d q[r][d] · kt[d][j] for rows r < R and keys j < n (kt has row stride
-    // ld_kt, scores ld_s). A register block of R rows × 2L keys accumulates over all of d.
-    // Every score is madd(q[d], k[d], ...) in increasing d from 0, in the blocked and the tail
-    // loop alike, so a score never depends on R or n.
+    // ld_kt, scores ld_s): register blocks of R rows × 2L keys, then of R × L, the final block
+    // ending at n and overlapping the one before it (the keys it repeats get the same bits
+    // again, and no key is left to a scalar loop with strided loads). Every score is
+    // madd(q[d], k[d], ...) in increasing d from 0, in every block and in the scalar loop for
+    // fewer than L keys, so a score never depends on R or n.
     template <int R>
     static void score_rows(const float* const* q, const float* kt, int64_t ld_kt, int64_t head_dim, int64_t n,
                            float* scores, int64_t ld_s) {
         int64_t j0 = 0;
-        for (bool last = false; !last && n >= 2 * L; j0 += 2 * L) {
-            // The final block ends at n, overlapping the one before it: the keys it repeats get
-            // the same bits again, and no key is left to a scalar loop with strided loads.
-            if (j0 + 2 * L >= n) {
-                j0 = n - 2 * L;
-                last = true;
-            }
-            V acc[R][2];
-            for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = splat(0.0f);
-            for (int64_t d = 0; d < head_dim; ++d) {
-                const V k_lo = load(kt + d * ld_kt + j0), k_hi = load(kt + d * ld_kt + j0 + L);
-                for (int r = 0; r < R; ++r) {
-                    const V qd = splat(q[r][d]);
-                    acc[r][0] = Ops::madd(qd, k_lo, acc[r][0]);
-                    acc[r][1] = Ops::madd(qd, k_hi, acc[r][1]);
-                }
-            }
-            for (int r = 0; r < R; ++r) {
-                store(scores + r * ld_s + j0, acc[r][0]);
-                store(scores + r * ld_s + j0 + L, acc[r][1]);
-            }
+        for (; j0 + 2 * L <= n; j0 += 2 * L) score_block<R, 2>(q, kt, ld_kt, head_dim, j0, scores, ld_s);
+        if (j0 < n && n >= L) {
+            for (; j0 < n; j0 += L) score_block<R, 1>(q, kt, ld_kt, head_dim, j0 + L <= n ? j0 : n - L, scores, ld_s);
+            return;
         }
-        if (n >= 2 * L) return;
-        for (; j0 < n; ++j0)  // fewer than 2L keys in all
+        for (; j0 < n; ++j0)  // fewer than L keys in all
             for (int r = 0; r < R; ++r) {
                 float acc = 0.0f;
                 for (int64_t d = 0; d < head_dim; ++d) acc = Ops::madd1(q[r][d], kt[d * ld_kt + j0], acc);
@@ -87,30 +90,39 @@ struct Kernels {
             }
     }
 
+    // One register block: out[r][d0 .. d0 + NV·L) = Σ_{j < n_vis[r]} p[r][j] · v_j[...].
+    template <int R, int NV>
+    static void weigh_block(const float* p, int64_t ld, const int64_t* n_vis, const float* v, int64_t v_stride,
+                            int64_t d0, float* const* out) {
+        V acc[R][NV];
+        for (int r = 0; r < R; ++r)
+            for (int u = 0; u < NV; ++u) acc[r][u] = splat(0.0f);
+        auto add_key = [&](int r, int64_t j) {
+            const V pj = splat(p[r * ld + j]);
+            for (int u = 0; u < NV; ++u) acc[r][u] = Ops::madd(pj, load(v + j * v_stride + d0 + u * L), acc[r][u]);
+        };
+        int64_t j = 0;
+        for (; j < n_vis[0]; ++j)  // keys every row sees (n_vis is non-decreasing)
+            for (int r = 0; r < R; ++r) add_key(r, j);
+        for (int r = 1; r < R; ++r)
+            for (int64_t jr = j; jr < n_vis[r]; ++jr) add_key(r, jr);
+        for (int r = 0; r < R; ++r)
+            for (int u = 0; u < NV; ++u) store(out[r] + d0 + u * L, acc[r][u]);
+    }
+
     // out[r][d] = Σ_{j < n_vis[r]} p[r][j] · v_j[d] (p has row stride ld, v_j = v + j · v_stride).
-    // Registers hold R rows × 2L values of d while j runs, so each v load feeds R rows. Every
-    // output is madd(p_j, v_j[d], ...) in increasing j from 0, whatever R.
+    // Registers hold R rows × 2L values of d (then L, the last block ending at head_dim like
+    // score_rows' last block) while j runs, so each v load feeds R rows. Every output is
+    // madd(p_j, v_j[d], ...) in increasing j from 0, whatever R and the blocking.
     template <int R>
     static void weigh_values(const float* p, int64_t ld, const int64_t* n_vis, const float* v, int64_t v_stride,
                              int64_t head_dim, float* const* out) {
         int64_t d0 = 0;
-        for (; d0 + 2 * L <= head_dim; d0 += 2 * L) {
-            V acc[R][2];
-            for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = splat(0.0f);
-            auto add_key = [&](int r, int64_t j) {
-                const V pj = splat(p[r * ld + j]);
-                acc[r][0] = Ops::madd(pj, load(v + j * v_stride + d0), acc[r][0]);
-                acc[r][1] = Ops::madd(pj, load(v + j * v_stride + d0 + L), acc[r][1]);
-            };
-            int64_t j = 0;
-            for (; j < n_vis[0]; ++j)  // keys every row sees (n_vis is non-decreasing)
-                for (int r = 0; r < R; ++r) add_key(r, j);
-            for (int r = 1; r < R; ++r)
-                for (int64_t jr = j; jr < n_vis[r]; ++jr) add_key(r, jr);
-            for (int r = 0; r < R; ++r) {
-                store(out[r] + d0, acc[r][0]);
-                store(out[r] + d0 + L, acc[r][1]);
-            }
+        for (; d0 + 2 * L <= head_dim; d0 += 2 * L) weigh_block<R, 2>(p, ld, n_vis, v, v_stride, d0, out);
+        if (d0 < head_dim && head_dim >= L) {
+            for (; d0 < head_dim; d0 += L)
+                weigh_block<R, 1>(p, ld, n_vis, v, v_stride, d0 + L <= head_dim ? d0 : head_dim - L, out);
+            return;
         }
         for (; d0 < head_dim; ++d0)
             for (int r = 0; r < R; ++r) {

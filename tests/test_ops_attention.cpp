@@ -70,7 +70,11 @@ TEST_CASE("attention matches the reference (causal, GQA, q_pos0, odd sizes)", "[
     const AttnCase c = GENERATE(AttnCase{1, 1, 1, 1, 64}, AttnCase{7, 7, 3, 1, 64}, AttnCase{13, 13, 9, 3, 64},
                                 AttnCase{13, 20, 9, 3, 13}, AttnCase{127, 127, 15, 5, 64},
                                 AttnCase{33, 40, 4, 4, 7}, AttnCase{64, 64, 2, 2, 1},
-                                AttnCase{576, 576, 2, 1, 64}, AttnCase{5, 960, 3, 3, 80});
+                                AttnCase{576, 576, 2, 1, 64}, AttnCase{5, 960, 3, 3, 80},
+                                // one-vector blocks, the last one overlapping (head_dim and keys
+                                // between one and two vectors of 8 or 16 lanes, or past two)
+                                AttnCase{64, 64, 4, 4, 24}, AttnCase{30, 30, 4, 2, 24},
+                                AttnCase{9, 25, 4, 2, 40}, AttnCase{3, 12, 2, 1, 12});
     const bool causal = GENERATE(false, true);
     const int threads = GENERATE(1, 2);
     // Causal: the queries are the last n_q positions (a prefill continuing a cache), and once
