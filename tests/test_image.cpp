@@ -6,7 +6,11 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "tests/helpers.h"
 #include "vision/image.h"
 
@@ -183,6 +187,66 @@ TEST_CASE("JPEG decodes close to the encoded image", "[image]") {
     int worst = 0;
     for (size_t i = 0; i < img.pixels.size(); ++i) worst = std::max(worst, std::abs(int(got.pixels[i]) - img.pixels[i]));
     CHECK(worst <= 12);
+}
+
+// OpenCV's decoding of a JPEG (libjpeg-turbo behind its own wrapper), as RGB.
+RgbImage opencv_rgb(const Bytes& jpeg) {
+    const cv::Mat buf(1, int(jpeg.size()), CV_8U, const_cast<uint8_t*>(jpeg.data()));
+    const cv::Mat bgr = cv::imdecode(buf, cv::IMREAD_COLOR);
+    REQUIRE(!bgr.empty());
+    RgbImage out(bgr.cols, bgr.rows);
+    for (int y = 0; y < bgr.rows; ++y)
+        for (int x = 0; x < bgr.cols; ++x) {
+            const cv::Vec3b p = bgr.at<cv::Vec3b>(y, x);
+            out.at(x, y)[0] = p[2], out.at(x, y)[1] = p[1], out.at(x, y)[2] = p[0];
+        }
+    return out;
+}
+
+TEST_CASE("JPEG pixels are OpenCV's (and so Pillow's) for every kind of JPEG", "[image]") {
+    // A noisy picture with odd sides, so that partial MCUs and chroma upsampling both matter.
+    const int w = 37, h = 23;
+    cv::Mat bgr(h, w, CV_8UC3), grey(h, w, CV_8UC1);
+    uint32_t seed = 7;
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            seed = seed * 1664525u + 1013904223u;
+            bgr.at<cv::Vec3b>(y, x) = cv::Vec3b(uint8_t(x * 7 + (seed >> 28)), uint8_t(y * 11), uint8_t((seed >> 16) & 255));
+            grey.at<uint8_t>(y, x) = uint8_t(x * 5 + y * 3 + (seed >> 29));
+        }
+    struct Kind {
+        const char* name;
+        bool grey;
+        std::vector<int> params;
+    };
+    const std::vector<Kind> kinds = {
+        {"baseline 4:2:0", false, {cv::IMWRITE_JPEG_QUALITY, 90}},
+        {"progressive", false, {cv::IMWRITE_JPEG_PROGRESSIVE, 1}},
+        {"optimized Huffman, restart markers", false, {cv::IMWRITE_JPEG_OPTIMIZE, 1, cv::IMWRITE_JPEG_RST_INTERVAL, 2}},
+        {"greyscale", true, {cv::IMWRITE_JPEG_QUALITY, 80}},
+    };
+    for (const Kind& k : kinds) {
+        INFO(k.name);
+        std::vector<uint8_t> jpeg;
+        REQUIRE(cv::imencode(".jpg", k.grey ? grey : bgr, jpeg, k.params));
+        const RgbImage got = decode(jpeg);
+        const RgbImage want = opencv_rgb(jpeg);
+        REQUIRE(got.width == w);
+        REQUIRE(got.height == h);
+        CHECK(got.pixels == want.pixels);
+    }
+    // Written by Pillow (OpenCV 4.6 writes only 4:2:0): 4:4:4 and 4:2:2 chroma, and an Adobe
+    // CMYK JPEG, which goes through OpenCV's own conversion.
+    for (const char* file : {"noise-444.jpg", "noise-422.jpg", "cmyk-20x12.jpg"}) {
+        INFO(file);
+        const auto f = MappedFile::open(std::string(GLIMPSE_SOURCE_DIR) + "/tests/data/images/" + file);
+        const Bytes bytes(f->data(), f->data() + f->size());
+        const RgbImage want = opencv_rgb(bytes);
+        const RgbImage got = decode(bytes);
+        REQUIRE(got.width == want.width);
+        REQUIRE(got.height == want.height);
+        CHECK(got.pixels == want.pixels);
+    }
 }
 
 TEST_CASE("grey, 16-bit, palette and alpha PNGs become RGB by the stated rules", "[image]") {

@@ -1,8 +1,11 @@
 // Decoding: probe (format, dimensions, limits) -> decoder -> 8-bit RGB -> EXIF orientation.
 //
-// Which decoder: OpenCV imgcodecs for JPEG, BMP, WebP and TIFF, because it wraps the same
-// libraries Pillow uses (libjpeg-turbo with the same default IDCT and fancy upsampling,
-// libwebp, libtiff), so pixels match the Hugging Face pipelines. stb_image for PNG (lossless,
+// Which decoder: the libraries Pillow uses, so pixels match the Hugging Face pipelines. JPEG:
+// libjpeg-turbo called directly, with its defaults (the ISLOW IDCT and fancy upsampling, as
+// Pillow and OpenCV leave them) and RGB out, so no byte swap on the way (OpenCV's wrapper
+// would swap every pixel to BGR and back: half as much time again as the decoding of a
+// photo); CMYK/YCCK JPEGs still go through OpenCV. OpenCV imgcodecs for BMP, WebP and TIFF
+// (libwebp, libtiff). stb_image for PNG (lossless,
 // so any correct decoder gives Pillow's pixels; stb is silent on bad input where libpng under
 // OpenCV prints to stderr) and GIF, which OpenCV 4.6 cannot read. OpenCV is called with
 // IMREAD_UNCHANGED so that it neither rotates nor converts: orientation, 16-bit reduction,
@@ -15,8 +18,11 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include <jpeglib.h>
+
 #include <cctype>
 #include <climits>
+#include <csetjmp>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -116,6 +122,73 @@ RgbImage decode_opencv(const uint8_t* data, size_t size, probe::Format fmt, cons
     return out;
 }
 
+// JPEG through libjpeg-turbo. Its errors longjmp back to the setjmp in decode_jpeg_rows, a
+// function with no C++ object of its own (the picture and the row buffer belong to the
+// caller), so nothing is skipped by the jump; warnings (corrupt data libjpeg decodes past, as
+// OpenCV and Pillow also do) are not printed.
+struct JpegErrors {
+    jpeg_error_mgr mgr;
+    std::jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+};
+
+[[noreturn]] void jpeg_fail(j_common_ptr cinfo) {
+    auto* e = reinterpret_cast<JpegErrors*>(cinfo->err);
+    (*cinfo->err->format_message)(cinfo, e->message);
+    std::longjmp(e->jump, 1);
+}
+void jpeg_quiet(j_common_ptr) {}
+
+enum class JpegResult { Ok, Failed, NotRgb };
+
+// Decodes into out (already sized from the probe) through row (width bytes, for grey rows).
+JpegResult decode_jpeg_rows(const uint8_t* data, size_t size, RgbImage& out, uint8_t* row, JpegErrors& err) {
+    jpeg_decompress_struct cinfo;
+    cinfo.err = jpeg_std_error(&err.mgr);
+    err.mgr.error_exit = jpeg_fail;
+    err.mgr.output_message = jpeg_quiet;
+    err.message[0] = '\0';
+    if (setjmp(err.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        return JpegResult::Failed;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
+    jpeg_read_header(&cinfo, TRUE);
+    const bool grey = cinfo.num_components == 1;
+    if ((!grey && cinfo.num_components != 3) || int(cinfo.image_width) != out.width ||
+        int(cinfo.image_height) != out.height) {
+        jpeg_destroy_decompress(&cinfo);
+        return cinfo.num_components == 4 ? JpegResult::NotRgb : JpegResult::Failed;
+    }
+    cinfo.out_color_space = grey ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    while (cinfo.output_scanline < cinfo.output_height) {
+        uint8_t* dst = out.row(int(cinfo.output_scanline));
+        JSAMPROW target = grey ? row : dst;
+        if (jpeg_read_scanlines(&cinfo, &target, 1) != 1) break;
+        if (grey)
+            for (int x = 0; x < out.width; ++x) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = row[x];
+    }
+    const bool complete = cinfo.output_scanline == cinfo.output_height;
+    if (complete) jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    return complete ? JpegResult::Ok : JpegResult::Failed;
+}
+
+RgbImage decode_jpeg(const uint8_t* data, size_t size, const probe::Dimensions& dim, const std::string& name) {
+    RgbImage out(int(dim.width), int(dim.height));
+    std::vector<uint8_t> row(size_t(dim.width));
+    JpegErrors err;
+    switch (decode_jpeg_rows(data, size, out, row.data(), err)) {
+        case JpegResult::Ok: return out;
+        case JpegResult::NotRgb: return decode_opencv(data, size, probe::Format::Jpeg, dim, name);  // CMYK, YCCK
+        case JpegResult::Failed: break;
+    }
+    throw input_error(name, err.message[0] ? std::string("truncated or corrupt JPEG (") + err.message + ")"
+                                           : std::string("truncated or corrupt JPEG"));
+}
+
 // PNG and GIF: stb_image. Requested as RGBA, so grey is replicated, palettes expanded and
 // tRNS turned into alpha; 16-bit PNG samples keep their high byte (v >> 8). For GIF stb
 // returns the first frame composed on the logical screen (transparent entries: alpha 0).
@@ -203,7 +276,9 @@ RgbImage decode_image(const uint8_t* data, size_t size, const std::string& name,
     if (fmt == probe::Format::Jpeg && !probe::jpeg_is_complete(data, size))
         throw input_error(name, "truncated or corrupt JPEG");
     const bool stb = fmt == probe::Format::Png || fmt == probe::Format::Gif;
-    RgbImage img = stb ? decode_stb(data, size, fmt, dim, name) : decode_opencv(data, size, fmt, dim, name);
+    RgbImage img = stb                           ? decode_stb(data, size, fmt, dim, name)
+                   : fmt == probe::Format::Jpeg ? decode_jpeg(data, size, dim, name)
+                                                : decode_opencv(data, size, fmt, dim, name);
     return apply_orientation(std::move(img), probe::exif_orientation(fmt, data, size));
 }
 
