@@ -101,13 +101,17 @@ int pick_lanes(const VlmModel& m, const ThreadPool& pool, const CaptionSettings&
 }  // namespace
 
 // Reads, decodes and preprocesses the inputs in order on its own thread, at most `capacity`
-// images ahead of the model. The destructor stops it (a run ended by an exception).
+// images ahead of the model; or, with capacity 0, on the thread that asks for the next input
+// (lanes, which keep every core busy themselves: a third thread would only take turns with
+// them). The destructor stops the thread (a run ended by an exception).
 class CaptionEngine::Reader {
 public:
-
     Reader(const VlmModel& m, const std::vector<CaptionInput>& inputs, const ImageOptions& opt, size_t capacity)
-        : m_(m), inputs_(inputs), opt_(opt), capacity_(std::max<size_t>(capacity, 1)), thread_([this] { loop(); }) {}
+        : m_(m), inputs_(inputs), opt_(opt), capacity_(capacity) {
+        if (capacity_ > 0) thread_ = std::thread([this] { loop(); });
+    }
     ~Reader() {
+        if (!thread_.joinable()) return;
         {
             std::lock_guard<std::mutex> lock(mu_);
             stop_ = true;
@@ -121,6 +125,12 @@ public:
     // The next input in order; nullopt after the last. Any thread may ask.
     std::optional<Prepared> next() {
         std::unique_lock<std::mutex> lock(mu_);
+        if (capacity_ == 0) {
+            if (claimed_ == inputs_.size()) return std::nullopt;
+            const size_t i = claimed_++;
+            lock.unlock();
+            return prepare(i);
+        }
         cv_.wait(lock, [&] { return !queue_.empty() || done_; });
         if (queue_.empty()) return std::nullopt;
         Prepared p = std::move(queue_.front());
@@ -174,7 +184,8 @@ private:
     std::condition_variable cv_;
     std::deque<Prepared> queue_;
     bool done_ = false, stop_ = false;
-    std::thread thread_;  // last: starts once everything above exists
+    size_t claimed_ = 0;  // capacity 0: inputs handed out so far
+    std::thread thread_;  // started in the constructor, once every member exists
 };
 
 CaptionEngine::CaptionEngine(const VlmModel& m, ThreadPool& pool, CaptionSettings s)
@@ -190,8 +201,11 @@ CaptionEngine::~CaptionEngine() = default;
 
 void CaptionEngine::run(const std::vector<CaptionInput>& inputs,
                         const std::function<void(size_t, const nlohmann::ordered_json&)>& on_result) {
-    Reader reader(m_, inputs, s_.image, 2 * size_t(s_.batch) + 1);
-    if (lanes_ <= 1) return run_lane(reader, 0, stats_, on_result);
+    if (lanes_ <= 1) {
+        Reader reader(m_, inputs, s_.image, 2 * size_t(s_.batch) + 1);
+        return run_lane(reader, 0, stats_, on_result);
+    }
+    Reader reader(m_, inputs, s_.image, 0);  // each lane reads its own images
 
     // Lanes side by side, one per pool thread, each taking its next images from the reader as
     // soon as it is done with the last ones (no lane waits for another). Lines are passed on

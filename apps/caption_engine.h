@@ -14,8 +14,9 @@
 // its time handing each tiny matmul to the threads (a 96-wide layer is a few microseconds of
 // work, a hand-off about as much). For such a model the work is cut into `lanes`, one per
 // thread: each lane takes its next batch/lanes images from the worker as soon as it is done
-// with the last ones, and encodes, prefills and decodes them alone on its thread, every op
-// inline; no lane waits for another (CaptionSettings::lanes; 0 picks: one lane per thread for
+// with the last ones, and reads, encodes, prefills and decodes them alone on its thread, every
+// op inline (no worker thread then: the lanes keep the cores busy, and a third thread would
+// only take turns with them); no lane waits for another (CaptionSettings::lanes; 0 picks: one lane per thread for
 // a small model on the CPU, else one).
 //
 // Results are reported as they complete: in input order with batch 1, else in the order the
