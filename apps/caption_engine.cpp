@@ -9,11 +9,13 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
 
 #include "core/error.h"
+#include "core/scratch.h"
 #include "text/tokenizer.h"
 #include "vision/vit_forward.h"
 
@@ -280,12 +282,12 @@ void CaptionEngine::encode_batch(std::vector<Prepared>& batch, std::vector<Encod
         out[i].embd.resize(batch[i].tiles.size() * tile_embd);
         for (size_t t = 0; t < batch[i].tiles.size(); ++t) tiles.push_back({i, t});
     }
-    std::vector<float> pixels, embd;
+    const size_t group_max = std::min(tiles.size(), size_t(per_group));
+    thread_local std::vector<float> pixels_store, embd_store;  // this lane's (core/scratch.h)
+    ScratchFloats pixels(pixels_store, group_max * tile_floats), embd(embd_store, group_max * tile_embd);
     for (size_t g0 = 0; g0 < tiles.size(); g0 += size_t(per_group)) {
         const size_t n = std::min(tiles.size() - g0, size_t(per_group));
         const auto t0 = Clock::now();
-        pixels.resize(n * tile_floats);
-        embd.resize(n * tile_embd);
         for (size_t k = 0; k < n; ++k) {
             const TileRef& r = tiles[g0 + k];
             normalize_tile_u8(c, batch[r.image].tiles[r.tile].pixels.data(), pixels.data() + k * tile_floats);

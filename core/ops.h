@@ -118,9 +118,11 @@ void transpose_2d(const float* x, float* y, int64_t rows, int64_t cols);
 // BF16; bias [D] or nullptr. out [(H/p)·(W/p)][D], patches in row-major order: patch
 // (r, c) is row r·(W/p) + c; pixels beyond the last whole patch are ignored (floor, like a
 // "valid" convolution).  out[r·(W/p)+c][o] = b[o] + Σ_{ch,kh,kw} K[o][ch][kh][kw] ·
-// image[ch][r·p + kh][c·p + kw].
+// image[ch][r·p + kh][c·p + kw]. n_images images one after another (image i at
+// image + i·C·H·W, its patches at out + i·(H/p)·(W/p)·D) share one matmul, so the kernel is
+// prepared for the GEMM once for all of them; each row is the same as for its image alone.
 void patch_embed(const float* image, int64_t C, int64_t H, int64_t W, const Tensor& kernel,
-                 const float* bias, int64_t p, float* out, ThreadPool& pool);
+                 const float* bias, int64_t p, float* out, ThreadPool& pool, int64_t n_images = 1);
 
 // Idefics3 / SmolVLM pixel shuffle (space-to-depth, MODELS.md §3.5).
 // x [seq][dim] with seq = side², side % s == 0; y [seq/s²][dim·s²]. With G = side/s:

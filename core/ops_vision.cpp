@@ -9,6 +9,7 @@
 #include "core/matmul.h"
 #include "core/ops.h"
 #include "core/ops_internal.h"
+#include "core/scratch.h"
 
 namespace glimpse::ops {
 
@@ -41,21 +42,26 @@ void check_kernel(const Tensor& kernel, int64_t C, int64_t p) {
 // W[o][ch][kh][kw]; so the kernel, viewed as a weight matrix ne = {C·p·p, D} (filter o = row o),
 // gives out = cols · Wᵀ through matmul, then + bias.
 void patch_embed(const float* image, int64_t C, int64_t H, int64_t W, const Tensor& kernel,
-                 const float* bias, int64_t p, float* out, ThreadPool& pool) {
-    require(C > 0 && H >= 0 && W >= 0 && p > 0, "patch_embed", "bad image or patch size");
+                 const float* bias, int64_t p, float* out, ThreadPool& pool, int64_t n_images) {
+    require(C > 0 && H >= 0 && W >= 0 && p > 0 && n_images >= 0, "patch_embed", "bad image or patch size");
     check_kernel(kernel, C, p);
     const int64_t D = kernel.ne[3], K = C * p * p;
-    const int64_t grid_w = W / p, n_patches = (H / p) * grid_w;
-    if (n_patches == 0) return;
+    const int64_t grid_w = W / p, n_patches = (H / p) * grid_w, rows = n_images * n_patches;
+    if (rows == 0) return;
 
-    std::vector<float> cols(static_cast<size_t>(n_patches * K));
-    parallel_rows(pool, n_patches, K, [&](int64_t first, int64_t last) {
-        for (int64_t patch = first; patch < last; ++patch) {
+    // im2col into this thread's scratch (core/scratch.h).
+    thread_local std::vector<float> cols_store;
+    ScratchFloats cols(cols_store, size_t(rows * K));
+    float* const u0 = cols.data();
+    parallel_rows(pool, rows, K, [&](int64_t first, int64_t last) {
+        for (int64_t row = first; row < last; ++row) {
+            const int64_t i = row / n_patches, patch = row % n_patches;
             const int64_t r = patch / grid_w, c = patch % grid_w;
-            float* u = cols.data() + patch * K;
+            const float* img = image + i * C * H * W;
+            float* u = u0 + row * K;
             for (int64_t ch = 0; ch < C; ++ch)
                 for (int64_t kh = 0; kh < p; ++kh)
-                    std::memcpy(u + (ch * p + kh) * p, image + (ch * H + r * p + kh) * W + c * p,
+                    std::memcpy(u + (ch * p + kh) * p, img + (ch * H + r * p + kh) * W + c * p,
                                 size_t(p) * sizeof(float));
         }
     });
@@ -64,8 +70,8 @@ void patch_embed(const float* image, int64_t C, int64_t H, int64_t W, const Tens
     w.n_dims = 2;
     w.ne = {K, D, 1, 1};
     w.nb = {kernel.nb[0], kernel.nb[3], kernel.nb[3] * uint64_t(D), kernel.nb[3] * uint64_t(D)};
-    matmul(w, cols.data(), out, n_patches, pool);
-    if (bias) add_row_bias(out, bias, n_patches, D);
+    matmul(w, u0, out, rows, pool);
+    if (bias) add_row_bias(out, bias, rows, D);
 }
 
 // Derivation from HF (modeling_smolvlm.py / modeling_idefics3.py `pixel_shuffle`), x as

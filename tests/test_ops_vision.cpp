@@ -205,6 +205,23 @@ TEST_CASE("patch_embed: 1 and 2 threads give identical bits", "[ops][patch_embed
     REQUIRE(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)) == 0);
 }
 
+TEST_CASE("patch_embed: images embedded together give each image's own bits", "[ops][patch_embed]") {
+    const int64_t C = 3, H = 48, W = 40, p = 8, D = 40, n = 3, P = (H / p) * (W / p);
+    const auto imgs = random_floats(size_t(n * C * H * W), 320);
+    const auto w = random_floats(size_t(D * C * p * p), 321);
+    const auto bias = random_floats(size_t(D), 322);
+    std::vector<uint16_t> halfs(w.size());
+    for (size_t i = 0; i < w.size(); ++i) halfs[i] = f32_to_fp16(w[i]);
+    const Tensor kernel = kernel_view(DType::F16, p, C, D, halfs.data());
+    const int threads = GENERATE(1, 2);
+    ThreadPool pool(threads);
+    std::vector<float> together(size_t(n * P * D), NAN), alone(together.size(), NAN);
+    ops::patch_embed(imgs.data(), C, H, W, kernel, bias.data(), p, together.data(), pool, n);
+    for (int64_t i = 0; i < n; ++i)
+        ops::patch_embed(imgs.data() + i * C * H * W, C, H, W, kernel, bias.data(), p, alone.data() + i * P * D, pool);
+    REQUIRE(std::memcmp(together.data(), alone.data(), together.size() * sizeof(float)) == 0);
+}
+
 TEST_CASE("patch_embed: a kernel of the wrong shape or type is a model error", "[ops][patch_embed]") {
     ThreadPool pool(1);
     std::vector<float> img(3 * 32 * 32), out(64);

@@ -150,9 +150,7 @@ void embed(const VisionModel& m, const float* tiles, int nt, VisionScratch& s, T
     const VisionConfig& c = m.config;
     const VisionWeights& w = m.weights;
     const int64_t D = c.n_embd, S = c.image_size, P = c.n_patches(), T = c.n_positions();
-    for (int t = 0; t < nt; ++t)
-        ops::patch_embed(tiles + int64_t(t) * 3 * S * S, 3, S, S, w.patch_w, f32(w.patch_b), c.patch_size,
-                         s.h.data() + t * P * D, pool);
+    ops::patch_embed(tiles, 3, S, S, w.patch_w, f32(w.patch_b), c.patch_size, s.h.data(), pool, nt);
     tr("patch_embd", s.h.data(), nt * P, D);
     for (int t = 0; t < nt; ++t) {
         float* seq = s.x.data() + t * T * D;
