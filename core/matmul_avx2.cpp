@@ -523,6 +523,122 @@ GLIMPSE_AVX512 void block_avx512(const float* x, int64_t K, int64_t k0, int64_t 
     block_avx2(x, K, k0, kc, packed, nc0, n, nc1, mc0, mc1, y, N);
 }
 
+// ---- Batched decode on AVX-512: two x rows per zmm ----
+//
+// matvec_rows_as_one's dots for M >= 2 x rows, four x rows and two weight rows at a time. A
+// zmm holds the ymm accumulator of x row 2p (lanes 0-7) and of x row 2p + 1 (lanes 8-15), so
+// each lane does exactly the FMA that dot_rows_as_one does for its dot, in the same order;
+// the four partial sums of a dot are added in the same order, and hsum4 reduces four dots
+// with hsum's own tree: the same bits as the one-row decode, with half the loads per FMA and
+// a quarter of the horizontal shuffles. K must be a multiple of 8 (no scalar tail).
+
+// [hsum(a), hsum(c), _, _, hsum(b), hsum(d), _, _]: hsum's pairs (i, i+4), then (i, i+2),
+// then (0, 1), done for four vectors at once.
+GLIMPSE_AVX512 inline __m256 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    const __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(u, u, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(u, u, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// (Masked forms with a zero source throughout: GCC 12's unmasked insert, extract and 512→256
+// casts read an undefined vector and warn.)
+GLIMPSE_AVX512 inline __m512 load_row_pair(const float* x0, const float* x1) {
+    // lanes 8-15 from x1[0..8): the load of x1 − 8 is masked to those lanes, so it reads
+    // only x1[0..8)
+    return _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(0x00FF, x0), 0xFF00, x1 - 8);
+}
+
+GLIMPSE_AVX512 inline __m512 both_halves(__m256 w) {
+    return _mm512_castpd_ps(_mm512_mask_broadcast_f64x4(_mm512_setzero_pd(), 0xFF, _mm256_castps_pd(w)));
+}
+
+GLIMPSE_AVX512 inline __m256 half(__m512 v, int which) {
+    return which == 0 ? _mm256_castpd_ps(_mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, _mm512_castps_pd(v), 0))
+                      : _mm256_castpd_ps(_mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, _mm512_castps_pd(v), 1));
+}
+
+// out[2·j + i] = x row j · weight row i, for x rows j < 2P (row stride K) and i < 2.
+template <int P, DType T>
+GLIMPSE_AVX512 void dot_row_pairs_as_one(const uint8_t* const* rows, const float* x, int64_t K, float* out) {
+    constexpr int U = 4;  // dot_rows_as_one's partial sums
+    __m512 acc[P][2][U];
+    for (int p = 0; p < P; ++p)
+        for (int i = 0; i < 2; ++i)
+            for (int u = 0; u < U; ++u) acc[p][i][u] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 * U <= K; k += 8 * U)
+        for (int u = 0; u < U; ++u) {
+            const __m512 w0 = both_halves(load8(T, rows[0], k + 8 * u)), w1 = both_halves(load8(T, rows[1], k + 8 * u));
+            for (int p = 0; p < P; ++p) {
+                const __m512 xp = load_row_pair(x + 2 * p * K + k + 8 * u, x + (2 * p + 1) * K + k + 8 * u);
+                acc[p][0][u] = _mm512_fmadd_ps(xp, w0, acc[p][0][u]);
+                acc[p][1][u] = _mm512_fmadd_ps(xp, w1, acc[p][1][u]);
+            }
+        }
+    for (; k + 8 <= K; k += 8) {
+        const __m512 w0 = both_halves(load8(T, rows[0], k)), w1 = both_halves(load8(T, rows[1], k));
+        for (int p = 0; p < P; ++p) {
+            const __m512 xp = load_row_pair(x + 2 * p * K + k, x + (2 * p + 1) * K + k);
+            acc[p][0][0] = _mm512_fmadd_ps(xp, w0, acc[p][0][0]);
+            acc[p][1][0] = _mm512_fmadd_ps(xp, w1, acc[p][1][0]);
+        }
+    }
+    for (int p = 0; p < P; ++p) {
+        __m512 s[2];
+        for (int i = 0; i < 2; ++i) {
+            s[i] = acc[p][i][0];
+            for (int u = 1; u < U; ++u) s[i] = _mm512_add_ps(s[i], acc[p][i][u]);
+        }
+        const __m256 r = hsum4(half(s[0], 0), half(s[0], 1), half(s[1], 0), half(s[1], 1));
+        float v[8];
+        _mm256_storeu_ps(v, r);
+        out[4 * p + 0] = v[0];  // x row 2p, weight row 0
+        out[4 * p + 1] = v[1];  // x row 2p, weight row 1
+        out[4 * p + 2] = v[4];  // x row 2p + 1, weight row 0
+        out[4 * p + 3] = v[5];  // x row 2p + 1, weight row 1
+    }
+}
+
+template <DType T>
+GLIMPSE_AVX512 void matvec_row_pairs_as_one(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0,
+                                            int64_t n1) {
+    const int64_t K = W.K, N = W.N;
+    const uint64_t row_bytes = uint64_t(K) * (T == DType::F32 ? 4 : 2);
+    float out[8];
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) {
+        const uint8_t* rows[2] = {W.row(n), W.row(n + 1)};
+        prefetch_ahead(rows[0], 2 * row_bytes);
+        int64_t m = 0;
+        for (; m + 4 <= M; m += 4) {
+            dot_row_pairs_as_one<2, T>(rows, x + m * K, K, out);
+            for (int j = 0; j < 4; ++j) y[(m + j) * N + n] = out[2 * j], y[(m + j) * N + n + 1] = out[2 * j + 1];
+        }
+        for (; m + 2 <= M; m += 2) {
+            dot_row_pairs_as_one<1, T>(rows, x + m * K, K, out);
+            for (int j = 0; j < 2; ++j) y[(m + j) * N + n] = out[2 * j], y[(m + j) * N + n + 1] = out[2 * j + 1];
+        }
+        for (; m < M; ++m) {
+            dot_rows_as_one<2, T>(rows, x + m * K, K, out);
+            y[m * N + n] = out[0];
+            y[m * N + n + 1] = out[1];
+        }
+    }
+    if (n < n1) matvec_rows_as_one<T>(W, x, M, y, n, n1);
+}
+
+GLIMPSE_AVX512 void matvec_float_rows_avx512(const WeightView& W, const float* x, int64_t M, float* y, int64_t n0,
+                                             int64_t n1) {
+    if (M < 2 || W.K % 8 != 0) return matvec_float_rows_avx2(W, x, M, y, n0, n1);
+    switch (W.type) {
+    case DType::F16: return matvec_row_pairs_as_one<DType::F16>(W, x, M, y, n0, n1);
+    case DType::BF16: return matvec_row_pairs_as_one<DType::BF16>(W, x, M, y, n0, n1);
+    default: return matvec_row_pairs_as_one<DType::F32>(W, x, M, y, n0, n1);
+    }
+}
+
 using BlockFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, int64_t,
                          int64_t, float*, int64_t);
 
@@ -554,7 +670,7 @@ const KernelSet& avx2_kernels() {
 
 const KernelSet& avx512_kernels() {
     static const KernelSet ks{quantize_q8x32_avx2, quantize_q8k_avx2, matvec_float_avx2,
-                              matvec_float_rows_avx2, matvec_quant_avx2, gemm_blocked<block_avx512>};
+                              matvec_float_rows_avx512, matvec_quant_avx2, gemm_blocked<block_avx512>};
     return ks;
 }
 
