@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/vk_buffer.h"
@@ -37,6 +38,24 @@ struct VkContextReleaser : Catch::TestEventListenerBase {
 }  // namespace
 
 CATCH_REGISTER_LISTENER(VkContextReleaser)
+
+TEST_CASE("select_device: auto on a machine without a GPU device node does not probe Vulkan", "[vulkan]") {
+    std::error_code ec;
+    bool node = false;
+    for (const char* f : {"/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"}) node = node || std::filesystem::exists(f, ec);
+    for (std::filesystem::directory_iterator it("/dev/dri", ec), end; !ec && it != end; it.increment(ec))
+        node = node || it->path().filename().string().rfind("renderD", 0) == 0;
+    const vk::DeviceChoice c = vk::select_device("auto");
+    INFO(c.reason);
+    if (node) {  // a GPU machine: auto probes (and may or may not find a Vulkan GPU)
+        CHECK(c.reason.find("not probed") == std::string::npos);
+    } else {     // CI and this project's build machines: the CPU, said why, without a loader
+        CHECK(c.backend == vk::Backend::Cpu);
+        CHECK(c.reason.find("Vulkan not probed") != std::string::npos);
+        // --device vulkan still finds lavapipe
+        CHECK(vk::select_device("vulkan").backend == vk::Backend::Vulkan);
+    }
+}
 
 TEST_CASE("select_device: auto prefers GPUs and never picks a software device", "[vulkan]") {
     using vk::DeviceType;
