@@ -4,10 +4,32 @@
 #include <exception>
 #include <vector>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "apps/commands.h"
 #include "core/error.h"
 
+namespace {
+
+// glibc hands freed memory back to the kernel once more than ~2x its mmap threshold (128 KiB
+// at first, raised as blocks are freed) sits free at the top of a heap, and a caption lane
+// allocates and frees a decoded picture and its tiles (~200 KB each at 256x256) per image: the
+// next image faulted the same pages in again (47,000 page faults and 0.15-0.20 s of system
+// time for 512 images). Blocks under 32 MiB now come from the heaps, and up to 64 MiB of free
+// heap top is kept for reuse (12,000 faults, 0.05-0.08 s; peak RSS +1.3 MB).
+void tune_allocator() {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+    tune_allocator();
     CLI::App app{
         "glimpse: a runtime for vision-language models.\n"
         "A ViT cuts an image into patches and encodes them, a projector maps them into the\n"

@@ -15,6 +15,7 @@
 #include "core/fp16.h"
 #include "core/matmul.h"
 #include "core/ops.h"
+#include "core/scratch.h"
 #include "core/vmath.h"
 #include "vision/vit_forward_vk.h"
 
@@ -54,11 +55,48 @@ struct VisionScratch {
     std::vector<float> ff;   // [N][n_ff]
     std::vector<HeadScratch> heads;  // one per pool thread when heads run in parallel, else one
 
-    VisionScratch(const VisionConfig& c, int64_t n_rows, int n_heads_scratch) {
+    int64_t rows = 0, embd = 0, n_ff = 0, positions = 0, head_dim = 0;  // what it was sized for
+
+    VisionScratch(const VisionConfig& c, int64_t n_rows, int n_heads_scratch)
+        : rows(n_rows), embd(c.n_embd), n_ff(c.n_ff), positions(c.n_positions()), head_dim(c.head_dim()) {
         const auto nd = size_t(n_rows) * size_t(c.n_embd);
         for (auto* b : {&x, &h, &q, &k, &v, &att}) b->resize(nd);
         ff.resize(size_t(n_rows) * size_t(c.n_ff));
         heads.assign(size_t(std::max(1, n_heads_scratch)), HeadScratch(c));
+    }
+    bool fits(const VisionConfig& c, int64_t n_rows, int n_heads_scratch) const {
+        return n_rows <= rows && c.n_embd == embd && c.n_ff == n_ff && c.n_positions() == positions &&
+               c.head_dim() == head_dim && size_t(std::max(1, n_heads_scratch)) <= heads.size();
+    }
+    size_t bytes() const {
+        size_t n = (x.size() + h.size() + q.size() + k.size() + v.size() + att.size() + ff.size()) * sizeof(float);
+        for (const HeadScratch& hs : heads)
+            n += (hs.qh.size() + hs.scores.size() + hs.vt.size() + hs.oh.size() + hs.inv_sum.size()) * sizeof(float);
+        return n;
+    }
+};
+
+// This thread's scratch for a call of rows/heads (every buffer is written before it is read,
+// as between the batches of one call): kept between calls up to ScratchFloats::kKeptBytes
+// (core/scratch.h), so a caption lane's encoder does not allocate, zero and fault in about a
+// megabyte per group of tiles; a larger one (a SmolVLM batch) is freed when the call ends.
+class ThreadVisionScratch {
+public:
+    ThreadVisionScratch(const VisionConfig& c, int64_t n_rows, int n_heads_scratch) {
+        if (!kept() || !kept()->fits(c, n_rows, n_heads_scratch))
+            kept() = std::make_unique<VisionScratch>(c, n_rows, n_heads_scratch);
+    }
+    ~ThreadVisionScratch() {
+        if (kept()->bytes() > ScratchFloats::kKeptBytes) kept().reset();
+    }
+    ThreadVisionScratch(const ThreadVisionScratch&) = delete;
+    ThreadVisionScratch& operator=(const ThreadVisionScratch&) = delete;
+    VisionScratch& get() { return *kept(); }
+
+private:
+    static std::unique_ptr<VisionScratch>& kept() {
+        thread_local std::unique_ptr<VisionScratch> s;
+        return s;
     }
 };
 
@@ -277,12 +315,13 @@ void run_tiles(const VisionModel& m, const float* tiles, int n_tiles, float* out
     const int P = c.n_patches(), D = c.n_embd;
     // A [T][T] score buffer per thread only where heads run in parallel (4 MiB each at T = 1024;
     // a batch of fewer tiles than per_batch never needs more).
-    VisionScratch s(c, int64_t(per_batch) * c.n_positions(), heads_in_parallel(c, per_batch, pool) ? pool.size() : 1);
-    std::vector<float> features, scratch;
-    if (with_projector) {
-        features.resize(size_t(per_batch) * size_t(P) * size_t(D));
-        scratch.resize(size_t(projector_scratch_floats(c.projector, per_batch, P, D)));
-    }
+    ThreadVisionScratch scratch_owner(c, int64_t(per_batch) * c.n_positions(),
+                                      heads_in_parallel(c, per_batch, pool) ? pool.size() : 1);
+    VisionScratch& s = scratch_owner.get();
+    thread_local std::vector<float> features_store, projector_store;
+    ScratchFloats features(features_store, with_projector ? size_t(per_batch) * size_t(P) * size_t(D) : 0);
+    ScratchFloats scratch(projector_store,
+                          with_projector ? size_t(projector_scratch_floats(c.projector, per_batch, P, D)) : 0);
     const int64_t tile_in = 3 * int64_t(c.image_size) * c.image_size;
     const int64_t tile_out = with_projector ? int64_t(tokens_per_tile(c)) * projected_dim(c) : int64_t(P) * D;
     VisionTimings local;
