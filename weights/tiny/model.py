@@ -139,9 +139,12 @@ class TextBlock(nn.Module):
         self.gate_proj = nn.Linear(d, c.t_ffn, bias=False)
         self.up_proj = nn.Linear(d, c.t_ffn, bias=False)
         self.down_proj = nn.Linear(c.t_ffn, d, bias=False)
+        self.keep_attention = False  # training aid (train.py --att-sup): keep the softmax in self.attention and the input in self.input
 
     def forward(self, x, cos, sin, mask):
         B, T, D = x.shape
+        if self.keep_attention:
+            self.input = x  # [B, T, D], the residual stream this layer reads
         h = self.input_layernorm(x)
         q = self.q_proj(h).view(B, T, self.heads, self.hd).transpose(1, 2)
         k = self.k_proj(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
@@ -150,8 +153,10 @@ class TextBlock(nn.Module):
         k = k * cos + rotate_half(k) * sin
         rep = self.heads // self.kv_heads  # query head h uses kv head h // rep
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd) + mask
-        a = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, -1)
+        att = ((q @ k.transpose(-1, -2)) / math.sqrt(self.hd) + mask).softmax(-1)
+        if self.keep_attention:
+            self.attention = att  # [B, heads, T, T]
+        a = (att @ v).transpose(1, 2).reshape(B, T, -1)
         x = x + self.o_proj(a)
         h = self.post_attention_layernorm(x)
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))

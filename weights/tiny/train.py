@@ -83,6 +83,105 @@ def token_aux_loss(head, feats, targets):
     return loss
 
 
+# A third training aid (--att-sup): attention supervision at the answer positions. A question that
+# names a shape ("What colour is the circle?", "Is there a red square?") supervises one head of the
+# last decoder layer to put its attention on the image tokens that show a shape of that kind, and,
+# when it names a colour, a head of the other key/value group to put it on the tokens of that
+# colour. This gives the question words a direct gradient path to the right image tokens; at run
+# time nothing changes (the heads are ordinary heads of the exported decoder).
+KIND_OF = {**{k: k for k in scenes.KINDS}, **{v: k for k, v in scenes.KINDS_RU.items()}}
+COLOUR_OF = {**{c: c for c in scenes.COLOUR_NAMES}, **{v: c for c, v in scenes.COLOURS_RU.items()}}
+
+
+def named(prompt):
+    """(kind, colour) a question names, each None when it names none."""
+    words = prompt.rstrip("?").split()
+    kind = KIND_OF.get(words[-1]) if prompt.endswith("?") else None
+    colour = COLOUR_OF.get(words[-2]) if kind and len(words) >= 2 else None
+    return kind, colour
+
+
+def attention_targets(prompt, tok_t):
+    """[2, 16] bools: image tokens of the named kind, of the named colour (tok_t = token_targets)."""
+    kind, colour = named(prompt)
+    m = np.zeros((2, len(tok_t)), bool)
+    if kind:
+        m[0] = (tok_t[:, 0] == 1) & (tok_t[:, 1] == scenes.KINDS.index(kind))
+    if colour:
+        m[1] = (tok_t[:, 0] == 1) & (tok_t[:, 3] == scenes.COLOUR_NAMES.index(colour))
+    return m
+
+
+def attention_loss(model, ids, labels, att_masks, layer, heads, image_token_id):
+    """-log(attention mass on the target tokens), averaged over the answer positions of the rows
+    that have targets; heads[0] takes the kind targets, heads[1] the colour targets."""
+    att = model.text.layers[layer].attention  # [R, H, T, T]
+    img = (ids[0] == image_token_id).nonzero().squeeze(1)  # the 16 image positions (same in every row)
+    answer = (labels != -100)  # [R, T]: positions that predict an answer token
+    total, n = 0.0, 0
+    for j, h in enumerate(heads):
+        mask = att_masks[:, j]  # [R, 16]
+        rows = mask.any(1)
+        if not rows.any():
+            continue
+        a = att[rows][:, h][:, :, img]  # [r, T, 16]
+        mass = (a * mask[rows][:, None, :].float()).sum(-1)  # [r, T]
+        sel = answer[rows]
+        total = total - torch.log(mass[sel] + 1e-6).mean()
+        n += 1
+    return total / max(n, 1)
+
+
+def query_probe_loss(head, model, labels, att_masks, layer, named_t):
+    """A probe on the residual stream that the supervised layer reads at the answer positions must
+    name the kind and the colour the question asked about (training aid: the query then knows
+    what to look for)."""
+    block = model.text.layers[layer]
+    x = block.input_layernorm(block.input)  # [R, T, D], what the layer's attention reads
+    answer = labels != -100
+    out = head(x[answer])  # [n, 3 + 7]
+    tgt = named_t[:, None, :].expand(-1, labels.shape[1], -1)[answer]  # [n, 2]
+    loss = 0.0
+    for j, (at, n) in enumerate(((0, 3), (3, 7))):
+        if (tgt[:, j] >= 0).any():
+            loss = loss + F.cross_entropy(out[:, at:at + n], tgt[:, j], ignore_index=-100)
+    return loss
+
+
+@torch.no_grad()
+def held_out(model, tok, cfg, n=100, seed=424242):
+    """Teacher-forced exact answers (equal to greedy ones) per task kind on fixed fresh scenes."""
+    rng = np.random.default_rng(seed)
+    kinds = {"cap_en": [], "cap_ru": [], "how many": [], "colour": [], "where": [], "is there": []}
+    rows, which, pix = [], [], []
+    for i in range(n):
+        sc = scenes.random_scene(rng)
+        pix.append(data.pixels(scenes.render(sc)))
+        items = [("cap_en", scenes.PROMPT_DESCRIBE_EN, scenes.caption_en(sc)),
+                 ("cap_ru", scenes.PROMPT_DESCRIBE_RU, scenes.caption_ru(sc))]
+        for _, q, a in scenes.questions(sc, rng):
+            k = ("how many" if q.startswith(("How", "Сколько")) else "colour" if q.startswith(("What", "Какого"))
+                 else "where" if q.startswith(("Where", "Где")) else "is there")
+            items.append((k, q, a))
+        for k, q, a in items:
+            rows.append((data.sequence(tok, cfg.image_tokens, q, a), i))
+            which.append(k)
+    feats = model.image_features(torch.from_numpy(np.stack(pix)))
+    for at in range(0, len(rows), 256):
+        chunk = rows[at:at + 256]
+        T = max(len(s) for (s, _), _ in chunk)
+        ids = torch.zeros(len(chunk), T, dtype=torch.long)
+        labels = torch.full((len(chunk), T), -100, dtype=torch.long)
+        for r, ((seq, n_prompt), _) in enumerate(chunk):
+            ids[r, :len(seq)] = torch.tensor(seq)
+            labels[r, n_prompt - 1:len(seq) - 1] = torch.tensor(seq[n_prompt:])
+        pred = model(ids, feats, torch.tensor([i for _, i in chunk])).argmax(-1)
+        ok = ((pred == labels) | (labels == -100)).all(1)
+        for r in range(len(chunk)):
+            kinds[which[at + r]].append(bool(ok[r]))
+    return {k: np.mean(v) for k, v in kinds.items() if v}
+
+
 def pick_tasks(tasks, rng, rows, q_frac):
     """rows = 3: both captions and one question; rows = 1: one of them (a question with
     probability q_frac, else either caption)."""
@@ -118,7 +217,7 @@ def hard_tasks(sc, rng):
 
 
 def make_batch(tok, cfg, rng, n_scenes, rows=3, q_frac=0.3, hard=False, multi=0.0):
-    pixels, rows_, image_of_row, aux, tok_aux = [], [], [], [], []
+    pixels, rows_, image_of_row, aux, tok_aux, att, named_t = [], [], [], [], [], [], []
     for i in range(n_scenes):
         sc = scenes.random_scene(rng)
         if hard and rows == 1:
@@ -139,6 +238,10 @@ def make_batch(tok, cfg, rng, n_scenes, rows=3, q_frac=0.3, hard=False, multi=0.
         for prompt, answer in picked:
             rows_.append(data.sequence(tok, cfg.image_tokens, prompt, answer))
             image_of_row.append(i)
+            att.append(attention_targets(prompt, tok_aux[-1]))
+            kind, colour = named(prompt)
+            named_t.append([scenes.KINDS.index(kind) if kind else -100,
+                            scenes.COLOUR_NAMES.index(colour) if colour else -100])
     T = max(len(ids) for ids, _ in rows_)
     ids = torch.zeros(len(rows_), T, dtype=torch.long)
     labels = torch.full((len(rows_), T), -100, dtype=torch.long)
@@ -147,7 +250,7 @@ def make_batch(tok, cfg, rng, n_scenes, rows=3, q_frac=0.3, hard=False, multi=0.
         # position t predicts token t+1: the answer tokens seq[n_prompt:] are targets
         labels[r, n_prompt - 1:len(seq) - 1] = torch.tensor(seq[n_prompt:])
     return (torch.from_numpy(np.stack(pixels)), ids, labels, torch.tensor(image_of_row), torch.from_numpy(np.stack(aux)),
-            torch.from_numpy(np.stack(tok_aux)))
+            torch.from_numpy(np.stack(tok_aux)), torch.from_numpy(np.stack(att)), torch.tensor(named_t))
 
 
 def lr_at(step, total, peak, warmup):
@@ -197,6 +300,13 @@ def main():
     ap.add_argument("--multi", type=float, default=0.0,
                     help="with --hard-q: chance that a question scene is redrawn until it has 2-3 shapes")
     ap.add_argument("--tok-aux", type=float, default=0.0, help="weight of the per-token probe loss")
+    ap.add_argument("--att-sup", type=float, default=0.0,
+                    help="weight of the attention supervision at the answer of a question naming a shape")
+    ap.add_argument("--att-layer", type=int, default=-1, help="with --att-sup: decoder layer supervised")
+    ap.add_argument("--q-probe", type=float, default=0.0,
+                    help="weight of a probe that must read the asked kind/colour at the answer positions, "
+                         "from the input of the --att-layer layer")
+    ap.add_argument("--eval-every", type=int, default=0, help="held-out accuracy per task every N steps")
     ap.add_argument("--resume", default="", help="continue from this checkpoint.pt (a second schedule)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -222,16 +332,20 @@ def main():
 
     head = torch.nn.Linear(cfg.image_tokens * cfg.t_dim, 9 * sum(n for _, n in AUX))
     tok_head = torch.nn.Linear(cfg.t_dim, sum(n for _, n in TOK_AUX))
-    params = list(model.parameters()) + list(head.parameters()) + list(tok_head.parameters())
+    q_head = torch.nn.Linear(cfg.t_dim, 3 + 7)
+    params = (list(model.parameters()) + list(head.parameters()) + list(tok_head.parameters())
+              + list(q_head.parameters()))
     decay = [p for p in params if p.dim() >= 2]
     other = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": other, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98))
+    if args.att_sup or args.q_probe:
+        model.text.layers[args.att_layer].keep_attention = True
     losses, t0 = [], time.time()
     for step in range(args.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, warmup=50)
-        pixels, ids, labels, image_of_row, aux, tok_aux = make_batch(tok, cfg, rng, args.batch, args.rows, args.q_frac,
+        pixels, ids, labels, image_of_row, aux, tok_aux, att, named_t = make_batch(tok, cfg, rng, args.batch, args.rows, args.q_frac,
                                                                           args.hard_q, args.multi)
         feats = model.image_features(pixels)
         logits = model(ids, feats, image_of_row)
@@ -245,6 +359,11 @@ def main():
         loss = loss + args.aux * aux_loss(head, feats, aux)
         if args.tok_aux:
             loss = loss + args.tok_aux * token_aux_loss(tok_head, feats, tok_aux)
+        if args.att_sup:
+            loss = loss + args.att_sup * attention_loss(model, ids, labels, att, args.att_layer, (0, 2),
+                                                        model.image_token_id)
+        if args.q_probe:
+            loss = loss + args.q_probe * query_probe_loss(q_head, model, labels, att, args.att_layer, named_t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -256,6 +375,11 @@ def main():
             bar = "#" * int(30 * (step + 1) / args.steps)
             print(f"\r[{bar:<30}] {step + 1}/{args.steps} loss {np.mean(losses[-10:]):.4f} "
                   f"{el / 60:.1f} min, eta {eta / 60:.1f} min", end="", flush=True)
+        if args.eval_every and ((step + 1) % args.eval_every == 0 or step == args.steps - 1):
+            model.eval()
+            acc = held_out(model, tok, cfg)
+            model.train()
+            print(f"\n  step {step + 1}: " + "  ".join(f"{k} {v:.1%}" for k, v in acc.items()), flush=True)
         if (step + 1) % 500 == 0 or step == args.steps - 1:
             torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "steps": step + 1,
                         "seed": args.seed, "minutes": (time.time() - t0) / 60},
