@@ -24,6 +24,7 @@
 
 #include "apps/commands.h"
 #include "apps/default_model.h"
+#include "apps/device_option.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "fusion/vlm.h"
@@ -313,6 +314,7 @@ struct EvalArgs {
     std::string lang = "both", model, mmproj;
     bool questions = false, verbose = false;
     int threads = 0;
+    DeviceArgs device;
 };
 
 // The greedy answer to one prompt about an already encoded image.
@@ -336,11 +338,14 @@ int run_eval_scenes(const EvalArgs& a) {
         throw Error(ErrorKind::Usage, "--lang must be en, ru or both, not '" + a.lang + "'");
     std::string model = a.model, mmproj = a.mmproj;
     if (model.empty()) std::tie(model, mmproj) = default_model_files();
-    const VlmModel m = open_vlm(model, mmproj);
+    const Placement device = open_device(a.device, a.verbose);
+    VlmModel m = open_vlm(model, mmproj);
+    place_vlm(device, m, a.verbose);
     ThreadPool pool(a.threads);
     LlamaContext ctx(m.text, pool);
-    std::printf("eval-scenes: %d scenes, seed %llu, model %s + %s\n", a.n, static_cast<unsigned long long>(a.seed),
-                m.text.path.c_str(), m.vision.path.c_str());
+    std::printf("eval-scenes: %d scenes, seed %llu, model %s + %s, on %s\n", a.n,
+                static_cast<unsigned long long>(a.seed), m.text.path.c_str(), m.vision.path.c_str(),
+                device.label().c_str());
 
     Rng rng(a.seed);
     CaptionScore en, ru;
@@ -397,6 +402,7 @@ Command add_eval_scenes(CLI::App& app) {
     sub->add_option("--mmproj", a->mmproj, "vision tower + projector GGUF");
     sub->add_option("-t,--threads", a->threads, "threads (default: one per hardware thread)")->check(CLI::Range(1, 1024));
     sub->add_flag("-v,--verbose", a->verbose, "print every wrong answer");
+    add_device_option(sub, a->device);
     return {sub, [a] { return run_eval_scenes(*a); }};
 }
 

@@ -172,6 +172,21 @@ TEST_CASE("tiny model: describe (the default model, no -m) answers every example
     WARN("tiny model: " << exact << " of " << items.size() << " example captions exact");
 }
 
+TEST_CASE("tiny model: eval-scenes scores the same on Vulkan (lavapipe) as on the CPU", "[tiny][vulkan]") {
+    // The issue's "same answers": -v prints every wrong answer, so equal outputs (but for the
+    // device in the header line) mean the same answers.
+    const test::RunResult cpu = test::run_glimpse("eval-scenes -n 12 --questions -v -t 2 --device cpu");
+    const test::RunResult vk = test::run_glimpse("eval-scenes -n 12 --questions -v -t 2 --device vulkan");
+    INFO(cpu.err << vk.err);
+    REQUIRE(cpu.exit_code == 0);
+    REQUIRE(vk.exit_code == 0);
+    const auto body = [](const std::string& out) { return out.substr(out.find('\n') + 1); };
+    CHECK(cpu.out.find("on cpu") != std::string::npos);
+    CHECK(vk.out.find("on vulkan device") != std::string::npos);
+    CHECK(body(cpu.out).find("English questions") != std::string::npos);
+    CHECK(body(vk.out) == body(cpu.out));
+}
+
 TEST_CASE("tiny model: a Russian prompt gives a Russian caption", "[tiny]") {
     const nlohmann::json items = glimpse::test::read_json(kSource / "examples" / "captions.json");
     REQUIRE(!items.empty());
