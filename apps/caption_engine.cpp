@@ -215,6 +215,7 @@ void CaptionEngine::run(const std::vector<CaptionInput>& inputs,
     std::mutex emit_mu;
     std::atomic<bool> failed{false};
     std::vector<CaptionStats> st(static_cast<size_t>(lanes_));
+    std::exception_ptr error;  // the first lane's failure, rethrown once the lanes' figures are in
     try {
         pool_.run_chunks(lanes_, [&](int l, int) {
             try {
@@ -228,10 +229,10 @@ void CaptionEngine::run(const std::vector<CaptionInput>& inputs,
             }
         });
     } catch (...) {
-        for (const CaptionStats& x : st) stats_ += x;
-        throw;
+        error = std::current_exception();
     }
     for (const CaptionStats& x : st) stats_ += x;
+    if (error) std::rethrow_exception(error);
 }
 
 // One lane: groups of up to batch/lanes images from the reader, each captioned by

@@ -13,11 +13,11 @@
 // parameters) gains nothing from sharing a weight read between captions and loses most of
 // its time handing each tiny matmul to the threads (a 96-wide layer is a few microseconds of
 // work, a hand-off about as much). For such a model the work is cut into `lanes`, one per
-// thread: each lane takes its next batch/lanes images from the worker as soon as it is done
-// with the last ones, and reads, encodes, prefills and decodes them alone on its thread, every
-// op inline (no worker thread then: the lanes keep the cores busy, and a third thread would
-// only take turns with them); no lane waits for another (CaptionSettings::lanes; 0 picks: one lane per thread for
-// a small model on the CPU, else one).
+// thread: each lane takes its next batch/lanes files as soon as it is done with the last ones,
+// and reads, encodes, prefills and decodes them alone on its thread, every op inline. No lane
+// waits for another, and there is no worker thread then: the lanes keep the cores busy, and a
+// third thread would only take turns with them (CaptionSettings::lanes; 0 picks: one lane per
+// thread for a small model on the CPU, else one).
 //
 // Results are reported as they complete: in input order with batch 1, else in the order the
 // captions finish. The caption of an image does not depend on the batch or lane it was in:
@@ -101,7 +101,7 @@ public:
 
     struct Prepared;  // an image as the worker hands it over (caption_engine.cpp)
     struct Sequence;  // one caption being written
-    class Reader;     // the worker thread
+    class Reader;     // files → Prepared, on the worker thread or on the lane that asks
 
 private:
     using Emit = std::function<void(size_t, const nlohmann::ordered_json&)>;
