@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   clang libclang-rt-dev           # libFuzzer targets (fuzz/)
   catch2 nlohmann-json3-dev libcli11-dev
-  libstb-dev libjpeg62-turbo-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev   # vision/
+  libstb-dev libjpeg62-turbo-dev libwebp-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev   # vision/
   libvulkan-dev glslc glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers  # Vulkan
   libcpp-httplib-dev              # glimpse serve
 )

@@ -249,6 +249,71 @@ TEST_CASE("JPEG pixels are OpenCV's (and so Pillow's) for every kind of JPEG", "
     }
 }
 
+TEST_CASE("WebP pixels are OpenCV's (and so Pillow's): lossy and lossless, with and without alpha", "[image]") {
+    const int w = 29, h = 17;
+    cv::Mat bgra(h, w, CV_8UC4), bgr(h, w, CV_8UC3);
+    uint32_t seed = 11;
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            seed = seed * 1664525u + 1013904223u;
+            bgra.at<cv::Vec4b>(y, x) = cv::Vec4b(uint8_t(x * 9 + (seed >> 28)), uint8_t(y * 13), uint8_t((seed >> 16) & 255),
+                                                 uint8_t(x < 10 ? 255 : (seed >> 8) & 255));
+            const cv::Vec4b p = bgra.at<cv::Vec4b>(y, x);
+            bgr.at<cv::Vec3b>(y, x) = cv::Vec3b(p[0], p[1], p[2]);
+        }
+    for (const bool alpha : {false, true}) {
+        for (const int quality : {80, 101}) {  // 101: lossless
+            INFO((alpha ? "BGRA" : "BGR") << ", quality " << quality);
+            std::vector<uint8_t> webp;
+            REQUIRE(cv::imencode(".webp", alpha ? bgra : bgr, webp, {cv::IMWRITE_WEBP_QUALITY, quality}));
+            const cv::Mat buf(1, int(webp.size()), CV_8U, webp.data());
+            const cv::Mat ref = cv::imdecode(buf, cv::IMREAD_UNCHANGED);
+            REQUIRE(ref.channels() == (alpha ? 4 : 3));
+            const RgbImage got = decode(webp);
+            REQUIRE(got.width == w);
+            REQUIRE(got.height == h);
+            int alpha_seen = 0;
+            for (int y = 0; y < h; ++y)
+                for (int x = 0; x < w; ++x) {
+                    const uint8_t* p = ref.ptr<uint8_t>(y) + x * ref.channels();
+                    const uint32_t a = alpha ? p[3] : 255;
+                    alpha_seen += a < 255;
+                    for (int c = 0; c < 3; ++c) {
+                        const uint32_t v = p[2 - c];
+                        CHECK(int(got.at(x, y)[c]) == int((a * v + (255 - a) * 255 + 127) / 255));
+                    }
+                }
+            CHECK((alpha_seen > 0) == alpha);
+        }
+    }
+}
+
+TEST_CASE("a corrupt WebP with DICOM's magic at byte 128 is an error, not an abort inside GDCM", "[image]") {
+    // Found by fuzz_image: OpenCV's imdecode passed this file, whose VP8L header libwebp
+    // refuses, on to its DICOM decoder, which stops the process on an assertion.
+    const auto f = MappedFile::open(std::string(GLIMPSE_SOURCE_DIR) + "/tests/data/images/corrupt-webp-dicm.webp");
+    const Bytes bytes(f->data(), f->data() + f->size());
+    CHECK_THROWS_WITH(decode(bytes), "t.img: truncated or corrupt WebP");
+    // The formats still decoded by OpenCV are claimed by their magic bytes before its DICOM
+    // decoder is asked: damaged BMP and TIFF files with the same bytes at 128 are errors or
+    // pictures, never a GDCM abort.
+    for (const char* ext : {"bmp", "tiff"}) {
+        INFO(ext);
+        Bytes b = encode_image(test_pattern(40, 30, 3), ext);
+        REQUIRE(b.size() > 150);
+        std::memcpy(b.data() + 128, bytes.data() + 128, bytes.size() - 128);
+        for (size_t cut : {b.size(), size_t(128 + 12)}) {
+            b.resize(std::min(b.size(), cut));
+            try {
+                const RgbImage got = decode(b);
+                CHECK(got.width == 40);
+            } catch (const Error& e) {
+                CHECK(e.kind() == ErrorKind::BadInput);
+            }
+        }
+    }
+}
+
 TEST_CASE("grey, 16-bit, palette and alpha PNGs become RGB by the stated rules", "[image]") {
     SECTION("8-bit grey is replicated") {
         const RgbImage got = decode(make_png(3, 1, 8, 0, {0, 128, 255}));

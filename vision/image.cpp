@@ -4,8 +4,13 @@
 // libjpeg-turbo called directly, with its defaults (the ISLOW IDCT and fancy upsampling, as
 // Pillow and OpenCV leave them) and RGB out, so no byte swap on the way (OpenCV's wrapper
 // would swap every pixel to BGR and back: half as much time again as the decoding of a
-// photo); CMYK/YCCK JPEGs still go through OpenCV. OpenCV imgcodecs for BMP, WebP and TIFF
-// (libwebp, libtiff). stb_image for PNG (lossless,
+// photo); CMYK/YCCK JPEGs still go through OpenCV. WebP: libwebp called directly, because
+// OpenCV's imdecode picks its decoder by sniffing, and a WebP whose bitstream header libwebp
+// refuses fell through to the next decoder whose signature matched: a corrupt WebP with
+// "DICM" at byte 128 reached GDCM, which aborts the process on an assertion (found by
+// fuzz_image). The formats still sent to OpenCV (BMP, TIFF, CMYK JPEG) are claimed by their
+// magic bytes alone, by decoders OpenCV tries before GDCM. OpenCV imgcodecs for BMP and TIFF
+// (libtiff). stb_image for PNG (lossless,
 // so any correct decoder gives Pillow's pixels; stb is silent on bad input where libpng under
 // OpenCV prints to stderr) and GIF, which OpenCV 4.6 cannot read. OpenCV is called with
 // IMREAD_UNCHANGED so that it neither rotates nor converts: orientation, 16-bit reduction,
@@ -19,6 +24,7 @@
 #include <stb/stb_image_write.h>
 
 #include <jpeglib.h>
+#include <webp/decode.h>
 
 #include <cctype>
 #include <climits>
@@ -189,6 +195,30 @@ RgbImage decode_jpeg(const uint8_t* data, size_t size, const probe::Dimensions& 
                                            : std::string("truncated or corrupt JPEG"));
 }
 
+// WebP through libwebp (the library OpenCV and Pillow wrap, so the same pixels): RGB straight
+// into the picture when there is no alpha; RGBA composed over white when there is.
+RgbImage decode_webp(const uint8_t* data, size_t size, const probe::Dimensions& dim, const std::string& name) {
+    WebPBitstreamFeatures f;
+    if (WebPGetFeatures(data, size, &f) != VP8_STATUS_OK || f.width != dim.width || f.height != dim.height)
+        throw input_error(name, "truncated or corrupt WebP");
+    if (f.has_animation) throw input_error(name, "animated WebP (only still images are read)");
+    RgbImage out(f.width, f.height);
+    const size_t n = size_t(f.width) * size_t(f.height);
+    if (!f.has_alpha) {
+        if (!WebPDecodeRGBInto(data, size, out.pixels.data(), out.pixels.size(), f.width * 3))
+            throw input_error(name, "truncated or corrupt WebP");
+        return out;
+    }
+    std::vector<uint8_t> rgba(n * 4);
+    if (!WebPDecodeRGBAInto(data, size, rgba.data(), rgba.size(), f.width * 4))
+        throw input_error(name, "truncated or corrupt WebP");
+    const uint8_t* src = rgba.data();
+    uint8_t* dst = out.pixels.data();
+    for (size_t i = 0; i < n; ++i, src += 4, dst += 3)
+        for (int c = 0; c < 3; ++c) dst[c] = over_white(src[c], src[3]);
+    return out;
+}
+
 // PNG and GIF: stb_image. Requested as RGBA, so grey is replicated, palettes expanded and
 // tRNS turned into alpha; 16-bit PNG samples keep their high byte (v >> 8). For GIF stb
 // returns the first frame composed on the logical screen (transparent entries: alpha 0).
@@ -278,6 +308,7 @@ RgbImage decode_image(const uint8_t* data, size_t size, const std::string& name,
     const bool stb = fmt == probe::Format::Png || fmt == probe::Format::Gif;
     RgbImage img = stb                           ? decode_stb(data, size, fmt, dim, name)
                    : fmt == probe::Format::Jpeg ? decode_jpeg(data, size, dim, name)
+                   : fmt == probe::Format::Webp ? decode_webp(data, size, dim, name)
                                                 : decode_opencv(data, size, fmt, dim, name);
     return apply_orientation(std::move(img), probe::exif_orientation(fmt, data, size));
 }
