@@ -1,8 +1,8 @@
 #!/bin/sh
 # Reproduces the committed tiny model from nothing: one training run, the example scenes, the
-# export and the reference logits. About 40 minutes on an idle core of the 2-core build machine
-# (45.5 min measured while a second training job shared the machine); one thread, so the run is
-# deterministic, and OMP_NUM_THREADS=1 keeps OpenMP from spinning on a shared box.
+# export and the reference logits. 45-52 minutes on the 2-core build machine (README.md); one
+# thread, so the run is deterministic (a second run gave the committed files byte for byte), and
+# OMP_NUM_THREADS=1 keeps OpenMP from spinning on a shared box.
 set -e
 cd "$(dirname "$0")"
 export OMP_NUM_THREADS=1
