@@ -195,30 +195,6 @@ RgbImage decode_jpeg(const uint8_t* data, size_t size, const probe::Dimensions& 
                                            : std::string("truncated or corrupt JPEG"));
 }
 
-// WebP through libwebp (the library OpenCV and Pillow wrap, so the same pixels): RGB straight
-// into the picture when there is no alpha; RGBA composed over white when there is.
-RgbImage decode_webp(const uint8_t* data, size_t size, const probe::Dimensions& dim, const std::string& name) {
-    WebPBitstreamFeatures f;
-    if (WebPGetFeatures(data, size, &f) != VP8_STATUS_OK || f.width != dim.width || f.height != dim.height)
-        throw input_error(name, "truncated or corrupt WebP");
-    if (f.has_animation) throw input_error(name, "animated WebP (only still images are read)");
-    RgbImage out(f.width, f.height);
-    const size_t n = size_t(f.width) * size_t(f.height);
-    if (!f.has_alpha) {
-        if (!WebPDecodeRGBInto(data, size, out.pixels.data(), out.pixels.size(), f.width * 3))
-            throw input_error(name, "truncated or corrupt WebP");
-        return out;
-    }
-    std::vector<uint8_t> rgba(n * 4);
-    if (!WebPDecodeRGBAInto(data, size, rgba.data(), rgba.size(), f.width * 4))
-        throw input_error(name, "truncated or corrupt WebP");
-    const uint8_t* src = rgba.data();
-    uint8_t* dst = out.pixels.data();
-    for (size_t i = 0; i < n; ++i, src += 4, dst += 3)
-        for (int c = 0; c < 3; ++c) dst[c] = over_white(src[c], src[3]);
-    return out;
-}
-
 // PNG and GIF: stb_image. Requested as RGBA, so grey is replicated, palettes expanded and
 // tRNS turned into alpha; 16-bit PNG samples keep their high byte (v >> 8). For GIF stb
 // returns the first frame composed on the logical screen (transparent entries: alpha 0).
@@ -292,6 +268,25 @@ RgbImage decode_stb(const uint8_t* data, size_t size, probe::Format fmt, const p
         throw input_error(name, std::string("truncated or corrupt ") + probe::format_name(fmt));
     return wide ? rgba_over_white(static_cast<const uint16_t*>(px.get()), w, h)
                 : rgba_over_white(static_cast<const uint8_t*>(px.get()), w, h);
+}
+
+// WebP through libwebp (the library OpenCV and Pillow wrap, so the same pixels): RGB straight
+// into the picture when there is no alpha; RGBA composed over white, as stb's, when there is.
+RgbImage decode_webp(const uint8_t* data, size_t size, const probe::Dimensions& dim, const std::string& name) {
+    WebPBitstreamFeatures f;
+    if (WebPGetFeatures(data, size, &f) != VP8_STATUS_OK || f.width != dim.width || f.height != dim.height)
+        throw input_error(name, "truncated or corrupt WebP");
+    if (f.has_animation) throw input_error(name, "animated WebP (only still images are read)");
+    if (!f.has_alpha) {
+        RgbImage out(f.width, f.height);
+        if (!WebPDecodeRGBInto(data, size, out.pixels.data(), out.pixels.size(), f.width * 3))
+            throw input_error(name, "truncated or corrupt WebP");
+        return out;
+    }
+    std::vector<uint8_t> rgba(size_t(f.width) * size_t(f.height) * 4);
+    if (!WebPDecodeRGBAInto(data, size, rgba.data(), rgba.size(), f.width * 4))
+        throw input_error(name, "truncated or corrupt WebP");
+    return rgba_over_white(rgba.data(), f.width, f.height);
 }
 
 }  // namespace
