@@ -89,6 +89,56 @@ TextFigures bench_text(const LlamaModel& m, int prompt, int gen, int repeats, Th
     return {median(pre), median(dec)};
 }
 
+nlohmann::json profile_json(const vk::DeviceProfile& p, double calls) {
+    nlohmann::json j = {{"gpu_ms", p.gpu_ms / calls}, {"untimed_dispatches", p.untimed}};
+    for (const auto& [name, t] : p.shaders) j["shaders"][name] = {{"ms", t.ms / calls}, {"dispatches", double(t.dispatches) / calls}};
+    return j;
+}
+
+// --profile: one more encode, prefill and decode with timestamps around every dispatch
+// (apart from the timed runs above, whose figures the timestamps would disturb).
+void profile_runs(vk::Context& dev, const VisionModel* vm, const LlamaModel* tm, const DeviceBenchOptions& o,
+                  ThreadPool& pool, nlohmann::json& j) {
+    if (!dev.set_profiling(true)) {
+        if (!o.json) std::printf("\n--profile: %s has no timestamps on its compute queue\n", dev.label().c_str());
+        j["profile"] = nullptr;
+        return;
+    }
+    auto report = [&](const char* key, const std::string& title, double calls, double wall_ms) {
+        const vk::DeviceProfile p = dev.take_profile();
+        j["profile"][key] = profile_json(p, calls);
+        j["profile"][key]["wall_ms"] = wall_ms / calls;
+        if (!o.json) print_device_profile(p, title, calls, wall_ms);
+    };
+    dev.take_profile();
+    if (vm) {
+        const VisionConfig& c = vm->config;
+        std::vector<float> in(size_t(o.tiles) * 3 * size_t(c.image_size) * size_t(c.image_size), 0.25f);
+        std::vector<float> out(size_t(o.tiles) * size_t(tokens_per_tile(c)) * size_t(projected_dim(c)));
+        const auto t0 = Clock::now();
+        encode_tiles(*vm, in.data(), o.tiles, out.data(), pool);
+        report("encode", "encode of " + std::to_string(o.tiles) + " tiles, GPU time by shader (per tile):", o.tiles,
+               ms_since(t0));
+    }
+    if (tm) {
+        const int V = tm->config.n_vocab;
+        LlamaContext ctx(*tm, pool, o.prompt + o.gen, std::max(o.prompt, 1));
+        const auto p = bench_tokens(o.prompt, V, 1), g = bench_tokens(o.gen, V, 2);
+        std::vector<float> logits(static_cast<size_t>(V));
+        if (o.prompt > 0) {
+            const auto t0 = Clock::now();
+            ctx.forward(p.data(), o.prompt, 0, logits.data());
+            report("prefill", "prefill of " + std::to_string(o.prompt) + " tokens, GPU time by shader (per call):", 1,
+                   ms_since(t0));
+        }
+        const auto t0 = Clock::now();
+        for (int i = 0; i < o.gen; ++i) ctx.forward(&g[size_t(i)], 1, o.prompt + i, logits.data());
+        report("decode", "decode, " + std::to_string(o.gen) + " steps, GPU time by shader (per token):", o.gen,
+               ms_since(t0));
+    }
+    dev.set_profiling(false);
+}
+
 }  // namespace
 
 int run_device_bench(const DeviceBenchOptions& o) {
@@ -158,6 +208,10 @@ int run_device_bench(const DeviceBenchOptions& o) {
         if (!o.json)
             std::printf("text: prefill %.1f tokens/s (%d tokens), decode %.1f tokens/s (%d steps)\n", t.prefill_tps,
                         o.prompt, t.decode_tps, o.gen);
+    }
+    if (o.profile) {
+        if (dev.ctx) profile_runs(*dev.ctx, vm, tm, o, pool, j);
+        else if (!o.json) std::printf("\n--profile: the GPU time by shader needs a Vulkan --device\n");
     }
     j["repeats"] = o.repeats;
     j["load_average"] = load_average();

@@ -20,6 +20,7 @@ struct DeviceBenchOptions {
     int tiles = 4;              // tiles encoded per call
     int prompt = 512, gen = 128, repeats = 3;
     bool json = false;
+    bool profile = false;       // --profile: GPU time by shader of one encode, prefill and decode
 };
 
 // Returns the exit code. Error(Device) when the device cannot be used.

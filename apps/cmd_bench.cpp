@@ -314,7 +314,7 @@ Command add_bench(CLI::App& app) {
                        ->check(CLI::Range(1, 1 << 16));
     sub->add_option("-r,--repeats", opt->model.repeats, "runs per figure; the median is reported (default 3)")
         ->check(CLI::Range(1, 100));
-    sub->add_flag("--profile", opt->model.profile, "also time each stage of a decode step");
+    sub->add_flag("--profile", opt->model.profile, "also time each stage of a decode step (with a Vulkan --device: GPU time by shader of an encode, a prefill and the decode steps)");
     sub->add_option("-t,--threads", opt->threads, "threads (default: one per hardware thread)")
         ->check(CLI::Range(1, 1024));
     sub->add_flag("--json", opt->json, "print one JSON document instead of tables");
@@ -361,6 +361,7 @@ Command add_bench(CLI::App& app) {
                     d.gen = opt->model.gen;
                     d.repeats = opt->model.repeats;
                     d.json = opt->json;
+                    d.profile = opt->model.profile;
                     return run_device_bench(d);
                 }
                 const int modes = int(opt->ops) + int(opt->pool) + int(opt->vit) +

@@ -168,7 +168,10 @@ int run_describe(DescribeArgs& a) {
                 std::fputc('\n', stdout);
             }
             std::fflush(stdout);
-            if (a.verbose) print_timings(x);
+            if (a.verbose) {
+                print_timings(x);
+                print_device_profile_line(device);
+            }
         } catch (const Error& e) {
             // A bad image (or one that does not fit the context) is reported; the rest go on.
             if (e.kind() == ErrorKind::Model || e.kind() == ErrorKind::Device) throw;

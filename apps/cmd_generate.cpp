@@ -117,6 +117,7 @@ int run_generate(GenerateArgs& a) {
         std::fprintf(stderr, "\nprompt: %lld tokens in %.1f ms (%.1f tokens/s); generation: %lld tokens in %.1f ms (%.1f tokens/s)\n",
                      static_cast<long long>(t.prefill_tokens), t.prefill_ms, per_second(t.prefill_tokens, t.prefill_ms),
                      static_cast<long long>(t.decode_tokens), t.decode_ms, per_second(t.decode_tokens, t.decode_ms));
+    if (a.verbose) print_device_profile_line(device);
     if (a.json) {
         nlohmann::json j = {{"text", generated},
                             {"prompt_tokens", prompt.size()},

@@ -1,8 +1,12 @@
 // --device and the placement of the towers (apps/device_option.h).
 #include "apps/device_option.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "fusion/vlm.h"
 #include "text/llama_forward_vk.h"
@@ -15,6 +19,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+std::string format_fixed(double v, int decimals) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return buf;
+}
 
 }  // namespace
 
@@ -36,7 +46,54 @@ Placement open_device(const DeviceArgs& a, bool verbose) {
         p.ctx = std::make_shared<vk::Context>(p.choice.vulkan_index, o);
     }
     if (verbose) std::fprintf(stderr, "device: %s (%s)\n", p.label().c_str(), p.choice.reason.c_str());
+    if (verbose && p.ctx && !p.ctx->set_profiling(true))
+        std::fprintf(stderr, "device: its compute queue has no timestamps, so no GPU time by shader\n");
     return p;
+}
+
+namespace {
+
+std::vector<std::pair<std::string, vk::ShaderTime>> by_time(const vk::DeviceProfile& prof) {
+    std::vector<std::pair<std::string, vk::ShaderTime>> v(prof.shaders.begin(), prof.shaders.end());
+    std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    return v;
+}
+
+}  // namespace
+
+void print_device_profile_line(const Placement& p) {
+    if (!p.ctx || !p.ctx->profiling()) return;
+    const vk::DeviceProfile prof = p.ctx->take_profile();
+    if (prof.submissions == 0) return;
+    std::string line = "device: GPU time " + format_fixed(prof.gpu_ms, 1) + " ms in " +
+                       std::to_string(prof.submissions) + " submissions";
+    const char* sep = ": ";
+    int shown = 0;
+    double rest = 0;
+    for (const auto& [name, t] : by_time(prof)) {
+        if (shown++ < 6) {
+            line += sep + name + " " + format_fixed(prof.gpu_ms > 0 ? 100.0 * t.ms / prof.gpu_ms : 0.0, 0) + "%";
+            sep = ", ";
+        } else {
+            rest += t.ms;
+        }
+    }
+    if (rest > 0) line += ", others " + format_fixed(prof.gpu_ms > 0 ? 100.0 * rest / prof.gpu_ms : 0.0, 0) + "%";
+    if (prof.untimed) line += " (" + std::to_string(prof.untimed) + " dispatches untimed)";
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void print_device_profile(const vk::DeviceProfile& prof, const std::string& title, double calls, double wall_ms) {
+    std::printf("\n%s\n", title.c_str());
+    std::printf("  %-22s %11s %10s %7s\n", "shader", "dispatches", "ms", "share");
+    for (const auto& [name, t] : by_time(prof)) {
+        std::printf("  %-22s %11.1f %10.3f %6.1f%%\n", name.c_str(), double(t.dispatches) / calls, t.ms / calls,
+                    prof.gpu_ms > 0 ? 100.0 * t.ms / prof.gpu_ms : 0.0);
+    }
+    std::printf("  %-22s %11s %10.3f", "GPU total", "", prof.gpu_ms / calls);
+    if (wall_ms > 0) std::printf("  (the GPU was busy %.0f%% of the wall time)", 100.0 * prof.gpu_ms / wall_ms);
+    std::printf("\n");
+    if (prof.untimed) std::printf("  %llu dispatches were not timed (query pool full)\n", (unsigned long long)prof.untimed);
 }
 
 void place_text(const Placement& p, LlamaModel& m, bool verbose) {

@@ -399,6 +399,11 @@ Context::Context(uint32_t index, ContextOptions options)
         if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) family = int(i);
     if (family < 0) throw device_error(label_ + " has no compute queue");
     queue_family_ = uint32_t(family);
+    timestamp_bits_ = families[size_t(family)].timestampValidBits;
+    VkPhysicalDeviceProperties props;
+    vkGetPhysicalDeviceProperties(physical_, &props);
+    timestamp_period_ns_ = double(props.limits.timestampPeriod);
+    if (!(timestamp_period_ns_ > 0)) timestamp_bits_ = 0;
 
     const auto ext = device_extensions(physical_);
     FeatureChain f(info_.api_version, ext);
@@ -468,6 +473,34 @@ Context::~Context() {
     vkDestroyFence(device_, once_fence_, nullptr);
     vkDestroyCommandPool(device_, command_pool_, nullptr);
     vkDestroyDevice(device_, nullptr);
+}
+
+void DeviceProfile::add(const DeviceProfile& o) {
+    for (const auto& [name, t] : o.shaders) {
+        ShaderTime& s = shaders[name];
+        s.ms += t.ms;
+        s.dispatches += t.dispatches;
+    }
+    gpu_ms += o.gpu_ms;
+    submissions += o.submissions;
+    untimed += o.untimed;
+}
+
+bool Context::set_profiling(bool on) {
+    profiling_ = on && timestamp_bits_ > 0;
+    return profiling_ == on;
+}
+
+void Context::add_profile(const DeviceProfile& p) {
+    std::lock_guard<std::mutex> lock(profile_mutex_);
+    profile_.add(p);
+}
+
+DeviceProfile Context::take_profile() {
+    std::lock_guard<std::mutex> lock(profile_mutex_);
+    DeviceProfile p = std::move(profile_);
+    profile_ = DeviceProfile{};
+    return p;
 }
 
 Buffer& Context::staging() {

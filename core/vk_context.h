@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -121,6 +122,22 @@ DeviceChoice select_device(const std::string& spec);
 
 // ---- the logical device ----------------------------------------------------------------------
 
+// GPU time by shader, from a timestamp written after every dispatch (Context::set_profiling).
+// A dispatch's time runs from the previous timestamp to its own, so it includes the barrier
+// wait before it; on GPUs that overlap independent dispatches the split is approximate, the
+// sum (gpu_ms) is not.
+struct ShaderTime {
+    double ms = 0;
+    uint64_t dispatches = 0;
+};
+struct DeviceProfile {
+    std::map<std::string, ShaderTime> shaders;  // by shader name ("matvec_q8_0", "attention", ...)
+    double gpu_ms = 0;         // first to last timestamp of every profiled submission, summed
+    uint64_t submissions = 0;
+    uint64_t untimed = 0;      // dispatches past a full query pool: run, counted, not timed
+    void add(const DeviceProfile& o);
+};
+
 struct ContextOptions {
     Validation validation = Validation::Off;
     bool allow_subgroup_ops = true;      // false: shared-memory reductions only (tests use both)
@@ -150,6 +167,14 @@ public:
     VkCommandPool command_pool() const { return command_pool_; }
     Allocator& allocator() { return *allocator_; }
     PipelineCache& pipelines() { return *pipelines_; }
+    // Per-shader GPU timing of every Recorder submission from now on (timestamp queries);
+    // returns false, and times nothing, when the compute queue has no timestamps.
+    bool set_profiling(bool on);
+    bool profiling() const { return profiling_; }
+    uint32_t timestamp_bits() const { return timestamp_bits_; }         // 0: no timestamps
+    double timestamp_period_ns() const { return timestamp_period_ns_; }  // ns per tick
+    void add_profile(const DeviceProfile& p);
+    DeviceProfile take_profile();  // what was added since the last take, then cleared
     // Subgroup reductions are used when the device has them and the options allow them.
     bool use_subgroups() const { return use_subgroups_; }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
@@ -176,6 +201,11 @@ private:
     VkCommandBuffer once_cmd_ = VK_NULL_HANDLE;
     VkFence once_fence_ = VK_NULL_HANDLE;
     bool use_subgroups_ = false;
+    bool profiling_ = false;
+    uint32_t timestamp_bits_ = 0;
+    double timestamp_period_ns_ = 0;
+    std::mutex profile_mutex_;  // Recorders of several threads may share the Context
+    DeviceProfile profile_;
     std::unique_ptr<Allocator> allocator_;
     std::unique_ptr<PipelineCache> pipelines_;
     std::unique_ptr<Buffer> staging_;

@@ -1,6 +1,7 @@
 // Pipeline cache and command recording (core/vk_pipeline.h).
 #include "core/vk_pipeline.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -115,6 +116,7 @@ Recorder::Recorder(Context& ctx) : ctx_(ctx) {
 
 Recorder::~Recorder() {
     if (recording_) vkEndCommandBuffer(cmd_);
+    if (queries_) vkDestroyQueryPool(ctx_.device(), queries_, nullptr);
     for (VkDescriptorPool p : pools_) vkDestroyDescriptorPool(ctx_.device(), p, nullptr);
     vkDestroyFence(ctx_.device(), fence_, nullptr);
     vkFreeCommandBuffers(ctx_.device(), ctx_.command_pool(), 1, &cmd_);
@@ -133,6 +135,22 @@ void Recorder::begin() {
     dispatches_ = barriers_ = 0;
     written_.clear();
     read_.clear();
+    timing_ = ctx_.profiling();
+    timed_.clear();
+    untimed_ = 0;
+    if (!timing_) return;
+    if (query_capacity_ < query_wanted_) {
+        if (queries_) vkDestroyQueryPool(ctx_.device(), queries_, nullptr);
+        queries_ = VK_NULL_HANDLE;
+        query_capacity_ = 0;
+        VkQueryPoolCreateInfo qi = init<VkQueryPoolCreateInfo>(VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO);
+        qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+        qi.queryCount = query_wanted_;
+        check(vkCreateQueryPool(ctx_.device(), &qi, nullptr, &queries_), "vkCreateQueryPool", ctx_.label());
+        query_capacity_ = query_wanted_;
+    }
+    vkCmdResetQueryPool(cmd_, queries_, 0, query_capacity_);
+    vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queries_, 0);
 }
 
 VkDescriptorSet Recorder::allocate_set() {
@@ -239,6 +257,38 @@ void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const 
     vkCmdDispatch(cmd_, groups.x, groups.y, groups.z);
     for (const Arg& a : args) (a.written ? written_ : read_).insert(a.buffer->handle());
     ++dispatches_;
+    if (!timing_) return;
+    if (timed_.size() + 1 < query_capacity_) {
+        vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, uint32_t(timed_.size() + 1));
+        timed_.push_back(id);
+    } else {
+        ++untimed_;
+    }
+}
+
+// After the fence: the timestamps of this stream as GPU time per shader, into the Context.
+void Recorder::collect_timestamps() {
+    if (!timing_) return;
+    if (untimed_) query_wanted_ = std::max(query_wanted_, uint32_t(2 * (timed_.size() + untimed_ + 1)));
+    DeviceProfile p;
+    p.submissions = 1;
+    p.untimed = untimed_;
+    if (!timed_.empty()) {
+        std::vector<uint64_t> ts(timed_.size() + 1);
+        check(vkGetQueryPoolResults(ctx_.device(), queries_, 0, uint32_t(ts.size()), ts.size() * 8, ts.data(), 8,
+                                    VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+              "vkGetQueryPoolResults", ctx_.label());
+        const uint32_t bits = ctx_.timestamp_bits();
+        const uint64_t mask = bits >= 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1;
+        const double ms_per_tick = ctx_.timestamp_period_ns() * 1e-6;
+        for (size_t i = 0; i < timed_.size(); ++i) {
+            ShaderTime& s = p.shaders[shader_binary(timed_[i]).name];
+            s.ms += double((ts[i + 1] - ts[i]) & mask) * ms_per_tick;
+            ++s.dispatches;
+        }
+        p.gpu_ms = double((ts.back() - ts.front()) & mask) * ms_per_tick;
+    }
+    ctx_.add_profile(p);
 }
 
 void Recorder::submit_and_wait() {
@@ -252,6 +302,7 @@ void Recorder::submit_and_wait() {
     check(vkQueueSubmit(ctx_.queue(), 1, &si, fence_), "vkQueueSubmit", ctx_.label());
     ctx_.wait_fence(fence_, "a submission of " + std::to_string(dispatches_) + " dispatches");
     ctx_.instance().throw_if_validation_errors("a submission");
+    collect_timestamps();
 }
 
 }  // namespace glimpse::vk

@@ -15,6 +15,10 @@
 // written (or, for a write, read) since the last barrier, the Recorder inserts a pipeline
 // barrier with buffer memory barriers for exactly those buffers (read-after-write,
 // write-after-write, write-after-read). barrier() inserts a full one by hand.
+//
+// While the Context is profiling, each command stream also writes a timestamp at its start and
+// after every dispatch; submit_and_wait() reads them back and adds the time of each dispatch,
+// by shader, to the Context's DeviceProfile.
 #pragma once
 
 #include <vulkan/vulkan.h>
@@ -111,6 +115,14 @@ private:
                       Groups groups, std::initializer_list<uint32_t> spec);
     VkDescriptorSet allocate_set();
     void sync_for(std::initializer_list<Arg> args);
+    void collect_timestamps();
+
+    // Profiling (Context::set_profiling): timestamp 0 at begin(), i + 1 after dispatch i.
+    VkQueryPool queries_ = VK_NULL_HANDLE;
+    uint32_t query_capacity_ = 0, query_wanted_ = 1024;
+    bool timing_ = false;           // this command stream is timed
+    std::vector<ShaderId> timed_;   // the shader of each timed dispatch
+    uint64_t untimed_ = 0;
 
     Context& ctx_;
     VkCommandBuffer cmd_ = VK_NULL_HANDLE;

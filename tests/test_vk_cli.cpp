@@ -12,6 +12,7 @@
 
 #include "tests/helpers.h"
 #include "tests/test_vk_helpers.h"
+#include "text/llama_model.h"
 
 using namespace glimpse;
 using test::run_glimpse;
@@ -43,6 +44,11 @@ TEST_CASE("vulkan CLI: --device vulkan: describe with the default model prints t
     CHECK(gpu.err.find("text tower on vulkan device") != std::string::npos);
     CHECK(gpu.err.find("vision tower + projector on vulkan device") != std::string::npos);
     CHECK(gpu.err.find("encode") != std::string::npos);
+    // ... and the GPU time of the image's dispatches by shader (timestamp queries).
+    if (ctx->timestamp_bits() > 0) {
+        CHECK(gpu.err.find("device: GPU time ") != std::string::npos);
+        CHECK(gpu.err.find("matmul_f32 ") != std::string::npos);
+    }
     // auto never picks a software Vulkan device: -v says the CPU runs both towers.
     const auto aut = run_glimpse("describe " + image + " --device auto -v");
     REQUIRE(aut.exit_code == 0);
@@ -121,7 +127,7 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     REQUIRE(gpu.exit_code == 0);
     CHECK(gpu.out == cpu.out);
 
-    const auto b = run_glimpse("bench --device vulkan -p 16 -n 4 -r 1 --vit-tiles 1 --json");
+    const auto b = run_glimpse("bench --device vulkan -p 16 -n 4 -r 1 --vit-tiles 1 --json --profile");
     INFO(b.err);
     REQUIRE(b.exit_code == 0);
     const auto j = nlohmann::json::parse(b.out);
@@ -129,6 +135,23 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(j["encode_ms_per_tile"].get<double>() > 0);
     CHECK(j["prefill_tps"].get<double>() > 0);
     CHECK(j["decode_tps"].get<double>() > 0);
+    // --profile: GPU time by shader of one encode, one prefill and the decode steps; a decode
+    // step runs the attention shader once per layer.
+    if (ctx->timestamp_bits() > 0) {
+        const int layers = open_llama_model((kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf").string())
+                               .config.n_layers;
+        for (const char* phase : {"encode", "prefill", "decode"}) {
+            INFO(phase);
+            CHECK(j["profile"][phase]["gpu_ms"].get<double>() > 0);
+        }
+        CHECK(j["profile"]["decode"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
+        CHECK(j["profile"]["prefill"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
+        CHECK(j["profile"]["encode"]["shaders"].contains("im2col"));
+        const auto t = run_glimpse("bench --device vulkan -p 16 -n 4 -r 1 --vit-tiles 1 --profile");
+        REQUIRE(t.exit_code == 0);
+        CHECK(t.out.find("decode, 4 steps, GPU time by shader (per token):") != std::string::npos);
+        CHECK(t.out.find("GPU total") != std::string::npos);
+    }
 
     // bench --caption runs both towers there too, and says so.
     const auto c = run_glimpse("bench --caption --device vulkan --images 2 --batch 2 -n 4 -r 1 --json");

@@ -396,3 +396,73 @@ TEST_CASE("vulkan pixel_shuffle equals the CPU on several tiles", "[vulkan]") {
         CHECK(vk::download_floats(*ctx, dy, x.size()) == ref);
     }
 }
+
+// ---- profiling (Context::set_profiling): GPU time by shader from timestamp queries -------------
+
+TEST_CASE("vulkan profiling times every dispatch, by shader", "[vulkan][vk_profile]") {
+    VK_OR_SKIP(ctx);
+    if (ctx->timestamp_bits() == 0) {
+        WARN("SKIPPED: the compute queue of " << ctx->label() << " has no timestamps");
+        return;
+    }
+    const int64_t n = 4096, K = 512, M = 64;
+    vk::Buffer a = vk::upload_floats(*ctx, random_floats(n, 1));
+    vk::Buffer b = vk::upload_floats(*ctx, random_floats(n, 2));
+    vk::Buffer y(*ctx, uint64_t(n) * 4);
+    const Tensor W = make_weight(DType::F32, K, K, random_floats(K * K, 3));
+    const vk::DeviceMatrix dw = vk::upload_matrix(*ctx, W);
+    vk::Buffer x = vk::upload_floats(*ctx, random_floats(M * K, 4));
+    vk::Buffer z(*ctx, uint64_t(M * K) * 4);
+    vk::Recorder rec(*ctx);
+    auto record = [&](int adds) {
+        rec.begin();
+        for (int i = 0; i < adds; ++i) vk::add(rec, a, b, y, n);
+        vk::matmul(rec, dw, x, z, M, vk::MatmulPath::Tiled);  // 64×512×512: ~1000× the work of an add
+        vk::rms_norm(rec, y, nullptr, y, 1, n, 1e-6f);
+        rec.submit_and_wait();
+    };
+
+    SECTION("off: nothing is gathered") {
+        ctx->take_profile();
+        record(3);
+        CHECK(ctx->take_profile().submissions == 0);
+    }
+    SECTION("on: the counts are the dispatches, the times add up to the stream's") {
+        REQUIRE(ctx->set_profiling(true));
+        ctx->take_profile();
+        record(3);
+        record(3);
+        const vk::DeviceProfile p = ctx->take_profile();
+        ctx->set_profiling(false);
+        CHECK(p.submissions == 2);
+        CHECK(p.untimed == 0);
+        REQUIRE(p.shaders.size() == 3);
+        CHECK(p.shaders.at("binary").dispatches == 6);
+        CHECK(p.shaders.at("matmul_f32").dispatches == 2);
+        CHECK(p.shaders.at("rms_norm").dispatches == 2);
+        double sum = 0;
+        for (const auto& [name, t] : p.shaders) {
+            CHECK(t.ms >= 0);
+            sum += t.ms;
+        }
+        CHECK(p.gpu_ms > 0);
+        CHECK(sum == Approx(p.gpu_ms).epsilon(1e-9));
+        // The timestamps measure work: one 64×512×512 matmul takes longer than three adds of 4096.
+        CHECK(p.shaders.at("matmul_f32").ms > p.shaders.at("binary").ms);
+        CHECK(ctx->take_profile().submissions == 0);  // taking clears
+    }
+    SECTION("a stream longer than the query pool: the rest counted as untimed, the pool grows") {
+        REQUIRE(ctx->set_profiling(true));
+        ctx->take_profile();
+        record(1500);  // 1502 dispatches; the first pool holds 1024 timestamps
+        const vk::DeviceProfile first = ctx->take_profile();
+        CHECK(first.untimed == 1502 - 1023);
+        CHECK(first.shaders.at("binary").dispatches == 1023);
+        record(1500);
+        const vk::DeviceProfile second = ctx->take_profile();
+        ctx->set_profiling(false);
+        CHECK(second.untimed == 0);
+        CHECK(second.shaders.at("binary").dispatches == 1500);
+        CHECK(second.shaders.at("matmul_f32").dispatches == 1);
+    }
+}
