@@ -1,8 +1,9 @@
 #!/bin/sh
 # Reproduces the committed tiny model from nothing: one training run, the example scenes, the
-# export and the reference logits. 45-52 minutes on the 2-core build machine (README.md); one
-# thread, so the run is deterministic (a second run gave the committed files byte for byte), and
-# OMP_NUM_THREADS=1 keeps OpenMP from spinning on a shared box.
+# export and the reference logits. 25 minutes on one 2-core build machine, 45-52 on a slower one
+# beside other jobs (README.md, "Time"). One thread, so the run is deterministic on a given CPU
+# (a second run gave the committed files byte for byte), and OMP_NUM_THREADS=1 keeps OpenMP from
+# spinning on a shared box. Needs an optimised BLAS under torch (README.md, "Reproduce").
 set -e
 cd "$(dirname "$0")"
 export OMP_NUM_THREADS=1
