@@ -48,7 +48,8 @@ const char* kHelp =
 
 class AskLoop {
 public:
-    AskLoop(const AskArgs& a, ChatSession& s, const VlmModel& m) : a_(a), s_(s), m_(m), tty_(::isatty(STDIN_FILENO) == 1) {}
+    AskLoop(const AskArgs& a, ChatSession& s, const VlmModel& m, const Placement& device)
+        : a_(a), s_(s), m_(m), device_(device), tty_(::isatty(STDIN_FILENO) == 1) {}
 
     int run() {
         for (const std::string& path : a_.images) add_image(path, true);
@@ -92,6 +93,7 @@ private:
                 else
                     std::fprintf(stderr, "image %s: decode %.1f ms | preprocess %.1f ms | encode %.1f ms | project %.1f ms\n",
                                  path.c_str(), t.decode_ms, t.preprocess_ms, t.encode_ms, t.project_ms);
+                print_device_profile_line(device_);
             }
         };
         if (fatal) f();
@@ -121,6 +123,7 @@ private:
                 std::fprintf(stderr, "turn %d: prefill %.1f ms (%d new positions) | generate %.1f ms (%zu tokens, %.1f/s) | "
                              "context %d/%d\n", s_.turns(), r.prefill_ms, r.new_positions, r.generate_ms, r.tokens.size(),
                              per_second(int64_t(r.tokens.size()), r.generate_ms), s_.n_past(), s_.n_ctx());
+            if (a_.verbose) print_device_profile_line(device_);
         });
     }
 
@@ -169,6 +172,7 @@ private:
     const AskArgs& a_;
     ChatSession& s_;
     const VlmModel& m_;
+    const Placement& device_;
     bool tty_;
     bool failed_ = false;
 };
@@ -191,7 +195,7 @@ int run_ask(AskArgs& a) {
         std::fprintf(stderr, "model: %s + %s; chat template %s; context %d; %d threads; seed %llu\n", m.text.path.c_str(),
                      m.vision.path.c_str(), std::string(m.chat.name()).c_str(), ctx.n_ctx(), pool.size(),
                      static_cast<unsigned long long>(a.sampling.params.seed));
-    return AskLoop(a, session, m).run();
+    return AskLoop(a, session, m, device).run();
 }
 
 }  // namespace

@@ -58,6 +58,31 @@ TEST_CASE("vulkan CLI: --device vulkan: describe with the default model prints t
     }
 }
 
+TEST_CASE("vulkan CLI: ask -v on the device prints the GPU time by shader per image and per turn", "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    if (ctx->timestamp_bits() == 0) {
+        WARN("SKIPPED: the compute queue of " << ctx->label() << " has no timestamps");
+        return;
+    }
+    const std::string image = q(kSource / "examples" / "scene_2.png");
+    const auto cpu = run_glimpse("ask " + image + " --device cpu -p 'How many shapes are there?'");
+    const auto gpu = run_glimpse("ask " + image + " --device vulkan -v -p 'How many shapes are there?'");
+    INFO(gpu.err);
+    REQUIRE(cpu.exit_code == 0);
+    REQUIRE(gpu.exit_code == 0);
+    CHECK(gpu.out == cpu.out);
+    // One line after the image (the encoder's shaders), one after the turn (the decoder's).
+    const auto image_at = gpu.err.find("image ");
+    const auto turn_at = gpu.err.find("turn 1:");
+    REQUIRE(image_at != std::string::npos);
+    REQUIRE(turn_at != std::string::npos);
+    const auto first = gpu.err.find("device: GPU time ", image_at);
+    REQUIRE(first != std::string::npos);
+    CHECK(first < turn_at);
+    CHECK(gpu.err.find("im2col", first) < turn_at);
+    CHECK(gpu.err.find("device: GPU time ", turn_at) != std::string::npos);
+}
+
 TEST_CASE("vulkan CLI: --device vulkan:99 and bad specs are one-line errors with their exit codes", "[vulkan][vk_cli][cli]") {
     const std::string image = q(kSource / "examples" / "scene_2.png");
     const auto r = run_glimpse("describe " + image + " --device vulkan:99");
