@@ -48,11 +48,20 @@ struct VisionFigures {
     int tiles = 0;
 };
 
+// Normalised pixels of `tiles` tiles (a fixed pattern) and room for their image embeddings.
+struct VisionBuffers {
+    std::vector<float> in, out;
+    VisionBuffers(const VisionConfig& c, int tiles)
+        : in(size_t(tiles) * 3 * size_t(c.image_size) * size_t(c.image_size)),
+          out(size_t(tiles) * size_t(tokens_per_tile(c)) * size_t(projected_dim(c))) {
+        for (size_t i = 0; i < in.size(); ++i) in[i] = float(int(i % 251) - 125) / 125.0f;
+    }
+};
+
 VisionFigures bench_vision(const VisionModel& m, int tiles, int repeats, ThreadPool& pool) {
-    const VisionConfig& c = m.config;
-    std::vector<float> in(size_t(tiles) * 3 * size_t(c.image_size) * size_t(c.image_size));
-    for (size_t i = 0; i < in.size(); ++i) in[i] = float(int(i % 251) - 125) / 125.0f;
-    std::vector<float> out(size_t(tiles) * size_t(tokens_per_tile(c)) * size_t(projected_dim(c)));
+    VisionBuffers b(m.config, tiles);
+    std::vector<float>& in = b.in;
+    std::vector<float>& out = b.out;
     encode_tiles(m, in.data(), tiles, out.data(), pool);  // warm-up
     std::vector<double> ms;
     for (int r = 0; r < repeats; ++r) {
@@ -112,11 +121,9 @@ void profile_runs(vk::Context& dev, const VisionModel* vm, const LlamaModel* tm,
     };
     dev.take_profile();
     if (vm) {
-        const VisionConfig& c = vm->config;
-        std::vector<float> in(size_t(o.tiles) * 3 * size_t(c.image_size) * size_t(c.image_size), 0.25f);
-        std::vector<float> out(size_t(o.tiles) * size_t(tokens_per_tile(c)) * size_t(projected_dim(c)));
+        VisionBuffers b(vm->config, o.tiles);
         const auto t0 = Clock::now();
-        encode_tiles(*vm, in.data(), o.tiles, out.data(), pool);
+        encode_tiles(*vm, b.in.data(), o.tiles, b.out.data(), pool);
         report("encode", "encode of " + std::to_string(o.tiles) + " tiles, GPU time by shader (per tile):", o.tiles,
                ms_since(t0));
     }

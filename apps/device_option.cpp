@@ -59,6 +59,9 @@ std::vector<std::pair<std::string, vk::ShaderTime>> by_time(const vk::DeviceProf
     return v;
 }
 
+// Percent of the profile's GPU time.
+double share(const vk::DeviceProfile& prof, double ms) { return prof.gpu_ms > 0 ? 100.0 * ms / prof.gpu_ms : 0.0; }
+
 }  // namespace
 
 void print_device_profile_line(const Placement& p) {
@@ -72,13 +75,13 @@ void print_device_profile_line(const Placement& p) {
     double rest = 0;
     for (const auto& [name, t] : by_time(prof)) {
         if (shown++ < 6) {
-            line += sep + name + " " + format_fixed(prof.gpu_ms > 0 ? 100.0 * t.ms / prof.gpu_ms : 0.0, 0) + "%";
+            line += sep + name + " " + format_fixed(share(prof, t.ms), 0) + "%";
             sep = ", ";
         } else {
             rest += t.ms;
         }
     }
-    if (rest > 0) line += ", others " + format_fixed(prof.gpu_ms > 0 ? 100.0 * rest / prof.gpu_ms : 0.0, 0) + "%";
+    if (rest > 0) line += ", others " + format_fixed(share(prof, rest), 0) + "%";
     if (prof.untimed) line += " (" + std::to_string(prof.untimed) + " dispatches untimed)";
     std::fprintf(stderr, "%s\n", line.c_str());
 }
@@ -88,7 +91,7 @@ void print_device_profile(const vk::DeviceProfile& prof, const std::string& titl
     std::printf("  %-22s %11s %10s %7s\n", "shader", "dispatches", "ms", "share");
     for (const auto& [name, t] : by_time(prof)) {
         std::printf("  %-22s %11.1f %10.3f %6.1f%%\n", name.c_str(), double(t.dispatches) / calls, t.ms / calls,
-                    prof.gpu_ms > 0 ? 100.0 * t.ms / prof.gpu_ms : 0.0);
+                    share(prof, t.ms));
     }
     std::printf("  %-22s %11s %10.3f", "GPU total", "", prof.gpu_ms / calls);
     if (wall_ms > 0) std::printf("  (the GPU was busy %.0f%% of the wall time)", 100.0 * prof.gpu_ms / wall_ms);

@@ -27,6 +27,18 @@ std::string q(const fs::path& p) { return shell_quote(p.string()); }
 
 int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
 
+// Runs `args` with --device cpu and with --device vulkan plus `vulkan_flags`: both succeed and
+// print the same answer. Returns the Vulkan run (its stderr for the -v checks).
+glimpse::test::RunResult same_answer_on_vulkan(const std::string& args, const std::string& vulkan_flags = "") {
+    const auto cpu = run_glimpse(args + " --device cpu");
+    const auto gpu = run_glimpse(args + " --device vulkan" + vulkan_flags);
+    INFO(gpu.err);
+    REQUIRE(cpu.exit_code == 0);
+    REQUIRE(gpu.exit_code == 0);
+    CHECK(gpu.out == cpu.out);
+    return gpu;
+}
+
 }  // namespace
 
 TEST_CASE("vulkan CLI: --device vulkan: describe with the default model prints the CPU's caption", "[vulkan][vk_cli][cli]") {
@@ -65,12 +77,8 @@ TEST_CASE("vulkan CLI: ask -v on the device prints the GPU time by shader per im
         return;
     }
     const std::string image = q(kSource / "examples" / "scene_2.png");
-    const auto cpu = run_glimpse("ask " + image + " --device cpu -p 'How many shapes are there?'");
-    const auto gpu = run_glimpse("ask " + image + " --device vulkan -v -p 'How many shapes are there?'");
+    const auto gpu = same_answer_on_vulkan("ask " + image + " -p 'How many shapes are there?'", " -v");
     INFO(gpu.err);
-    REQUIRE(cpu.exit_code == 0);
-    REQUIRE(gpu.exit_code == 0);
-    CHECK(gpu.out == cpu.out);
     // One line after the image (the encoder's shaders), one after the turn (the decoder's).
     const auto image_at = gpu.err.find("image ");
     const auto turn_at = gpu.err.find("turn 1:");
@@ -145,12 +153,7 @@ TEST_CASE("vulkan CLI: --device vulkan: the golden models answer as on the CPU",
 TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
-    const auto cpu = run_glimpse("generate -m " + model + " -p 'a big red' -n 12 --device cpu");
-    const auto gpu = run_glimpse("generate -m " + model + " -p 'a big red' -n 12 --device vulkan");
-    INFO(gpu.err);
-    REQUIRE(cpu.exit_code == 0);
-    REQUIRE(gpu.exit_code == 0);
-    CHECK(gpu.out == cpu.out);
+    same_answer_on_vulkan("generate -m " + model + " -p 'a big red' -n 12");
 
     const auto b = run_glimpse("bench --device vulkan -p 16 -n 4 -r 1 --vit-tiles 1 --json --profile");
     INFO(b.err);
