@@ -16,6 +16,7 @@ namespace {
 // ---- push-constant mirrors (std430 scalars: 4 bytes each, no padding) -----------------------
 struct MatmulPush {  // matvec.comp, matmul.comp
     uint32_t M, N, K;
+    uint32_t y_offset;  // the rest of the epilogue is specialization constants
 };
 struct GetRowsPush {  // get_rows.comp
     uint32_t dim, n_ids, n_rows;
@@ -31,6 +32,7 @@ struct SoftmaxPush {  // softmax_rows.comp
 struct RopePush {  // rope.comp
     uint32_t n_tokens, n_heads, head_dim, style;
     float theta_scale;
+    uint32_t x_offset;
 };
 struct UnaryPush {  // unary.comp
     uint32_t n;
@@ -46,7 +48,7 @@ struct AttentionPush {  // attention.comp
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
-static_assert(sizeof(MatmulPush) == 12 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 20);
+static_assert(sizeof(MatmulPush) == 16 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 24);
 static_assert(sizeof(AttentionPush) == 32 && sizeof(SoftmaxPush) == 16);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
@@ -172,25 +174,36 @@ DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) {
     return m;
 }
 
-void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M, MatmulPath path) {
-    require(M >= 0, "matmul", "negative M");
+void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M, const MatmulEpilogue& epi,
+            MatmulPath path) {
+    require(M >= 0 && epi.y_offset >= 0, "matmul", "negative M or y_offset");
+    require(x.handle() != y.handle(), "matmul", "x and y must be different buffers");
+    require(!(epi.activate && epi.act == UnaryOp::Scale), "matmul", "Scale is not an epilogue activation");
     require_floats(x, M * W.K, "matmul", "x");
-    require_floats(y, M * W.N, "matmul", "y");
-    const MatmulPush push{u32(M, "matmul"), u32(W.N, "matmul"), u32(W.K, "matmul")};
+    require_floats(y, epi.y_offset + M * W.N, "matmul", "y");
+    if (epi.bias) require_floats(*epi.bias, W.N, "matmul", "bias");
+    const MatmulPush push{u32(M, "matmul"), u32(W.N, "matmul"), u32(W.K, "matmul"), u32(epi.y_offset, "matmul")};
+    // Specialization constants HAS_BIAS, ACT, ACCUMULATE (matmul_epilogue.glsl).
+    const uint32_t has_bias = epi.bias != nullptr, act = epi.activate ? uint32_t(epi.act) + 1 : 0u,
+                   accumulate = epi.accumulate;
+    u32(epi.y_offset + M * W.N, "matmul");
     if (M == 0 || W.N == 0) return;
+    // The shader's bias binding needs a buffer even without a bias: x stands in, unread.
+    const Arg bias = in(epi.bias ? *epi.bias : x);
     Context& ctx = rec.context();
     if (path == MatmulPath::Auto) path = M <= kVkMatvecMaxM ? MatmulPath::Matvec : MatmulPath::Tiled;
     if (path == MatmulPath::Matvec) {
         // The shader keeps kVkMatvecMaxM partial sums per invocation: longer M goes in slices.
         require(M <= kVkMatvecMaxM, "matmul", "the matvec kernel takes at most 8 rows");
         const uint32_t wg = wg_size(ctx, 128);
-        rec.dispatch(matvec_shader(W.dtype, ctx.use_subgroups()), {in(W.buffer), in(x), out(y)}, push,
-                     split_groups(ctx, W.N), {wg});
+        rec.dispatch(matvec_shader(W.dtype, ctx.use_subgroups()), {in(W.buffer), in(x), out(y), bias}, push,
+                     split_groups(ctx, W.N), {wg, has_bias, act, accumulate});
         return;
     }
     constexpr uint32_t kTM = 4, kTN = 4, kBK = 16;  // 64×64 tiles of y, 8.5 KiB of shared memory
     const Groups g{group_count(ctx, W.N, 16 * kTN, 0), group_count(ctx, M, 16 * kTM, 1), 1};
-    rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y)}, push, g, {kTM, kTN, kBK});
+    rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y), bias}, push, g,
+                 {kTM, kTN, kBK, has_bias, act, accumulate});
 }
 
 void rms_norm(Recorder& rec, const Buffer& x, const Buffer* weight, Buffer& y, int64_t rows, int64_t n, float eps) {
@@ -251,14 +264,19 @@ RopeTable make_rope_table(Context& ctx, int64_t head_dim, float theta_base, ops:
 }
 
 void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTable& table, int64_t n_tokens,
-          int64_t n_heads) {
-    require(n_tokens >= 0 && n_heads >= 0, "rope", "negative size");
-    require_floats(x, n_tokens * n_heads * table.head_dim, "rope", "x");
+          int64_t n_heads, int64_t x_offset) {
+    require(n_tokens >= 0 && n_heads >= 0 && x_offset >= 0, "rope", "negative size or offset");
+    require_floats(x, x_offset + n_tokens * n_heads * table.head_dim, "rope", "x");
     require_floats(positions, n_tokens, "rope", "positions");
     const int64_t pairs = n_tokens * n_heads * (table.head_dim / 2);
-    const RopePush push{u32(n_tokens, "rope"), u32(n_heads, "rope"), u32(table.head_dim, "rope"),
-                        table.style == ops::RopeStyle::HalfSplit ? 1u : 0u, table.theta_scale};
+    const RopePush push{u32(n_tokens, "rope"),
+                        u32(n_heads, "rope"),
+                        u32(table.head_dim, "rope"),
+                        table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
+                        table.theta_scale,
+                        u32(x_offset, "rope")};
     u32(pairs, "rope");
+    u32(x_offset + n_tokens * n_heads * table.head_dim, "rope");
     if (pairs == 0) return;
     const uint32_t wg = wg_size(rec.context(), 256);
     rec.dispatch(ShaderId::rope, {out(x), in(positions), in(table.inv_freq)}, push,

@@ -39,9 +39,30 @@ DeviceMatrix upload_matrix(Context& ctx, const Tensor& W);
 enum class MatmulPath { Auto, Matvec, Tiled };
 constexpr int64_t kVkMatvecMaxM = 8;  // Auto: M ≤ this takes the matvec kernel
 
-// y [M][N] = x [M][K] · Wᵀ.
+enum class UnaryOp : uint32_t { GeluTanh = 0, GeluErf = 1, QuickGelu = 2, Silu = 3, Scale = 4 };
+
+// What a matmul does with each sum s = Σ_k x[m][k]·W[n][k] as it stores it, fused into the
+// kernel so that no further pass over y is recorded:
+//   y[y_offset + m·N + n] = act(s + bias[n])   (+ the value y held there, when accumulate)
+// in that order, with the same float operations as matmul, add_row_bias, unary and add one
+// after the other, so the result is theirs (up to a driver fusing a multiply and an add). A
+// residual connection is `accumulate`; a KV-cache write is `y_offset` (the cache row of the
+// first token times N).
+struct MatmulEpilogue {
+    const Buffer* bias = nullptr;  // [N] floats, added to every row
+    bool activate = false;         // apply `act` (not Scale) after the bias
+    UnaryOp act = UnaryOp::GeluTanh;
+    bool accumulate = false;       // add to y's old values (y must not be x)
+    int64_t y_offset = 0;          // in floats: where row 0 of the result starts in y
+};
+
+// y [M][N] = x [M][K] · Wᵀ, through `epi`.
 void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M,
-            MatmulPath path = MatmulPath::Auto);
+            const MatmulEpilogue& epi, MatmulPath path = MatmulPath::Auto);
+inline void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M,
+                   MatmulPath path = MatmulPath::Auto) {
+    matmul(rec, W, x, y, M, MatmulEpilogue{}, path);
+}
 
 // weight/bias may be nullptr (= 1 / 0).
 void rms_norm(Recorder& rec, const Buffer& x, const Buffer* weight, Buffer& y, int64_t rows, int64_t n, float eps);
@@ -60,11 +81,11 @@ struct RopeTable {
     Buffer inv_freq;        // [head_dim/2] 1 / powf(base, 2i/d), HalfSplit
 };
 RopeTable make_rope_table(Context& ctx, int64_t head_dim, float theta_base, ops::RopeStyle style);
-// x [n_tokens][n_heads][head_dim] in place; positions: int32 [n_tokens] on the device.
+// x [n_tokens][n_heads][head_dim] in place, starting `x_offset` floats into the buffer (a
+// KV-cache row); positions: int32 [n_tokens] on the device.
 void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTable& table, int64_t n_tokens,
-          int64_t n_heads);
+          int64_t n_heads, int64_t x_offset = 0);
 
-enum class UnaryOp : uint32_t { GeluTanh = 0, GeluErf = 1, QuickGelu = 2, Silu = 3, Scale = 4 };
 // y [n] = f(x); in place allowed (pass the same buffer). `s` is the factor of Scale.
 void unary(Recorder& rec, UnaryOp op, const Buffer& x, Buffer& y, int64_t n, float s = 1.0f);
 

@@ -3,7 +3,8 @@
 // tiles. A workgroup of 16×16 invocations computes a BM×BN tile of y (BM = 16·TM, BN = 16·TN),
 // each invocation TM×TN outputs; K is walked in steps of BK, staging x[BM][BK] and the
 // dequantized W[BN][BK] in shared memory. Edges (M, N, K not multiples of the tile) are
-// zero-filled, so any shape works. W: W_TYPE w[N rows of K]; x [M][K]; y [M][N].
+// zero-filled, so any shape works. W: W_TYPE w[N rows of K]; x [M][K]; y [M][N] (at y_offset,
+// through the fused epilogue of matmul_epilogue.glsl: bias, activation, residual).
 #include "quant.glsl"
 #include "common.glsl"
 
@@ -16,13 +17,20 @@ const uint BN = 16 * TN;
 
 layout(binding = 0) readonly buffer WBuf { W_TYPE w[]; };
 layout(binding = 1) readonly buffer XBuf { float x[]; };
-layout(binding = 2) writeonly buffer YBuf { float y[]; };
+layout(binding = 2) buffer YBuf { float y[]; };  // read too when accumulating
+layout(binding = 3) readonly buffer BiasBuf { float bias[]; };
 
 layout(push_constant) uniform Push {  // mirrors MatmulPush in core/vk_ops.cpp
     uint M, N, K;
+    uint y_offset;  // where y's row 0 starts
 } p;
+// The epilogue (matmul_epilogue.glsl): bias, activation (0 none, else UnaryOp + 1), residual.
+layout(constant_id = 3) const uint HAS_BIAS = 0;
+layout(constant_id = 4) const uint ACT = 0;
+layout(constant_id = 5) const uint ACCUMULATE = 0;
 
 #include "weights.glsl"
+#include "matmul_epilogue.glsl"
 
 // +1 column of padding so that invocations reading down a column hit different banks.
 shared float xs[BM * (BK + 1)];
@@ -62,7 +70,7 @@ void main() {
         if (m >= p.M) continue;
         for (uint j = 0; j < TN; ++j) {
             const uint n = n0 + tx + 16 * j;
-            if (n < p.N) y[m * p.N + n] = acc[i][j];
+            if (n < p.N) store_output(m, n, acc[i][j]);
         }
     }
 }

@@ -4,7 +4,8 @@
 // keeping M partial sums, which are then reduced — with subgroupAdd and one shared slot per
 // subgroup (USE_SUBGROUP), or with a shared-memory tree (portable). Each weight value is read
 // once per workgroup and used for all M rows.
-// W: W_TYPE w[N rows of K values]; x [M][K]; y [M][N]. K a multiple of W_BLOCK.
+// W: W_TYPE w[N rows of K values]; x [M][K]; y [M][N] (at y_offset, through the fused epilogue
+// of matmul_epilogue.glsl: bias, activation, residual). K a multiple of W_BLOCK.
 #include "quant.glsl"
 #include "common.glsl"
 #ifdef USE_SUBGROUP
@@ -18,13 +19,20 @@ const uint MAX_M = 8;
 
 layout(binding = 0) readonly buffer WBuf { W_TYPE w[]; };
 layout(binding = 1) readonly buffer XBuf { float x[]; };
-layout(binding = 2) writeonly buffer YBuf { float y[]; };
+layout(binding = 2) buffer YBuf { float y[]; };  // read too when accumulating
+layout(binding = 3) readonly buffer BiasBuf { float bias[]; };
 
 layout(push_constant) uniform Push {  // mirrors MatmulPush in core/vk_ops.cpp
     uint M, N, K;
+    uint y_offset;  // where y's row 0 starts
 } p;
+// The epilogue (matmul_epilogue.glsl): bias, activation (0 none, else UnaryOp + 1), residual.
+layout(constant_id = 1) const uint HAS_BIAS = 0;
+layout(constant_id = 2) const uint ACT = 0;
+layout(constant_id = 3) const uint ACCUMULATE = 0;
 
 #include "weights.glsl"
+#include "matmul_epilogue.glsl"
 
 shared float partial[MAX_M][WG];
 
@@ -47,7 +55,7 @@ void main() {
         for (uint m = 0; m < p.M; ++m) {
             float s = 0.0;
             for (uint g = 0; g < gl_NumSubgroups; ++g) s += partial[m][g];
-            y[m * p.N + n] = s;
+            store_output(m, n, s);
         }
     }
 #else
@@ -59,6 +67,6 @@ void main() {
         barrier();
     }
     if (t == 0)
-        for (uint m = 0; m < p.M; ++m) y[m * p.N + n] = partial[m][0];
+        for (uint m = 0; m < p.M; ++m) store_output(m, n, partial[m][0]);
 #endif
 }

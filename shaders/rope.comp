@@ -1,6 +1,6 @@
 #version 450
 // Rotary position embedding in place (core/ops.h rope, MODELS.md §1.4).
-// x [n_tokens][n_heads][head_dim]; positions [n_tokens] int32; inv_freq [head_dim/2].
+// x [n_tokens][n_heads][head_dim] from x_offset; positions [n_tokens] int32; inv_freq [head_dim/2].
 // One invocation per rotated pair i of one head of one token, angle a:
 //   style 0 (AdjacentPairs, ggml NORMAL): pair (2i, 2i+1), a = pos · s · s ⋯ (i factors of
 //     theta_scale, multiplied one at a time in float, as ggml and the CPU reference do);
@@ -19,6 +19,7 @@ layout(binding = 2) readonly buffer Freq { float inv_freq[]; };
 layout(push_constant) uniform Push {  // mirrors RopePush in core/vk_ops.cpp
     uint n_tokens, n_heads, head_dim, style;
     float theta_scale;
+    uint x_offset;  // where token 0 starts in x (a KV-cache row)
 } p;
 
 // sin and cos of a to a few ulp. Vulkan only promises 2^-11 absolute error for the built-in
@@ -54,11 +55,11 @@ void main() {
     if (p.style == 0) {
         a = pos;
         for (uint j = 0; j < i; ++j) a *= p.theta_scale;
-        iu = row * p.head_dim + 2 * i;
+        iu = p.x_offset + row * p.head_dim + 2 * i;
         iv = iu + 1;
     } else {
         a = pos * inv_freq[i];
-        iu = row * p.head_dim + i;
+        iu = p.x_offset + row * p.head_dim + i;
         iv = iu + half_d;
     }
     float s, c;

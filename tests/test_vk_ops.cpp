@@ -4,6 +4,7 @@
 // are float where the references sum in double, and GPU exp/sin/cos differ by a few ulp.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -85,6 +86,78 @@ TEST_CASE("vulkan matmul matches matmul_reference for every weight type", "[vulk
         if (s.M <= vk::kVkMatvecMaxM)  // the other kernel on the same shape
             require_close(run_matmul(*ctx, W, x, s.M, vk::MatmulPath::Tiled), ref, abs_tol, 1e-4f);
     }
+}
+
+TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset) equals the separate ops",
+          "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const DType type = GENERATE(DType::F32, DType::Q8_0, DType::Q4_K);
+    const vk::MatmulPath path = GENERATE(vk::MatmulPath::Matvec, vk::MatmulPath::Tiled);
+    const int64_t K = dtype_info(type).block_elems == 256 ? 256 : 96, N = 127;
+    const int64_t M = path == vk::MatmulPath::Matvec ? 5 : 70;
+    const Tensor W = make_weight(type, K, N, random_floats(size_t(K * N), 41));
+    const vk::DeviceMatrix dw = vk::upload_matrix(*ctx, W);
+    const auto x = random_floats(size_t(M * K), 42);
+    const auto b = random_floats(size_t(N), 43);
+    vk::Buffer dx = vk::upload_floats(*ctx, x), db = vk::upload_floats(*ctx, b);
+    struct Case {
+        bool bias, activate;
+        vk::UnaryOp act;
+        bool accumulate;
+        int64_t offset;
+    };
+    for (const Case c : {Case{true, false, vk::UnaryOp::GeluTanh, false, 0},
+                         Case{true, true, vk::UnaryOp::GeluErf, false, 0},
+                         Case{false, true, vk::UnaryOp::QuickGelu, false, 0},
+                         Case{true, true, vk::UnaryOp::GeluTanh, false, 3 * N + 1},
+                         Case{true, false, vk::UnaryOp::GeluTanh, true, 0},
+                         Case{false, false, vk::UnaryOp::GeluTanh, true, 2 * N}}) {
+        INFO(dtype_name(type) << " M=" << M << " bias=" << c.bias << " act=" << (c.activate ? int(c.act) : -1)
+                              << " accumulate=" << c.accumulate << " offset=" << c.offset);
+        // The separate ops: t = x·Wᵀ; t += bias; t = act(t).
+        const int64_t n_out = M * N;
+        vk::Buffer t(*ctx, uint64_t(n_out) * 4);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::matmul(rec, dw, dx, t, M, path);
+        if (c.bias) vk::add_row_bias(rec, t, db, M, N);
+        if (c.activate) vk::unary(rec, c.act, t, t, n_out);
+        rec.submit_and_wait();
+        const auto separate = vk::download_floats(*ctx, t, uint64_t(n_out));
+        // y holds old values around and under the written range [offset, offset + M·N).
+        const auto y0 = random_floats(size_t(c.offset + n_out + 7), 44, 3.0f);
+        vk::Buffer y = vk::upload_floats(*ctx, y0);
+        vk::MatmulEpilogue e;
+        e.bias = c.bias ? &db : nullptr;
+        e.activate = c.activate;
+        e.act = c.act;
+        e.accumulate = c.accumulate;
+        e.y_offset = c.offset;
+        rec.begin();
+        vk::matmul(rec, dw, dx, y, M, e, path);
+        rec.submit_and_wait();
+        auto want = y0;
+        for (int64_t i = 0; i < n_out; ++i) {
+            float& w = want[size_t(c.offset + i)];
+            w = c.accumulate ? w + separate[size_t(i)] : separate[size_t(i)];
+        }
+        // The same float operations in the same order: equal up to a driver's freedom to fuse a
+        // multiply and an add.
+        require_close(vk::download_floats(*ctx, y, want.size()), want, 1e-7f, 1e-6f);
+    }
+    // y must not be x (the kernel would read what it overwrites), and Scale is no epilogue.
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    vk::Buffer xy = vk::upload_floats(*ctx, random_floats(size_t(M * std::max(K, N)), 45));
+    CHECK_THROWS_AS(vk::matmul(rec, dw, xy, xy, M, vk::MatmulEpilogue{}, path), std::invalid_argument);
+    vk::MatmulEpilogue scale;
+    scale.activate = true;
+    scale.act = vk::UnaryOp::Scale;
+    vk::Buffer y(*ctx, uint64_t(M * N) * 4);
+    CHECK_THROWS_AS(vk::matmul(rec, dw, dx, y, M, scale, path), std::invalid_argument);
+    vk::MatmulEpilogue past_end;
+    past_end.y_offset = 1;
+    CHECK_THROWS_AS(vk::matmul(rec, dw, dx, y, M, past_end, path), std::invalid_argument);
 }
 
 TEST_CASE("vulkan upload_matrix rejects what it cannot run", "[vulkan]") {
@@ -187,6 +260,17 @@ TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
         ops::rope(ref.data(), pos.data(), s.tokens, s.heads, s.dim, s.base, style);
         // Angles up to ~2200 rad: float's own spacing there is 2.4e-4.
         require_close(vk::download_floats(*ctx, dx, total), ref, 2e-5f, 1e-4f);
+        // The same rows at an offset (a KV-cache row): rotated there, the floats around untouched.
+        const int64_t off = 2 * s.dim + 1;
+        std::vector<float> padded(size_t(off) + total + 5, 7.5f);
+        std::copy(x.begin(), x.end(), padded.begin() + off);
+        vk::Buffer dp = vk::upload_floats(*ctx, padded);
+        rec.begin();
+        vk::rope(rec, dp, dpos, table, s.tokens, s.heads, off);
+        rec.submit_and_wait();
+        const auto rotated = vk::download_floats(*ctx, dx, total);
+        std::copy(rotated.begin(), rotated.end(), padded.begin() + off);
+        REQUIRE(vk::download_floats(*ctx, dp, padded.size()) == padded);
     }
 }
 

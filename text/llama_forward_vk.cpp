@@ -63,10 +63,7 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     x_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     xb_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     q_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
-    k_ = vk::Buffer(ctx_, fbytes(B, c.kv_dim()));
-    v_ = vk::Buffer(ctx_, fbytes(B, c.kv_dim()));
     att_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
-    proj_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     gate_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     up_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     pos_ = vk::Buffer(ctx_, fbytes(B, 1));
@@ -75,34 +72,35 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     logits_rows_ = 1;
 }
 
-// x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x); K and V of the batch
-// are copied into cache rows pos0 .. pos0+T-1 first (the cache layout is [pos][KV·hd], which
-// vk::attention reads directly).
+// x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x). The K and V products
+// are stored straight into cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which
+// vk::attention reads directly) and K is rotated there; the output and down products add
+// themselves to x (the matmul epilogue): 13 dispatches a layer.
 void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
-    const int64_t D = c.n_embd, kvd = c.kv_dim();
-    vk::rms_norm(rec_, x_, &L.attn_norm, xb_, T, D, c.rms_eps);
-    vk::matmul(rec_, L.wq, xb_, q_, T);
-    vk::matmul(rec_, L.wk, xb_, k_, T);
-    vk::matmul(rec_, L.wv, xb_, v_, T);
-    vk::rope(rec_, q_, pos_, w_->rope, T, c.n_heads);
-    vk::rope(rec_, k_, pos_, w_->rope, T, c.n_kv_heads);
+    const int64_t D = c.n_embd, row0 = int64_t(pos0) * c.kv_dim();
     vk::Buffer& kc = k_cache_[size_t(layer)];
     vk::Buffer& vc = v_cache_[size_t(layer)];
-    vk::copy(rec_, k_, 0, kc, int64_t(pos0) * kvd, int64_t(T) * kvd);
-    vk::copy(rec_, v_, 0, vc, int64_t(pos0) * kvd, int64_t(T) * kvd);
+    vk::MatmulEpilogue to_cache;
+    to_cache.y_offset = row0;
+    vk::MatmulEpilogue residual;
+    residual.accumulate = true;
+    vk::rms_norm(rec_, x_, &L.attn_norm, xb_, T, D, c.rms_eps);
+    vk::matmul(rec_, L.wq, xb_, q_, T);
+    vk::matmul(rec_, L.wk, xb_, kc, T, to_cache);
+    vk::matmul(rec_, L.wv, xb_, vc, T, to_cache);
+    vk::rope(rec_, q_, pos_, w_->rope, T, c.n_heads);
+    vk::rope(rec_, kc, pos_, w_->rope, T, c.n_kv_heads, row0);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
     vk::attention(rec_, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
                   /*causal=*/true, pos0);
-    vk::matmul(rec_, L.wo, att_, proj_, T);
-    vk::add(rec_, x_, proj_, x_, int64_t(T) * D);
+    vk::matmul(rec_, L.wo, att_, x_, T, residual);
     // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
     vk::rms_norm(rec_, x_, &L.ffn_norm, xb_, T, D, c.rms_eps);
     vk::matmul(rec_, L.w_gate, xb_, gate_, T);
     vk::matmul(rec_, L.w_up, xb_, up_, T);
     vk::swiglu(rec_, gate_, up_, gate_, int64_t(T) * c.n_ff);
-    vk::matmul(rec_, L.w_down, gate_, proj_, T);
-    vk::add(rec_, x_, proj_, x_, int64_t(T) * D);
+    vk::matmul(rec_, L.w_down, gate_, x_, T, residual);
 }
 
 void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {

@@ -126,12 +126,19 @@ void VitVulkan::reserve(int group) {
 void VitVulkan::record_tile(int t) {
     vk::Recorder& r = *rec_;
     const int64_t S = c_.image_size, p = c_.patch_size, P = c_.n_patches(), T = c_.n_positions(), D = c_.n_embd;
-    const int64_t H = c_.n_heads, hd = c_.head_dim(), F = c_.n_ff;
+    const int64_t H = c_.n_heads, hd = c_.head_dim();
     const float eps = c_.layer_norm_eps;
+    // out = in · Wᵀ + b, with the bias (if the model has one), the activation (act) or the
+    // residual add (residual: out += ...) fused into the matmul's store.
+    enum class Then { Store, Activate, AddTo };
     auto linear = [&](const vk::DeviceMatrix& W, const vk::Buffer& b, const vk::Buffer& in, vk::Buffer& out,
-                      int64_t rows) {
-        vk::matmul(r, W, in, out, rows);
-        if (b) vk::add_row_bias(r, out, b, rows, W.N);
+                      int64_t rows, Then then = Then::Store) {
+        vk::MatmulEpilogue e;
+        e.bias = b ? &b : nullptr;
+        e.activate = then == Then::Activate;
+        e.act = unary_of(c_.activation);
+        e.accumulate = then == Then::AddTo;
+        vk::matmul(r, W, in, out, rows, e);
     };
     auto opt = [](const vk::Buffer& b) { return b ? &b : nullptr; };
     vk::Buffer* x = &x_;
@@ -159,14 +166,11 @@ void VitVulkan::record_tile(int t) {
         linear(L.k, L.k_b, *h, k_, T);
         linear(L.v, L.v_b, *h, v_, T);
         vk::attention(r, q_, k_, v_, att_, T, T, H, H, hd, scale, /*causal=*/false, 0);
-        linear(L.o, L.o_b, att_, *h, T);
-        vk::add(r, *x, *h, *x, T * D);
+        linear(L.o, L.o_b, att_, *x, T, Then::AddTo);
         // x += fc2(act(fc1(ln2(x))))
         vk::layer_norm(r, *x, opt(L.ln2_w), opt(L.ln2_b), *h, T, D, eps);
-        linear(L.fc1, L.fc1_b, *h, ff_, T);
-        vk::unary(r, unary_of(c_.activation), ff_, ff_, T * F);
-        linear(L.fc2, L.fc2_b, ff_, *h, T);
-        vk::add(r, *x, *h, *x, T * D);
+        linear(L.fc1, L.fc1_b, *h, ff_, T, Then::Activate);
+        linear(L.fc2, L.fc2_b, ff_, *x, T, Then::AddTo);
     }
     if (c_.post_layernorm) {
         vk::layer_norm(r, *x, opt(post_ln_w_), opt(post_ln_b_), *h, T, D, eps);
@@ -185,11 +189,15 @@ void VitVulkan::record_projector(int n_tiles) {
         return;
     }
     const int64_t rows = int64_t(n_tiles) * P;
-    vk::matmul(r, mm0_, features_, hidden_, rows);
-    vk::add_row_bias(r, hidden_, mm0_b_, rows, pc.n_hidden);
-    vk::unary(r, vk::UnaryOp::GeluErf, hidden_, hidden_, rows * pc.n_hidden);
-    vk::matmul(r, mm2_, hidden_, out_, rows);
-    vk::add_row_bias(r, out_, mm2_b_, rows, pc.n_out);
+    // hidden = gelu_erf(features · mm0ᵀ + b0); out = hidden · mm2ᵀ + b2 (bias and GELU fused)
+    vk::MatmulEpilogue e0;
+    e0.bias = mm0_b_ ? &mm0_b_ : nullptr;
+    e0.activate = true;
+    e0.act = vk::UnaryOp::GeluErf;
+    vk::matmul(r, mm0_, features_, hidden_, rows, e0);
+    vk::MatmulEpilogue e2;
+    e2.bias = mm2_b_ ? &mm2_b_ : nullptr;
+    vk::matmul(r, mm2_, hidden_, out_, rows, e2);
 }
 
 void VitVulkan::encode(const float* tiles, int n_tiles, float* out, bool with_projector, VisionTimings* t) {
