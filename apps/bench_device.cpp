@@ -13,10 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/bench_model.h"
 #include "apps/bench_util.h"
 #include "apps/default_model.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "core/vk_buffer.h"
 #include "fusion/vlm.h"
 #include "text/llama_forward.h"
 #include "text/llama_forward_vk.h"
@@ -201,9 +203,14 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["encode_ms_per_tile"] = v.ms_per_tile;
         j["tiles_per_call"] = v.tiles;
         j["tile_px"] = vm->config.image_size;
+        const double gflop = vision_gflop_per_tile(vm->config);
+        j["encode_gflop_per_tile"] = gflop;
+        j["encode_gflops"] = gflop / v.ms_per_tile * 1000.0;
         if (!o.json)
-            std::printf("vision: %.1f ms per %dx%d tile (%d tiles per call, projector included)\n", v.ms_per_tile,
-                        vm->config.image_size, vm->config.image_size, v.tiles);
+            std::printf("vision: %.1f ms per %dx%d tile (%d tiles per call, projector included; %.2f GFLOP a tile: "
+                        "%.0f GFLOP/s)\n",
+                        v.ms_per_tile, vm->config.image_size, vm->config.image_size, v.tiles, gflop,
+                        gflop / v.ms_per_tile * 1000.0);
         std::fflush(stdout);
     }
     if (tm) {
@@ -215,6 +222,21 @@ int run_device_bench(const DeviceBenchOptions& o) {
         if (!o.json)
             std::printf("text: prefill %.1f tokens/s (%d tokens), decode %.1f tokens/s (%d steps)\n", t.prefill_tps,
                         o.prompt, t.decode_tps, o.gen);
+        if (dev.ctx) {
+            // Decode against the device's memory bandwidth: each step reads every layer
+            // matrix, the output matrix and the K/V rows (the CPU bench's bound, apps/bench_model.h).
+            const double bw = vk::measure_copy_bandwidth_gbs(*dev.ctx, uint64_t(256) << 20);
+            const double bytes = double(decode_weight_bytes(*tm)) + decode_kv_bytes(*tm, o.prompt, o.gen);
+            const double bound = bw * 1e9 / bytes;
+            j["device_copy_gbs"] = bw;
+            j["decode_bytes_per_token"] = bytes;
+            j["decode_bound_tps"] = bound;
+            j["decode_pct_bound"] = 100.0 * t.decode_tps / bound;
+            if (!o.json)
+                std::printf("decode: %.1f%% of the bandwidth bound of %.1f tokens/s (%.1f MiB of weights and K/V "
+                            "read a token, %.1f GB/s: the device's own buffer copies)\n",
+                            100.0 * t.decode_tps / bound, bound, bytes / (1 << 20), bw);
+        }
     }
     if (o.profile) {
         if (dev.ctx) profile_runs(*dev.ctx, vm, tm, o, pool, j);

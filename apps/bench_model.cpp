@@ -46,15 +46,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 uint64_t tensor_bytes(const Tensor& t) { return uint64_t(t.ne[3]) * t.nb[3]; }
 
-// What one decode step streams: see the file comment.
-uint64_t decode_weight_bytes(const LlamaModel& m) {
-    const LlamaWeights& w = m.weights;
-    uint64_t total = tensor_bytes(w.output_norm) + tensor_bytes(w.output);
-    for (const auto& L : w.layers)
-        for (const Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
-            total += tensor_bytes(*t);
-    return total;
-}
 
 // Multiply-adds of the layer matrices per token (the FLOPs of prefill are 2x this per token,
 // plus attention).
@@ -223,6 +214,21 @@ void print_profile(const std::vector<Stage>& st, int depth) {
 
 }  // namespace
 
+// What one decode step streams: see the file comment.
+uint64_t decode_weight_bytes(const LlamaModel& m) {
+    const LlamaWeights& w = m.weights;
+    uint64_t total = tensor_bytes(w.output_norm) + tensor_bytes(w.output);
+    for (const auto& L : w.layers)
+        for (const Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
+            total += tensor_bytes(*t);
+    return total;
+}
+
+double decode_kv_bytes(const LlamaModel& m, int prompt, int steps) {
+    const LlamaConfig& c = m.config;
+    return 2.0 * c.n_layers * c.kv_dim() * sizeof(float) * (prompt + 0.5 * (steps - 1));
+}
+
 int run_model_bench(const ModelBenchOptions& opt) {
     if (opt.model.empty() == opt.random.empty())
         throw Error(ErrorKind::Usage, "bench: give exactly one of -m MODEL and --random SHAPE");
@@ -266,7 +272,7 @@ int run_model_bench(const ModelBenchOptions& opt) {
 
     const double prefill_tps = opt.prompt > 0 ? opt.prompt / median(f.prefill_s) : 0;
     const double decode0_tps = opt.gen / median(f.decode0_s), decode_tps = opt.gen / median(f.decode_s);
-    const double kv_bytes = 2.0 * c.n_layers * c.kv_dim() * sizeof(float) * (opt.prompt + 0.5 * (opt.gen - 1));
+    const double kv_bytes = decode_kv_bytes(model, opt.prompt, opt.gen);
     const double bound0 = bw * 1e9 / double(weight_bytes), bound = bw * 1e9 / (double(weight_bytes) + kv_bytes);
     const double P = opt.prompt;
     const double prefill_flops = 2.0 * P * layer_macs_per_token(model) + 2.0 * c.n_embd * c.n_vocab +

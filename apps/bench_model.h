@@ -7,7 +7,18 @@
 
 #include "core/dtype.h"
 
+namespace glimpse {
+struct LlamaModel;
+}
+
 namespace glimpse::app {
+
+// Bytes one decode step must stream: every layer matrix, the output matrix and the norms (the
+// embedding table is read one row per token, not counted) ...
+uint64_t decode_weight_bytes(const LlamaModel& m);
+// ... and the float K/V cache rows that the attention of `steps` decode steps after a prompt of
+// `prompt` tokens reads, per step (mean depth prompt + (steps − 1)/2).
+double decode_kv_bytes(const LlamaModel& m, int prompt, int steps);
 
 struct ModelBenchOptions {
     std::string model;           // -m: any text model open_llama_model takes

@@ -96,4 +96,10 @@ void download(Context& ctx, const Buffer& src, void* dst, uint64_t bytes, uint64
 Buffer upload_floats(Context& ctx, const std::vector<float>& v);
 std::vector<float> download_floats(Context& ctx, const Buffer& b, uint64_t count);
 
+// The device's memory bandwidth as its own copies see it: `copies` buffer-to-buffer copies of
+// `bytes` (capped at what one buffer may hold) between two device buffers, back and forth, in
+// one submission; GB/s of bytes read plus bytes written, best of `runs` after a warm-up run.
+// What a decode step's weight reads are held against (bench --device vulkan).
+double measure_copy_bandwidth_gbs(Context& ctx, uint64_t bytes, int copies = 8, int runs = 3);
+
 }  // namespace glimpse::vk

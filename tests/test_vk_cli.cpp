@@ -163,6 +163,15 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(j["encode_ms_per_tile"].get<double>() > 0);
     CHECK(j["prefill_tps"].get<double>() > 0);
     CHECK(j["decode_tps"].get<double>() > 0);
+    // Decode against the device's bandwidth, and the encoder's compute rate.
+    const double bw = j["device_copy_gbs"].get<double>(), bytes = j["decode_bytes_per_token"].get<double>();
+    CHECK(bw > 0);
+    CHECK(bytes > 0);
+    CHECK(j["decode_bound_tps"].get<double>() == Approx(bw * 1e9 / bytes));
+    CHECK(j["decode_pct_bound"].get<double>() == Approx(100.0 * j["decode_tps"].get<double>() / (bw * 1e9 / bytes)));
+    CHECK(j["encode_gflop_per_tile"].get<double>() > 0);
+    CHECK(j["encode_gflops"].get<double>() ==
+          Approx(j["encode_gflop_per_tile"].get<double>() / j["encode_ms_per_tile"].get<double>() * 1000.0));
     // --profile: GPU time by shader of one encode, one prefill and the decode steps; a decode
     // step runs the attention shader once per layer.
     if (ctx->timestamp_bits() > 0) {
@@ -175,10 +184,17 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
         CHECK(j["profile"]["decode"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
         CHECK(j["profile"]["prefill"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
         CHECK(j["profile"]["encode"]["shaders"].contains("im2col"));
+        // The matmul epilogue: K/V go straight into the cache and the residual adds, biases and
+        // GELU ride on the matmuls, so a decode step copies only the last row's logits input
+        // and runs `binary` only for SwiGLU; the encoder runs no separate activation.
+        CHECK(j["profile"]["decode"]["shaders"]["copy"]["dispatches"].get<double>() == 1);
+        CHECK(j["profile"]["decode"]["shaders"]["binary"]["dispatches"].get<double>() == layers);
+        CHECK_FALSE(j["profile"]["encode"]["shaders"].contains("unary"));
         const auto t = run_glimpse("bench --device vulkan -p 16 -n 4 -r 1 --vit-tiles 1 --profile");
         REQUIRE(t.exit_code == 0);
         CHECK(t.out.find("decode, 4 steps, GPU time by shader (per token):") != std::string::npos);
         CHECK(t.out.find("GPU total") != std::string::npos);
+        CHECK(t.out.find("of the bandwidth bound of") != std::string::npos);
     }
 
     // bench --caption runs both towers there too, and says so.

@@ -494,10 +494,14 @@ VitBenchResult bench_vit_tiles(ThreadPool& pool, int n_tiles, int repeats, bool 
     std::sort(cpu.begin(), cpu.end());
     r.wall_ms_per_tile = wall[wall.size() / 2];
     r.cpu_ms_per_tile = cpu[cpu.size() / 2];
+    r.gflop_per_tile = vision_gflop_per_tile(c);
+    return r;
+}
+
+double vision_gflop_per_tile(const VisionConfig& c) {
     const double D = c.n_embd, F = c.n_ff, T = c.n_positions(), L = c.n_layers, p = c.patch_size;
     const double per_row = 3 * p * p * D + L * (4 * D * D + 2 * D * F + 2 * T * D);  // conv, blocks, attention
-    r.gflop_per_tile = 2 * (T * per_row + T * D * projected_dim(c)) / 1e9;          // + projector (D·s² per T/s² rows)
-    return r;
+    return 2 * (T * per_row + T * D * projected_dim(c)) / 1e9;                       // + projector (D·s² per T/s² rows)
 }
 
 }  // namespace glimpse

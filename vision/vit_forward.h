@@ -79,4 +79,8 @@ struct VitBenchResult {
 };
 VitBenchResult bench_vit_tiles(ThreadPool& pool, int n_tiles = 1, int repeats = 1, bool f16 = false);
 
+// GFLOP of encoding one tile: 2 × the multiply-adds of the patch convolution, the blocks'
+// matmuls and attention, and the projector.
+double vision_gflop_per_tile(const VisionConfig& c);
+
 }  // namespace glimpse
