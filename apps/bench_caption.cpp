@@ -126,8 +126,10 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
     }
     const int size = opt.image_size > 0 ? opt.image_size : opt.random.empty() ? 256 : 512;
     std::vector<CaptionInput> inputs;
+    // JPEG like the photos people caption; PNG in a build that cannot write JPEG (no OpenCV).
+    const std::string ext = can_encode_image("jpg") ? ".jpg" : ".png";
     for (int i = 0; i < opt.images; ++i) {
-        const fs::path p = scratch.path / ("picture" + std::to_string(1000 + i) + ".jpg");
+        const fs::path p = scratch.path / ("picture" + std::to_string(1000 + i) + ext);
         save_image(make_picture(size, uint64_t(i)), p.string());
         inputs.push_back({p.string(), ""});
     }

@@ -17,7 +17,8 @@
 // palette and alpha are handled here, by rules stated once (docs/IMAGES.md).
 //
 // Encoding: stb_image_write for PNG and BMP (the pictures `glimpse inspect` writes), OpenCV
-// for JPEG, WebP and TIFF.
+// for JPEG, WebP and TIFF. A build with CMake's GLIMPSE_OPENCV=OFF has neither OpenCV path:
+// those formats are then one-line errors.
 #include "vision/image.h"
 
 #include <stb/stb_image.h>
@@ -34,9 +35,11 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#ifndef GLIMPSE_NO_OPENCV
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
+#endif
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -63,6 +66,7 @@ void check_limits(const probe::Dimensions& d, const ImageLimits& lim, const std:
                                     " pixels), more than the " + std::to_string(lim.max_pixels) + "-pixel limit");
 }
 
+#ifndef GLIMPSE_NO_OPENCV
 void silence_opencv() {
     static std::once_flag once;
     // OpenCV logs decoder failures to stderr; glimpse reports them as one Error line instead.
@@ -127,6 +131,13 @@ RgbImage decode_opencv(const uint8_t* data, size_t size, probe::Format fmt, cons
     else convert_rows<uint16_t>(decoded, out);
     return out;
 }
+#else
+// A build without OpenCV (CMake GLIMPSE_OPENCV=OFF) has no decoder for these formats.
+RgbImage decode_opencv(const uint8_t*, size_t, probe::Format fmt, const probe::Dimensions&, const std::string& name) {
+    const std::string what = fmt == probe::Format::Jpeg ? "CMYK/YCCK JPEG" : probe::format_name(fmt);
+    throw input_error(name, what + " images need OpenCV, and this glimpse was built without it (GLIMPSE_OPENCV=OFF)");
+}
+#endif
 
 // JPEG through libjpeg-turbo. Its errors longjmp back to the setjmp in decode_jpeg_rows, a
 // function with no C++ object of its own (the picture and the row buffer belong to the
@@ -368,6 +379,11 @@ std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
         if (!ok) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
         return bytes;
     }
+#ifdef GLIMPSE_NO_OPENCV
+    throw Error(ErrorKind::Usage, "cannot write " + ext +
+                                      " images: this glimpse was built without OpenCV (GLIMPSE_OPENCV=OFF); png and "
+                                      "bmp work");
+#else
     silence_opencv();
     std::vector<int> params;
     if (ext == "jpg" || ext == "jpeg") params = {cv::IMWRITE_JPEG_QUALITY, 95};
@@ -390,6 +406,16 @@ std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
     }
     if (!ok) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
     return bytes;
+#endif
+}
+
+bool can_encode_image(const std::string& ext) {
+    if (ext == "png" || ext == "bmp") return true;
+#ifdef GLIMPSE_NO_OPENCV
+    return false;
+#else
+    return ext == "jpg" || ext == "jpeg" || ext == "webp" || ext == "tif" || ext == "tiff";
+#endif
 }
 
 void save_image(const RgbImage& img, const std::string& path) {

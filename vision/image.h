@@ -47,8 +47,10 @@ RgbImage decode_image(const uint8_t* data, size_t size, const std::string& name,
 
 // Lossless (png, bmp: stb_image_write; tiff, webp: OpenCV) or lossy (jpg, quality 95: OpenCV)
 // encoding; `ext` is the format's file extension without the dot. Error(Usage) for any other
-// extension.
+// extension, and for jpg/webp/tiff in a build without OpenCV (GLIMPSE_OPENCV=OFF).
 std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext);
+// Whether encode_image writes this extension in this build.
+bool can_encode_image(const std::string& ext);
 void save_image(const RgbImage& img, const std::string& path);  // format from the extension
 
 // EXIF orientation 1..8 applied the way Pillow's ImageOps.exif_transpose does: 2 mirror,

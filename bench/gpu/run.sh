@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The GPU figures of issue 5 in one run, on a machine prepared by bench/gpu/prepare.sh:
+#
+#   bash bench/gpu/run.sh [OUT_DIR]      # OUT_DIR defaults to $OUT, else ./gpu-out
+#
+# Writes to OUT_DIR: devices.txt (glimpse devices, nvidia-smi if present), tests.txt (the
+# [vulkan] tests on this device), bench-*.json and profile-*.txt (bench --device vulkan), and
+# summary.txt, the figures docs/PERFORMANCE.md records:
+#   decode of a SmolVLM-500M-shaped text model (F16 and Q8_0) in tokens/s and as a percentage
+#   of the bandwidth bound (weights + K/V bytes a token / the device's own copy rate: goal
+#   >= 70 %), and a 512x512 tile of the SigLIP-B/16 tower encoded in ms (goal < 5 ms on a
+#   datacenter GPU).
+# Each step has its own time limit, so the whole run stays under about 8 minutes.
+# GLIMPSE_GPU_QUICK=1: the same steps on tiny sizes (-p 16 -n 4, one tile, one run each), to
+# check the script itself on a slow device such as lavapipe.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-${OUT:-$PWD/gpu-out}}
+mkdir -p "$out"
+[ -d .gpu/bin ] || { echo "run: no .gpu/ here: run bench/gpu/prepare.sh first" >&2; exit 2; }
+export LD_LIBRARY_PATH=$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+[ -d .gpu/golden/smolvlm-tiny ] && export GLIMPSE_GOLDEN=$PWD/.gpu/golden
+# The tests find the checkout and the binary by the paths they were built with.
+src=$(cat .gpu/source_dir)
+if [ "$src" != "$PWD" ] && [ ! -e "$src" ]; then mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"; fi
+mkdir -p build-gpu/tests
+cp .gpu/bin/glimpse build-gpu/glimpse
+cp .gpu/bin/glimpse_tests build-gpu/tests/glimpse_tests
+g=build-gpu/glimpse
+if ldd $g build-gpu/tests/glimpse_tests | grep 'not found'; then echo "run: libraries missing (above)" >&2; exit 3; fi
+
+# A driver the loader does not find by itself (NVIDIA's manifest outside the usual places).
+if ! $g devices >/dev/null 2>&1; then
+    for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+               /etc/vulkan/icd.d/nvidia_icd.json; do
+        [ -f "$icd" ] && { export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd; break; }
+    done
+fi
+{ $g devices; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory --format=csv; } \
+    > "$out/devices.txt" 2>&1
+cat "$out/devices.txt"
+$g devices >/dev/null 2>&1 || { echo "run: no Vulkan device" >&2; exit 4; }
+
+step() {  # step NAME SECONDS COMMAND...: output to OUT/NAME, one status line here
+    local name=$1 limit=$2; shift 2
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$out/$name" 2>&1
+    local rc=$?
+    echo "$name: exit $rc in $((SECONDS - t0)) s"
+    echo "$name: exit $rc in $((SECONDS - t0)) s" >> "$out/steps.txt"
+}
+: > "$out/steps.txt"
+text=(-p 512 -n 128 -r 3) vit=(--vit-tiles 8 -r 5) text_prof=(-p 512 -n 32 -r 1) vit_prof=(--vit-tiles 8 -r 1)
+if [ "${GLIMPSE_GPU_QUICK:-0}" = 1 ]; then
+    text=(-p 16 -n 4 -r 1) vit=(--vit-tiles 1 -r 1) text_prof=(-p 16 -n 4 -r 1) vit_prof=(--vit-tiles 1 -r 1)
+fi
+step tests.txt 150 build-gpu/tests/glimpse_tests "[vulkan]" --durations yes
+step bench-500m-f16.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
+step bench-500m-q8_0.json 90 $g bench --device vulkan --random smolvlm-500m --type q8_0 "${text[@]}" --json
+step bench-vit.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
+step profile-500m-f16.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 "${text_prof[@]}" --profile
+step profile-vit.txt 60 $g bench --device vulkan --vit "${vit_prof[@]}" --profile
+
+python3 - "$out" > "$out/summary.txt" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+def load(name):
+    try:
+        return json.loads((out / name).read_text())
+    except Exception as e:
+        print(f"{name}: no figures ({e.__class__.__name__})")
+        return None
+for t in ("f16", "q8_0"):
+    j = load(f"bench-500m-{t}.json")
+    if j:
+        print(f"SmolVLM-500M-shaped text, {t}: prefill {j['prefill_tps']:.0f} tok/s ({j['prefill_tokens']} tokens), "
+              f"decode {j['decode_tps']:.1f} tok/s ({j['decode_tokens']} steps) "
+              f"= {j['decode_pct_bound']:.1f} % of the bound {j['decode_bound_tps']:.0f} tok/s "
+              f"({j['decode_bytes_per_token'] / 2**20:.0f} MiB a token at {j['device_copy_gbs']:.0f} GB/s copy)")
+j = load("bench-vit.json")
+if j:
+    print(f"SigLIP-B/16 512x512 tile: {j['encode_ms_per_tile']:.2f} ms ({j['tiles_per_call']} tiles a call), "
+          f"{j['encode_gflops'] / 1000:.1f} TFLOP/s")
+PY
+cat "$out/summary.txt"
+tail -3 "$out/tests.txt"
