@@ -3,6 +3,7 @@
 #include "core/vk_ops.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 #include <vector>
 
@@ -151,7 +152,9 @@ bool get_rows_supports(DType t) {
     return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0;
 }
 
-DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) {
+namespace {
+
+void check_uploadable(Context& ctx, const Tensor& W) {
     if (!matmul_supports(W.dtype))
         throw model_error(W.name, "type " + std::string(dtype_name(W.dtype)) + " has no Vulkan kernel yet");
     if (W.ne[2] != 1 || W.ne[3] != 1 || !W.contiguous() || !W.data)
@@ -164,30 +167,61 @@ DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) {
         throw Error(ErrorKind::Device, "vulkan: " + W.name + ": " + std::string(dtype_name(W.dtype)) +
                                            " weights need 8- and 16-bit storage buffers, which " + ctx.label() +
                                            " lacks");
+}
+
+// The row blocks of every tensor in `parts` (checked alike) one after the other in one buffer.
+DeviceMatrix upload_stacked_rows(Context& ctx, std::initializer_list<const Tensor*> parts) {
+    const Tensor& first = **parts.begin();
     DeviceMatrix m;
-    m.name = W.name;
-    m.dtype = W.dtype;
-    m.K = W.ne[0];
-    m.N = W.ne[1];
-    m.buffer = Buffer(ctx, W.bytes());
-    upload(ctx, m.buffer, W.data, W.bytes());
+    m.name = first.name;
+    m.dtype = first.dtype;
+    m.K = first.ne[0];
+    uint64_t bytes = 0;
+    for (const Tensor* t : parts) {
+        check_uploadable(ctx, *t);
+        if (t->dtype != first.dtype || t->ne[0] != first.ne[0])
+            throw model_error(t->name, "cannot stack it under " + first.name + ": " + std::string(dtype_name(t->dtype)) +
+                                           " rows of " + std::to_string(t->ne[0]) + " against " +
+                                           std::string(dtype_name(first.dtype)) + " rows of " +
+                                           std::to_string(first.ne[0]));
+        if (t != &first) m.name += "+" + t->name;
+        m.N += t->ne[1];
+        bytes += t->bytes();
+    }
+    m.buffer = Buffer(ctx, bytes);
+    uint64_t at = 0;
+    for (const Tensor* t : parts) {
+        upload(ctx, m.buffer, t->data, t->bytes(), at);
+        at += t->bytes();
+    }
     return m;
 }
+
+}  // namespace
+
+DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) {
+    return upload_stacked_rows(ctx, {&W});
+}
+
+DeviceMatrix upload_stacked(Context& ctx, const Tensor& A, const Tensor& B) { return upload_stacked_rows(ctx, {&A, &B}); }
 
 void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M, const MatmulEpilogue& epi,
             MatmulPath path) {
     require(M >= 0 && epi.y_offset >= 0, "matmul", "negative M or y_offset");
     require(x.handle() != y.handle(), "matmul", "x and y must be different buffers");
     require(!(epi.activate && epi.act == UnaryOp::Scale), "matmul", "Scale is not an epilogue activation");
+    require(!epi.glu || (W.N % 2 == 0 && !epi.bias && !epi.activate && !epi.accumulate), "matmul",
+            "glu needs an even number of weight rows and no bias, activation or accumulate");
+    const int64_t N = epi.glu ? W.N / 2 : W.N;  // output columns
     require_floats(x, M * W.K, "matmul", "x");
-    require_floats(y, epi.y_offset + M * W.N, "matmul", "y");
-    if (epi.bias) require_floats(*epi.bias, W.N, "matmul", "bias");
-    const MatmulPush push{u32(M, "matmul"), u32(W.N, "matmul"), u32(W.K, "matmul"), u32(epi.y_offset, "matmul")};
-    // Specialization constants HAS_BIAS, ACT, ACCUMULATE (matmul_epilogue.glsl).
+    require_floats(y, epi.y_offset + M * N, "matmul", "y");
+    if (epi.bias) require_floats(*epi.bias, N, "matmul", "bias");
+    const MatmulPush push{u32(M, "matmul"), u32(N, "matmul"), u32(W.K, "matmul"), u32(epi.y_offset, "matmul")};
+    // Specialization constants HAS_BIAS, ACT, ACCUMULATE, GLU (matmul_epilogue.glsl).
     const uint32_t has_bias = epi.bias != nullptr, act = epi.activate ? uint32_t(epi.act) + 1 : 0u,
-                   accumulate = epi.accumulate;
-    u32(epi.y_offset + M * W.N, "matmul");
-    if (M == 0 || W.N == 0) return;
+                   accumulate = epi.accumulate, glu = epi.glu;
+    u32(epi.y_offset + M * N, "matmul");
+    if (M == 0 || N == 0) return;
     // The shader's bias binding needs a buffer even without a bias: x stands in, unread.
     const Arg bias = in(epi.bias ? *epi.bias : x);
     Context& ctx = rec.context();
@@ -197,13 +231,13 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
         require(M <= kVkMatvecMaxM, "matmul", "the matvec kernel takes at most 8 rows");
         const uint32_t wg = wg_size(ctx, 128);
         rec.dispatch(matvec_shader(W.dtype, ctx.use_subgroups()), {in(W.buffer), in(x), out(y), bias}, push,
-                     split_groups(ctx, W.N), {wg, has_bias, act, accumulate});
+                     split_groups(ctx, N), {wg, has_bias, act, accumulate, glu});
         return;
     }
-    constexpr uint32_t kTM = 4, kTN = 4, kBK = 16;  // 64×64 tiles of y, 8.5 KiB of shared memory
-    const Groups g{group_count(ctx, W.N, 16 * kTN, 0), group_count(ctx, M, 16 * kTM, 1), 1};
+    constexpr uint32_t kTM = 4, kTN = 4, kBK = 16;  // 64×64 tiles of y, 8.5 KiB of shared memory (GLU: 12.8)
+    const Groups g{group_count(ctx, N, 16 * kTN, 0), group_count(ctx, M, 16 * kTM, 1), 1};
     rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y), bias}, push, g,
-                 {kTM, kTN, kBK, has_bias, act, accumulate});
+                 {kTM, kTN, kBK, has_bias, act, accumulate, glu});
 }
 
 void rms_norm(Recorder& rec, const Buffer& x, const Buffer* weight, Buffer& y, int64_t rows, int64_t n, float eps) {

@@ -35,6 +35,9 @@ bool get_rows_supports(DType t);
 // Uploads W (2-D, contiguous rows). Throws Error(Model) naming the tensor for a type Vulkan
 // cannot use or a layout it cannot read, Error(Device) if it does not fit the device.
 DeviceMatrix upload_matrix(Context& ctx, const Tensor& W);
+// A and B (the same type and row length) as one matrix: A's rows, then B's (a GLU's gate and
+// up projections, for MatmulEpilogue::glu).
+DeviceMatrix upload_stacked(Context& ctx, const Tensor& A, const Tensor& B);
 
 enum class MatmulPath { Auto, Matvec, Tiled };
 constexpr int64_t kVkMatvecMaxM = 8;  // Auto: M ≤ this takes the matvec kernel
@@ -54,6 +57,9 @@ struct MatmulEpilogue {
     UnaryOp act = UnaryOp::GeluTanh;
     bool accumulate = false;       // add to y's old values (y must not be x)
     int64_t y_offset = 0;          // in floats: where row 0 of the result starts in y
+    // SwiGLU instead of the above: W holds 2N rows, the gate rows then the up rows
+    // (upload_stacked), and y [M][N] = silu(x·gate) ⊙ x·up, as two matmuls and swiglu give it.
+    bool glu = false;
 };
 
 // y [M][N] = x [M][K] · Wᵀ, through `epi`.

@@ -1,8 +1,8 @@
 // The store of the matmul kernels (matvec.comp, matmul.comp), with what core/vk_ops.h
 // MatmulEpilogue fuses into it: y[y_offset + m·N + n] = act(s + bias[n]) (+ its old value).
 // The including shader declares y, bias, the Push block (MatmulPush in core/vk_ops.cpp: y_offset)
-// and the specialization constants HAS_BIAS, ACT (0 none, else UnaryOp + 1) and ACCUMULATE, so
-// each pipeline holds only the steps it uses.
+// and the specialization constants HAS_BIAS, ACT (0 none, else UnaryOp + 1), ACCUMULATE and GLU,
+// so each pipeline holds only the steps it uses.
 #include "activation.glsl"
 
 void store_output(uint m, uint n, float s) {
@@ -13,3 +13,7 @@ void store_output(uint m, uint n, float s) {
     if (ACCUMULATE != 0) r = y[i] + r;
     y[i] = r;
 }
+
+// GLU: y[y_offset + m·N + n] = silu(g) · u for the gate sum g (weight row n) and the up sum u
+// (row n + N), with binary.comp's swiglu expression, so it equals the two matmuls and swiglu.
+void store_glu(uint m, uint n, float g, float u) { y[p.y_offset + m * p.N + n] = g / (1.0 + exp(-g)) * u; }

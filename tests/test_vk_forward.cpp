@@ -118,9 +118,15 @@ TEST_CASE("vulkan text forward: a BF16 model (matrices and embeddings) matches t
     cpu_model.weights.token_embd = to_bf16(cpu_model.weights.token_embd);
     cpu_model.weights.output = tied ? cpu_model.weights.token_embd : to_bf16(cpu_model.weights.output);
     for (LlamaLayerWeights& L : cpu_model.weights.layers)
-        for (Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) *w = to_bf16(*w);
+        for (Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+            if (&L != &cpu_model.weights.layers[0] || w != &L.w_up) *w = to_bf16(*w);
     LlamaModel vk_model = cpu_model;
     vk_model.vulkan = upload_llama_weights(borrow(ctx), cpu_model);
+    // Layer 0's gate (BF16) and up (left F32) cannot share the GLU matmul: two matmuls and
+    // swiglu there, the GLU matmul in the other layers.
+    REQUIRE(cpu_model.weights.layers.size() > 1);
+    CHECK_FALSE(vk_model.vulkan->layers[0].stacked);
+    CHECK(vk_model.vulkan->layers[1].stacked);
     ThreadPool pool(1);
     LlamaContext cpu(cpu_model, pool, 64);
     LlamaContext gpu(vk_model, pool, 64);

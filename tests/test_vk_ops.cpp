@@ -88,7 +88,7 @@ TEST_CASE("vulkan matmul matches matmul_reference for every weight type", "[vulk
     }
 }
 
-TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset) equals the separate ops",
+TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset, GLU) equals the separate ops",
           "[vulkan]") {
     VK_OR_SKIP(ctx);
     const DType type = GENERATE(DType::F32, DType::Q8_0, DType::Q4_K);
@@ -144,6 +144,30 @@ TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset) eq
         // The same float operations in the same order: equal up to a driver's freedom to fuse a
         // multiply and an add.
         require_close(vk::download_floats(*ctx, y, want.size()), want, 1e-7f, 1e-6f);
+    }
+    {  // GLU: gate and up stacked in one matrix, silu(x·gate) ⊙ x·up in one dispatch
+        INFO(dtype_name(type) << " M=" << M << " glu");
+        const Tensor U = make_weight(type, K, N, random_floats(size_t(K * N), 46));
+        const vk::DeviceMatrix du = vk::upload_matrix(*ctx, U), stacked = vk::upload_stacked(*ctx, W, U);
+        CHECK(stacked.N == 2 * N);
+        vk::Buffer g(*ctx, uint64_t(M * N) * 4), u(*ctx, uint64_t(M * N) * 4), y(*ctx, uint64_t(M * N) * 4);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::matmul(rec, dw, dx, g, M, path);
+        vk::matmul(rec, du, dx, u, M, path);
+        vk::swiglu(rec, g, u, g, M * N);
+        vk::MatmulEpilogue e;
+        e.glu = true;
+        vk::matmul(rec, stacked, dx, y, M, e, path);
+        rec.submit_and_wait();
+        require_close(vk::download_floats(*ctx, y, uint64_t(M * N)), vk::download_floats(*ctx, g, uint64_t(M * N)),
+                      1e-7f, 1e-6f);
+        // Rows of another type or length cannot be stacked; glu takes nothing else.
+        const Tensor other = make_weight(type == DType::F32 ? DType::F16 : DType::F32, K, N,
+                                         random_floats(size_t(K * N), 47));
+        CHECK_THROWS_AS(vk::upload_stacked(*ctx, W, other), Error);
+        e.accumulate = true;
+        CHECK_THROWS_AS(vk::matmul(rec, stacked, dx, y, M, e, path), std::invalid_argument);
     }
     // y must not be x (the kernel would read what it overwrites), and Scale is no epilogue.
     vk::Recorder rec(*ctx);

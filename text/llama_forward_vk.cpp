@@ -40,8 +40,14 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
         d.wk = matrix(L.wk);
         d.wv = matrix(L.wv);
         d.wo = matrix(L.wo);
-        d.w_gate = matrix(L.w_gate);
-        d.w_up = matrix(L.w_up);
+        d.stacked = L.w_gate.dtype == L.w_up.dtype && L.w_gate.ne[0] == L.w_up.ne[0];
+        if (d.stacked) {
+            d.w_gate_up = vk::upload_stacked(c, L.w_gate, L.w_up);
+            w->bytes += d.w_gate_up.buffer.size();
+        } else {
+            d.w_gate_up = matrix(L.w_gate);
+            d.w_up = matrix(L.w_up);
+        }
         d.w_down = matrix(L.w_down);
         w->bytes += 2 * fbytes(1, cfg.n_embd);
         w->layers.push_back(std::move(d));
@@ -64,7 +70,7 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     xb_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     q_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
     att_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
-    gate_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
+    ff_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     up_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     pos_ = vk::Buffer(ctx_, fbytes(B, 1));
     last_ = vk::Buffer(ctx_, fbytes(1, c.n_embd));
@@ -75,7 +81,8 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
 // x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x). The K and V products
 // are stored straight into cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which
 // vk::attention reads directly) and K is rotated there; the output and down products add
-// themselves to x (the matmul epilogue): 13 dispatches a layer.
+// themselves to x, and gate, up and SwiGLU are one matmul (the matmul epilogue; two matmuls
+// and swiglu where gate and up differ in type): 11 dispatches a layer.
 void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
     const int64_t D = c.n_embd, row0 = int64_t(pos0) * c.kv_dim();
@@ -97,10 +104,16 @@ void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer,
     vk::matmul(rec_, L.wo, att_, x_, T, residual);
     // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
     vk::rms_norm(rec_, x_, &L.ffn_norm, xb_, T, D, c.rms_eps);
-    vk::matmul(rec_, L.w_gate, xb_, gate_, T);
-    vk::matmul(rec_, L.w_up, xb_, up_, T);
-    vk::swiglu(rec_, gate_, up_, gate_, int64_t(T) * c.n_ff);
-    vk::matmul(rec_, L.w_down, gate_, x_, T, residual);
+    if (L.stacked) {
+        vk::MatmulEpilogue glu;
+        glu.glu = true;
+        vk::matmul(rec_, L.w_gate_up, xb_, ff_, T, glu);
+    } else {
+        vk::matmul(rec_, L.w_gate_up, xb_, ff_, T);
+        vk::matmul(rec_, L.w_up, xb_, up_, T);
+        vk::swiglu(rec_, ff_, up_, ff_, int64_t(T) * c.n_ff);
+    }
+    vk::matmul(rec_, L.w_down, ff_, x_, T, residual);
 }
 
 void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {

@@ -31,7 +31,11 @@ namespace glimpse {
 struct LlamaVulkanWeights {
     struct Layer {
         vk::Buffer attn_norm, ffn_norm;  // [D]
-        vk::DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+        vk::DeviceMatrix wq, wk, wv, wo, w_down;
+        // Gate and up stacked (gate rows, then up rows) for the GLU matmul; a file whose gate and
+        // up differ in type keeps them apart (w_gate_up then holds the gate alone).
+        vk::DeviceMatrix w_gate_up, w_up;
+        bool stacked = true;
     };
     // Declared first: destroyed last, after every buffer made from it.
     std::shared_ptr<vk::Context> ctx;
@@ -73,7 +77,7 @@ private:
     int n_ctx_, n_batch_;
     int n_past_ = 0;
     std::vector<vk::Buffer> k_cache_, v_cache_;  // per layer [n_ctx][KV·hd]
-    vk::Buffer x_, xb_, q_, att_, gate_, up_, pos_, last_, logits_;
+    vk::Buffer x_, xb_, q_, att_, ff_, up_, pos_, last_, logits_;
     // Rows logits_ (and last_, the rows fed to the output matrix) hold: 1, grown for LogitRows::All
     // to n_batch or what one buffer can hold (maxStorageBufferRange), whichever is less.
     int64_t logits_rows_ = 0;
