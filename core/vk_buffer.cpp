@@ -267,7 +267,8 @@ std::vector<float> download_floats(Context& ctx, const Buffer& b, uint64_t count
 
 double measure_copy_bandwidth_gbs(Context& ctx, uint64_t bytes, int copies, int runs) {
     bytes = std::min(bytes, ctx.info().max_storage_buffer_range) / 256 * 256;
-    if (bytes == 0 || copies < 1 || runs < 1) throw std::invalid_argument("measure_copy_bandwidth_gbs: nothing to copy");
+    if (bytes == 0 || copies < 1 || runs < 1)
+        throw std::invalid_argument("measure_copy_bandwidth_gbs: nothing to copy");
     Buffer a(ctx, bytes), b(ctx, bytes);
     auto record = [&](VkCommandBuffer cmd) {
         // a -> b, b -> a, ...: each copy waits for the one before (it reads what that wrote).

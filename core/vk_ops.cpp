@@ -180,9 +180,9 @@ DeviceMatrix upload_stacked_rows(Context& ctx, std::initializer_list<const Tenso
     for (const Tensor* t : parts) {
         check_uploadable(ctx, *t);
         if (t->dtype != first.dtype || t->ne[0] != first.ne[0])
-            throw model_error(t->name, "cannot stack it under " + first.name + ": " + std::string(dtype_name(t->dtype)) +
-                                           " rows of " + std::to_string(t->ne[0]) + " against " +
-                                           std::string(dtype_name(first.dtype)) + " rows of " +
+            throw model_error(t->name, "cannot stack it under " + first.name + ": " +
+                                           std::string(dtype_name(t->dtype)) + " rows of " + std::to_string(t->ne[0]) +
+                                           " against " + std::string(dtype_name(first.dtype)) + " rows of " +
                                            std::to_string(first.ne[0]));
         if (t != &first) m.name += "+" + t->name;
         m.N += t->ne[1];
@@ -199,11 +199,11 @@ DeviceMatrix upload_stacked_rows(Context& ctx, std::initializer_list<const Tenso
 
 }  // namespace
 
-DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) {
-    return upload_stacked_rows(ctx, {&W});
-}
+DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) { return upload_stacked_rows(ctx, {&W}); }
 
-DeviceMatrix upload_stacked(Context& ctx, const Tensor& A, const Tensor& B) { return upload_stacked_rows(ctx, {&A, &B}); }
+DeviceMatrix upload_stacked(Context& ctx, const Tensor& A, const Tensor& B) {
+    return upload_stacked_rows(ctx, {&A, &B});
+}
 
 void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M, const MatmulEpilogue& epi,
             MatmulPath path) {

@@ -40,7 +40,9 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
         d.wk = matrix(L.wk);
         d.wv = matrix(L.wv);
         d.wo = matrix(L.wo);
-        d.stacked = L.w_gate.dtype == L.w_up.dtype && L.w_gate.ne[0] == L.w_up.ne[0];
+        // Stacked only where one buffer may hold both (maxStorageBufferRange: 128 MiB on lavapipe).
+        d.stacked = L.w_gate.dtype == L.w_up.dtype && L.w_gate.ne[0] == L.w_up.ne[0] &&
+                    L.w_gate.bytes() + L.w_up.bytes() <= c.info().max_storage_buffer_range;
         if (d.stacked) {
             d.w_gate_up = vk::upload_stacked(c, L.w_gate, L.w_up);
             w->bytes += d.w_gate_up.buffer.size();

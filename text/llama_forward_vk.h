@@ -32,8 +32,9 @@ struct LlamaVulkanWeights {
     struct Layer {
         vk::Buffer attn_norm, ffn_norm;  // [D]
         vk::DeviceMatrix wq, wk, wv, wo, w_down;
-        // Gate and up stacked (gate rows, then up rows) for the GLU matmul; a file whose gate and
-        // up differ in type keeps them apart (w_gate_up then holds the gate alone).
+        // Gate and up stacked (gate rows, then up rows) for the GLU matmul; gate and up of
+        // different types, or too large for one buffer together, stay apart (w_gate_up then
+        // holds the gate alone).
         vk::DeviceMatrix w_gate_up, w_up;
         bool stacked = true;
     };

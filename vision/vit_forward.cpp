@@ -501,7 +501,7 @@ VitBenchResult bench_vit_tiles(ThreadPool& pool, int n_tiles, int repeats, bool 
 double vision_gflop_per_tile(const VisionConfig& c) {
     const double D = c.n_embd, F = c.n_ff, T = c.n_positions(), L = c.n_layers, p = c.patch_size;
     const double per_row = 3 * p * p * D + L * (4 * D * D + 2 * D * F + 2 * T * D);  // conv, blocks, attention
-    return 2 * (T * per_row + T * D * projected_dim(c)) / 1e9;                       // + projector (D·s² per T/s² rows)
+    return 2 * (T * per_row + T * D * projected_dim(c)) / 1e9;  // + projector (D·s² per T/s² rows)
 }
 
 }  // namespace glimpse
