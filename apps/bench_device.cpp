@@ -62,13 +62,11 @@ struct VisionBuffers {
 
 VisionFigures bench_vision(const VisionModel& m, int tiles, int repeats, ThreadPool& pool) {
     VisionBuffers b(m.config, tiles);
-    std::vector<float>& in = b.in;
-    std::vector<float>& out = b.out;
-    encode_tiles(m, in.data(), tiles, out.data(), pool);  // warm-up
+    encode_tiles(m, b.in.data(), tiles, b.out.data(), pool);  // warm-up
     std::vector<double> ms;
     for (int r = 0; r < repeats; ++r) {
         const auto t0 = Clock::now();
-        encode_tiles(m, in.data(), tiles, out.data(), pool);
+        encode_tiles(m, b.in.data(), tiles, b.out.data(), pool);
         ms.push_back(ms_since(t0) / tiles);
     }
     return {median(ms), tiles};
@@ -203,14 +201,13 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["encode_ms_per_tile"] = v.ms_per_tile;
         j["tiles_per_call"] = v.tiles;
         j["tile_px"] = vm->config.image_size;
-        const double gflop = vision_gflop_per_tile(vm->config);
+        const double gflop = vision_gflop_per_tile(vm->config), gflops = gflop / v.ms_per_tile * 1000.0;
         j["encode_gflop_per_tile"] = gflop;
-        j["encode_gflops"] = gflop / v.ms_per_tile * 1000.0;
+        j["encode_gflops"] = gflops;
         if (!o.json)
             std::printf("vision: %.1f ms per %dx%d tile (%d tiles per call, projector included; %.2f GFLOP a tile: "
                         "%.0f GFLOP/s)\n",
-                        v.ms_per_tile, vm->config.image_size, vm->config.image_size, v.tiles, gflop,
-                        gflop / v.ms_per_tile * 1000.0);
+                        v.ms_per_tile, vm->config.image_size, vm->config.image_size, v.tiles, gflop, gflops);
         std::fflush(stdout);
     }
     if (tm) {
@@ -227,15 +224,15 @@ int run_device_bench(const DeviceBenchOptions& o) {
             // matrix, the output matrix and the K/V rows (the CPU bench's bound, apps/bench_model.h).
             const double bw = vk::measure_copy_bandwidth_gbs(*dev.ctx, uint64_t(256) << 20);
             const double bytes = double(decode_weight_bytes(*tm)) + decode_kv_bytes(*tm, o.prompt, o.gen);
-            const double bound = bw * 1e9 / bytes;
+            const double bound = bw * 1e9 / bytes, pct = 100.0 * t.decode_tps / bound;
             j["device_copy_gbs"] = bw;
             j["decode_bytes_per_token"] = bytes;
             j["decode_bound_tps"] = bound;
-            j["decode_pct_bound"] = 100.0 * t.decode_tps / bound;
+            j["decode_pct_bound"] = pct;
             if (!o.json)
                 std::printf("decode: %.1f%% of the bandwidth bound of %.1f tokens/s (%.1f MiB of weights and K/V "
                             "read a token, %.1f GB/s: the device's own buffer copies)\n",
-                            100.0 * t.decode_tps / bound, bound, bytes / (1 << 20), bw);
+                            pct, bound, bytes / (1 << 20), bw);
         }
     }
     if (o.profile) {

@@ -46,7 +46,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 uint64_t tensor_bytes(const Tensor& t) { return uint64_t(t.ne[3]) * t.nb[3]; }
 
-
 // Multiply-adds of the layer matrices per token (the FLOPs of prefill are 2x this per token,
 // plus attention).
 double layer_macs_per_token(const LlamaModel& m) {

@@ -1,5 +1,6 @@
-// The element-wise activations (core/vk_ops.h UnaryOp), shared by unary.comp and the epilogue
-// of the matmul kernels, so a fused activation is bit for bit the separate one.
+// The element-wise activations (core/vk_ops.h UnaryOp) and SwiGLU, shared by unary.comp,
+// binary.comp and the epilogue of the matmul kernels, so a fused activation is bit for bit the
+// separate one.
 
 // erf(x) with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit, in float).
 float erf_approx(float v) {
@@ -12,6 +13,9 @@ float erf_approx(float v) {
 }
 
 float sigmoid(float v) { return 1.0 / (1.0 + exp(-v)); }
+
+// SwiGLU of a gate value g and an up value u: silu(g) · u (binary.comp's swiglu, the GLU epilogue).
+float swiglu(float g, float u) { return g / (1.0 + exp(-g)) * u; }
 
 // op: 0 gelu_tanh, 1 gelu_erf, 2 quick_gelu, 3 silu, 4 scale (v · s).
 float activation(uint op, float v, float s) {

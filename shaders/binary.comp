@@ -3,6 +3,7 @@
 // (silu(a) · b). nb = n for element-wise ops; nb = row length broadcasts b over rows
 // (add_row_bias). In place allowed (y may be a).
 #include "common.glsl"
+#include "activation.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
@@ -23,6 +24,6 @@ void main() {
     float r;
     if (OP == 0) r = u + v;
     else if (OP == 1) r = u * v;
-    else r = u / (1.0 + exp(-u)) * v;
+    else r = swiglu(u, v);
     y[i] = r;
 }

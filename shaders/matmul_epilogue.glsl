@@ -15,5 +15,5 @@ void store_output(uint m, uint n, float s) {
 }
 
 // GLU: y[y_offset + m·N + n] = silu(g) · u for the gate sum g (weight row n) and the up sum u
-// (row n + N), with binary.comp's swiglu expression, so it equals the two matmuls and swiglu.
-void store_glu(uint m, uint n, float g, float u) { y[p.y_offset + m * p.N + n] = g / (1.0 + exp(-g)) * u; }
+// (row n + N), through binary.comp's swiglu, so it equals the two matmuls and swiglu.
+void store_glu(uint m, uint n, float g, float u) { y[p.y_offset + m * p.N + n] = swiglu(g, u); }
