@@ -373,7 +373,7 @@ void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int
 
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
-               int64_t q_pos0) {
+               int64_t q_pos0, AttentionPath path) {
     require(n_q >= 0 && n_kv >= 0 && head_dim >= 0 && q_pos0 >= 0, "attention", "negative size");
     require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention", "n_heads must be a multiple of n_kv_heads");
     require(head_dim <= kMaxAttentionHeadDim, "attention", "head_dim above 256");
@@ -387,7 +387,24 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
                              u32(std::min<int64_t>(q_pos0, n_kv), "attention"), scale};
     u32(n_q * n_heads, "attention");
     if (n_q == 0 || n_heads == 0 || head_dim == 0) return;
-    rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o)}, push, split_groups(rec.context(), n_q * n_heads));
+    Context& ctx = rec.context();
+    if (path == AttentionPath::Auto)
+        path = n_q >= kVkAttentionTiledMinQ && head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0
+                   ? AttentionPath::Tiled
+                   : AttentionPath::PerRow;
+    if (path == AttentionPath::PerRow) {
+        // WG ≥ 128 on every device (the Vulkan minimum), so head_dim ≤ 256 ≤ 2·WG as the shader needs.
+        const uint32_t wg = wg_size(ctx, 256);
+        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, n_q * n_heads),
+                     {wg});
+        return;
+    }
+    require(head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0, "attention",
+            "the tiled kernel takes head_dim ≤ 128, a multiple of 4");
+    const uint32_t bq = wg_size(ctx, 32);  // query rows a workgroup
+    const int64_t blocks = (n_q + bq - 1) / bq;
+    rec.dispatch(ShaderId::attention_tiled, {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, blocks * n_heads),
+                 {bq, uint32_t(head_dim)});
 }
 
 }  // namespace glimpse::vk

@@ -117,9 +117,17 @@ void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffe
 // different buffers): the KV-cache write and row picking.
 void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int64_t dst_offset, int64_t n);
 
+// Which attention kernel runs: PerRow (attention.comp: one workgroup per query row and head,
+// for decode) or Tiled (attention_tiled.comp: one invocation per query row, each K/V load
+// shared by the workgroup's rows, for prefill and the ViT; head_dim ≤ kVkAttentionTiledMaxDim
+// and a multiple of 4). Auto takes Tiled from kVkAttentionTiledMinQ query rows on, where it can.
+enum class AttentionPath { Auto, PerRow, Tiled };
+constexpr int64_t kVkAttentionTiledMinQ = 16;
+constexpr int64_t kVkAttentionTiledMaxDim = 128;
+
 // As ops::attention; head_dim ≤ 256.
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
-               int64_t q_pos0);
+               int64_t q_pos0, AttentionPath path = AttentionPath::Auto);
 
 }  // namespace glimpse::vk

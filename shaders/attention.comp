@@ -1,17 +1,25 @@
 #version 450
-// Multi-head attention over a KV cache (core/ops.h attention, MODELS.md §1.2).
+// Multi-head attention over a KV cache (core/ops.h attention, MODELS.md §1.2), for few query
+// rows (decode); attention_tiled.comp is the kernel for many.
 // q [n_q][n_heads][head_dim], k and v [n_kv][n_kv_heads][head_dim], out [n_q][n_heads][head_dim].
-// One workgroup per (query row i, head h); KV head g = h / (n_heads / n_kv_heads). Keys are
-// visited in chunks of WG with an online softmax (running max m and sum l, the output rescaled
-// by exp(m_old − m_new) when the max grows), so the [n_q][n_kv] score matrix is never stored
-// and long image prompts cost no memory. Causal: row i sees keys 0 .. q_pos0 + i (clamped).
-// head_dim ≤ 256 (checked on the host). A row that sees no key gets 0.
+// One workgroup of WG invocations per (query row i, head h); KV head g = h / (n_heads / n_kv_heads).
+// Keys are visited in chunks of up to CHUNK with an online softmax (running max m and sum l,
+// the output rescaled by exp(m_old − m_new) when the max grows), so the [n_q][n_kv] score
+// matrix is never stored and long image prompts cost no memory. Per chunk:
+//   1. scores: each invocation takes keys t, t + WG, ... (a whole dot product each) into
+//      shared memory; one max reduction over the workgroup;
+//   2. the exponentials, in place, and one sum reduction;
+//   3. values: the workgroup splits into WG / lanes groups of `lanes` = min(head_dim, WG)
+//      invocations; group r accumulates keys r, r + groups, ... for the dims its lanes own.
+// The groups' partial outputs are added once, at the end. Causal: row i sees keys
+// 0 .. q_pos0 + i (clamped). head_dim ≤ 2·WG ≤ 512 (checked on the host: WG ≥ 128 on every
+// Vulkan device, head_dim ≤ 256). A row that sees no key gets 0.
 #include "common.glsl"
 
-layout(local_size_x = 64) in;
-const uint WG = 64;
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 256;
 const uint MAX_D = 256;
-const uint PER_THREAD = MAX_D / WG;  // output dims owned by each invocation: t + WG·c
+const uint CHUNK = 2048;
 
 layout(binding = 0) readonly buffer QBuf { float q[]; };
 layout(binding = 1) readonly buffer KBuf { float k[]; };
@@ -24,7 +32,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
 } p;
 
 shared float qs[MAX_D];
-shared float probs[WG];
+shared float scores[CHUNK];
 shared float red[WG];
 
 float reduce_max(float val) {
@@ -67,38 +75,58 @@ void main() {
     uint n_vis = p.n_kv;
     if (p.causal != 0) n_vis = min(p.q_pos0 + i + 1, p.n_kv);
 
+    // The value phase's layout: lane owns dims lane and lane + lanes (when < D).
+    const uint lanes = min(D, WG), groups = WG / lanes;
+    const uint lane = t % lanes, grp = t / lanes;  // grp == groups: idle in the value phase
+    float acc0 = 0.0, acc1 = 0.0;
     float m_run = -1.0 / 0.0, l_run = 0.0;
-    float acc[PER_THREAD];
-    for (uint c = 0; c < PER_THREAD; ++c) acc[c] = 0.0;
-    for (uint j0 = 0; j0 < n_vis; j0 += WG) {
-        const uint j = j0 + t;
-        float s = -1.0 / 0.0;
-        if (j < n_vis) {
-            const uint kb = j * kv_stride + g * D;
+    for (uint j0 = 0; j0 < n_vis; j0 += CHUNK) {
+        const uint nk = min(CHUNK, n_vis - j0);
+        float mx = -1.0 / 0.0;
+        for (uint c = t; c < nk; c += WG) {
+            const uint kb = (j0 + c) * kv_stride + g * D;
             float dot = 0.0;
             for (uint d = 0; d < D; ++d) dot += qs[d] * k[kb + d];
-            s = p.scale * dot;
+            scores[c] = p.scale * dot;
+            mx = max(mx, scores[c]);
         }
-        const float m_new = max(m_run, reduce_max(s));
-        const float e = j < n_vis ? exp(s - m_new) : 0.0;
-        probs[t] = e;
-        const float chunk_sum = reduce_sum(e);  // its barriers also publish probs[]
-        const float alpha = exp(m_run - m_new);  // 0 on the first chunk (m_run = −inf)
+        const float m_new = max(m_run, reduce_max(mx));
+        float sum = 0.0;
+        for (uint c = t; c < nk; c += WG) {
+            const float e = exp(scores[c] - m_new);
+            scores[c] = e;
+            sum += e;
+        }
+        const float chunk_sum = reduce_sum(sum);  // its barriers also publish scores[]
+        const float alpha = exp(m_run - m_new);   // 0 on the first chunk (m_run = −inf)
         l_run = l_run * alpha + chunk_sum;
-        const uint n_chunk = min(WG, n_vis - j0);
-        for (uint c = 0; c < PER_THREAD; ++c) {
-            const uint d = t + WG * c;
-            if (d >= D) break;
-            float a = acc[c] * alpha;
-            for (uint jj = 0; jj < n_chunk; ++jj) a += probs[jj] * v[(j0 + jj) * kv_stride + g * D + d];
-            acc[c] = a;
+        acc0 *= alpha;
+        acc1 *= alpha;
+        if (grp < groups) {
+            const uint vb = j0 * kv_stride + g * D + lane;
+            const bool second = lane + lanes < D;
+            for (uint c = grp; c < nk; c += groups) {
+                const float e = scores[c];
+                acc0 += e * v[vb + c * kv_stride];
+                if (second) acc1 += e * v[vb + c * kv_stride + lanes];
+            }
         }
         m_run = m_new;
-        barrier();  // probs[] is rewritten by the next chunk
+        barrier();  // scores[] is rewritten by the next chunk
     }
-    const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
-    for (uint c = 0; c < PER_THREAD; ++c) {
-        const uint d = t + WG * c;
-        if (d < D) o[(i * p.n_heads + h) * D + d] = acc[c] * inv;
+    // Add the groups' partial outputs: dims lane (red) and lane + lanes (scores, now free).
+    red[t] = acc0;
+    scores[t] = acc1;
+    barrier();
+    if (t < lanes) {
+        float s0 = 0.0, s1 = 0.0;
+        for (uint r = 0; r < groups; ++r) {
+            s0 += red[r * lanes + t];
+            s1 += scores[r * lanes + t];
+        }
+        const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
+        const uint ob = (i * p.n_heads + h) * D;
+        o[ob + t] = s0 * inv;
+        if (t + lanes < D) o[ob + t + lanes] = s1 * inv;
     }
 }

@@ -391,24 +391,32 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
         {1, 1, 1, 1, 8, false, 0},       {7, 7, 4, 2, 64, true, 0},    {1, 130, 6, 2, 64, true, 129},
         {13, 129, 3, 3, 80, false, 0},   {5, 200, 8, 1, 32, true, 60}, {3, 65, 2, 2, 256, true, 62},
         {127, 127, 2, 1, 16, true, 0},
+        // several query blocks and key tiles (tiled), key chunks past 2048 (per row)
+        {70, 90, 3, 1, 64, true, 20},    {40, 300, 2, 2, 128, false, 0}, {2, 2100, 2, 1, 64, true, 2098},
+        {40, 600, 2, 2, 64, false, 0},   {40, 300, 2, 2, 112, true, 260}, {20, 33, 5, 5, 12, true, 13},
     };
-    for (const Shape& s : shapes) {
-        INFO("n_q=" << s.n_q << " n_kv=" << s.n_kv << " heads=" << s.heads << "/" << s.kv_heads << " dim=" << s.dim
-                    << " causal=" << s.causal << " q_pos0=" << s.q_pos0);
-        const size_t nq = size_t(s.n_q * s.heads * s.dim), nk = size_t(s.n_kv * s.kv_heads * s.dim);
-        const auto q = random_floats(nq, 61, 2.0f), k = random_floats(nk, 62, 2.0f), v = random_floats(nk, 63);
-        const float scale = 1.0f / std::sqrt(float(s.dim));
-        vk::Buffer dq = vk::upload_floats(*ctx, q), dk = vk::upload_floats(*ctx, k), dv = vk::upload_floats(*ctx, v);
-        vk::Buffer dout(*ctx, nq * 4);
-        vk::Recorder rec(*ctx);
-        rec.begin();
-        vk::attention(rec, dq, dk, dv, dout, s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0);
-        rec.submit_and_wait();
-        std::vector<float> ref(nq);
-        ops::attention(q.data(), k.data(), v.data(), ref.data(), s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale,
-                       s.causal, s.q_pos0, pool());
-        require_close(vk::download_floats(*ctx, dout, nq), ref, 2e-5f, 1e-4f);
-    }
+    for (const Shape& s : shapes)
+        for (const vk::AttentionPath path : {vk::AttentionPath::PerRow, vk::AttentionPath::Tiled}) {
+            if (path == vk::AttentionPath::Tiled && (s.dim > vk::kVkAttentionTiledMaxDim || s.dim % 4 != 0)) continue;
+            INFO("n_q=" << s.n_q << " n_kv=" << s.n_kv << " heads=" << s.heads << "/" << s.kv_heads
+                        << " dim=" << s.dim << " causal=" << s.causal << " q_pos0=" << s.q_pos0
+                        << (path == vk::AttentionPath::Tiled ? " tiled" : " per row"));
+            const size_t nq = size_t(s.n_q * s.heads * s.dim), nk = size_t(s.n_kv * s.kv_heads * s.dim);
+            const auto q = random_floats(nq, 61, 2.0f), k = random_floats(nk, 62, 2.0f), v = random_floats(nk, 63);
+            const float scale = 1.0f / std::sqrt(float(s.dim));
+            vk::Buffer dq = vk::upload_floats(*ctx, q), dk = vk::upload_floats(*ctx, k);
+            vk::Buffer dv = vk::upload_floats(*ctx, v);
+            vk::Buffer dout(*ctx, nq * 4);
+            vk::Recorder rec(*ctx);
+            rec.begin();
+            vk::attention(rec, dq, dk, dv, dout, s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0,
+                          path);
+            rec.submit_and_wait();
+            std::vector<float> ref(nq);
+            ops::attention(q.data(), k.data(), v.data(), ref.data(), s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale,
+                           s.causal, s.q_pos0, pool());
+            require_close(vk::download_floats(*ctx, dout, nq), ref, 2e-5f, 1e-4f);
+        }
 }
 
 TEST_CASE("vulkan copy (KV-cache write, row picking) moves exactly the range asked", "[vulkan]") {

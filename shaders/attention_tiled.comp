@@ -1,0 +1,92 @@
+#version 450
+// Multi-head attention for many query rows at once (prefill, the ViT): the same result as
+// attention.comp (core/ops.h attention, MODELS.md §1.2), laid out for throughput.
+// One workgroup per (block of BQ query rows, head h); invocation t owns query row b·BQ + t and
+// keeps that row of q and of the output in registers. All invocations walk the same keys in
+// the same order, so each K/V load has one address for the whole workgroup: the hardware
+// serves it once (a broadcast) for BQ query rows, which is what a shared-memory tile would
+// buy, without the barriers. (Mesa 22.3's lavapipe also loses private arrays that live across
+// a barrier in a long loop; this kernel has none.) Each invocation runs its own online
+// softmax over tiles of BK keys (the tile's scores in registers, the output rescaled by
+// exp(m_old − m_new) once per tile). Causal: row i sees keys 0 .. q_pos0 + i (clamped); the
+// workgroup stops after the last key its last row sees.
+// HEAD_DIM is specialized to the model's head dimension (a multiple of 4, ≤ MAX_DIM), so the
+// loops over it unroll and the row arrays stay in registers.
+#include "common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint BQ = 32;        // query rows per workgroup (= invocations)
+layout(constant_id = 1) const uint HEAD_DIM = 64;  // = p.head_dim
+const uint BK = 16;                                // keys per softmax tile
+// Arrays have fixed sizes: Mesa 22.3's lavapipe sizes an array declared with a
+// specialization constant by the constant's default value, not the specialized one.
+const uint MAX_DIM = 128;  // vk::kVkAttentionTiledMaxDim
+const uint D4 = HEAD_DIM / 4;
+
+layout(binding = 0) readonly buffer QBuf { vec4 q[]; };
+layout(binding = 1) readonly buffer KBuf { vec4 k[]; };
+layout(binding = 2) readonly buffer VBuf { vec4 v[]; };
+layout(binding = 3) writeonly buffer OBuf { vec4 o[]; };
+
+layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cpp
+    uint n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
+    float scale;
+} p;
+
+void main() {
+    const uint n_blocks = (p.n_q + BQ - 1) / BQ;
+    const uint wg_id = linear_group();
+    if (wg_id >= n_blocks * p.n_heads) return;
+    const uint t = gl_LocalInvocationID.x;
+    const uint h = wg_id % p.n_heads, b = wg_id / p.n_heads;
+    const uint g = h / (p.n_heads / p.n_kv_heads);
+    const uint kv_stride4 = p.n_kv_heads * D4;  // one key row of all KV heads, in vec4s
+    const uint i = b * BQ + t;
+    const bool in_range = i < p.n_q;
+
+    vec4 qr[MAX_DIM / 4], acc[MAX_DIM / 4];  // the first D4 used
+    for (uint c = 0; c < D4; ++c) {
+        qr[c] = in_range ? q[(i * p.n_heads + h) * D4 + c] : vec4(0.0);
+        acc[c] = vec4(0.0);
+    }
+    // Keys this row sees, and the most any row of the block sees (its last row's count).
+    const uint i_last = min(b * BQ + BQ, p.n_q) - 1;
+    uint n_vis = p.n_kv, n_block = p.n_kv;
+    if (p.causal != 0) {
+        n_vis = min(p.q_pos0 + i + 1, p.n_kv);
+        n_block = min(p.q_pos0 + i_last + 1, p.n_kv);
+    }
+    if (!in_range) n_vis = 0;
+
+    const float neg_inf = -1.0 / 0.0;
+    float m_run = neg_inf, l_run = 0.0;
+    for (uint j0 = 0; j0 < n_block; j0 += BK) {
+        const uint nk = min(BK, n_block - j0);  // the same for the whole workgroup
+        float s[BK];
+        float m_new = m_run;
+        for (uint jj = 0; jj < BK; ++jj) {
+            s[jj] = neg_inf;
+            if (jj < nk) {
+                const uint kb = (j0 + jj) * kv_stride4 + g * D4;
+                float d = 0.0;
+                for (uint c = 0; c < D4; ++c) d += dot(qr[c], k[kb + c]);
+                if (j0 + jj < n_vis) s[jj] = p.scale * d;
+            }
+            m_new = max(m_new, s[jj]);
+        }
+        if (m_new == neg_inf) continue;  // the row sees none of these keys (nor earlier ones)
+        const float alpha = exp(m_run - m_new);  // 0 on the row's first tile (m_run = −inf)
+        l_run *= alpha;
+        for (uint c = 0; c < D4; ++c) acc[c] *= alpha;
+        for (uint jj = 0; jj < nk; ++jj) {
+            const float e = exp(s[jj] - m_new);  // 0 for keys the row does not see
+            l_run += e;
+            const uint vb = (j0 + jj) * kv_stride4 + g * D4;
+            for (uint c = 0; c < D4; ++c) acc[c] += e * v[vb + c];
+        }
+        m_run = m_new;
+    }
+    if (!in_range) return;
+    const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
+    for (uint c = 0; c < D4; ++c) o[(i * p.n_heads + h) * D4 + c] = acc[c] * inv;
+}
