@@ -2,6 +2,7 @@
 // mirrors the `Push` block of its shader, field for field), group counts.
 #include "core/vk_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <stdexcept>
@@ -229,9 +230,15 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     if (path == MatmulPath::Matvec) {
         // The shader keeps kVkMatvecMaxM partial sums per invocation: longer M goes in slices.
         require(M <= kVkMatvecMaxM, "matmul", "the matvec kernel takes at most 8 rows");
+        // ROW_THREADS invocations per output column: one subgroup (its reduction is then one
+        // subgroupAdd), so wg / row_threads columns per workgroup; 32 where the size is unknown.
+        // Both are powers of two (Vulkan requires it of subgroup sizes).
         const uint32_t wg = wg_size(ctx, 128);
+        const uint32_t sub = ctx.info().subgroup_size;
+        const uint32_t row_threads = std::min(wg, sub != 0 && (sub & (sub - 1)) == 0 ? sub : 32u);
+        const int64_t groups = (N + wg / row_threads - 1) / (wg / row_threads);
         rec.dispatch(matvec_shader(W.dtype, ctx.use_subgroups()), {in(W.buffer), in(x), out(y), bias}, push,
-                     split_groups(ctx, N), {wg, has_bias, act, accumulate, glu});
+                     split_groups(ctx, groups), {wg, has_bias, act, accumulate, glu, row_threads});
         return;
     }
     constexpr uint32_t kTM = 4, kTN = 4, kBK = 16;  // 64×64 tiles of y, 8.5 KiB of shared memory (GLU: 12.8)

@@ -89,3 +89,85 @@ float w_at(uint row, uint k, uint K) {
     return float(w[b].d) * float(sc) * float(q);
 }
 #endif
+
+// ---- w_vec4: four consecutive values at once, for the decode matvec (matvec.comp) ----------
+// w_vec4(row, k, K) == vec4(w_at(row, k + i, K) for i in 0..3), bit for bit, for k a multiple
+// of 4 (then the four values share one block and one sub-block scale in every quantized type:
+// sub-blocks are 16 or 32 values, nibble halves 16). The block's scales are read once per four
+// values instead of once per value. The float types read one 8- or 16-byte word; that needs K a
+// multiple of 4 (so that a row starts on a word) and the includer declaring the weight buffer a
+// second time as `w4` (vec4 for F32, uvec2 for F16/BF16) and defining W_VEC4_ALIAS.
+#if defined(W_F32) && defined(W_VEC4_ALIAS)
+vec4 w_vec4(uint row, uint k, uint K) { return w4[(row * K + k) / 4u]; }
+
+#elif defined(W_F16) && defined(W_VEC4_ALIAS)
+vec4 w_vec4(uint row, uint k, uint K) {
+    const uvec2 u = w4[(row * K + k) / 4u];  // little-endian: value k is the low half of u.x
+    return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+}
+
+#elif defined(W_BF16) && defined(W_VEC4_ALIAS)
+vec4 w_vec4(uint row, uint k, uint K) {
+    const uvec2 u = w4[(row * K + k) / 4u];
+    return vec4(uintBitsToFloat(u.x << 16), uintBitsToFloat(u.x & 0xffff0000u), uintBitsToFloat(u.y << 16),
+                uintBitsToFloat(u.y & 0xffff0000u));
+}
+
+#elif defined(W_Q8_0)
+vec4 w_vec4(uint row, uint k, uint K) {
+    const uint b = row * (K / 32u) + k / 32u, i = k % 32u;
+    const vec4 q = vec4(int(w[b].qs[i]), int(w[b].qs[i + 1u]), int(w[b].qs[i + 2u]), int(w[b].qs[i + 3u]));
+    return float(w[b].d) * q;
+}
+
+#elif defined(W_Q4_0) || defined(W_Q4_1)
+vec4 w_vec4(uint row, uint k, uint K) {
+    const uint b = row * (K / 32u) + k / 32u, i = k % 32u;
+    const uint j = i % 16u, shift = i < 16u ? 0u : 4u;
+    const uvec4 q = (uvec4(uint(w[b].qs[j]), uint(w[b].qs[j + 1u]), uint(w[b].qs[j + 2u]), uint(w[b].qs[j + 3u])) >> shift) & 15u;
+#if defined(W_Q4_0)
+    return float(w[b].d) * (vec4(q) - 8.0);
+#else
+    return vec4(q) * float(w[b].d) + float(w[b].m);
+#endif
+}
+
+#elif defined(W_Q5_0) || defined(W_Q5_1)
+vec4 w_vec4(uint row, uint k, uint K) {
+    const uint b = row * (K / 32u) + k / 32u, i = k % 32u;
+    const vec4 q = vec4(q5_code(b, i), q5_code(b, i + 1u), q5_code(b, i + 2u), q5_code(b, i + 3u));
+#if defined(W_Q5_0)
+    return (q - 16.0) * float(w[b].d);
+#else
+    return q * float(w[b].d) + float(w[b].m);
+#endif
+}
+
+#elif defined(W_Q4_K) || defined(W_Q5_K)
+vec4 w_vec4(uint row, uint k, uint K) {
+    const uint b = row * (K / 256u) + k / 256u;
+    const uint i = k % 256u;  // as in w_at: value 64c + 32h + l
+    const uint c = i / 64u, r = i % 64u, q0 = 32u * c + r % 32u, shift = r < 32u ? 0u : 4u;
+    uvec4 q = (uvec4(uint(w[b].qs[q0]), uint(w[b].qs[q0 + 1u]), uint(w[b].qs[q0 + 2u]), uint(w[b].qs[q0 + 3u])) >> shift) & 15u;
+#if defined(W_Q5_K)
+    const uint l = r % 32u, hbit = 2u * c + r / 32u;
+    q |= ((uvec4(uint(w[b].qh[l]), uint(w[b].qh[l + 1u]), uint(w[b].qh[l + 2u]), uint(w[b].qh[l + 3u])) >> hbit) & 1u) << 4;
+#endif
+    uint sc, m;
+    k_scale_min(b, i / 32u, sc, m);
+    return float(w[b].d) * float(sc) * vec4(q) - float(w[b].dmin) * float(m);
+}
+
+#elif defined(W_Q6_K)
+vec4 w_vec4(uint row, uint k, uint K) {
+    const uint b = row * (K / 256u) + k / 256u;
+    const uint i = k % 256u;  // as in w_at: value 128h + 32quad + l
+    const uint h = i / 128u, quad = (i % 128u) / 32u, l = i % 32u;
+    const uint lo0 = 64u * h + l + 32u * (quad & 1u), shift = quad < 2u ? 0u : 4u, h0 = 32u * h + l;
+    const uvec4 lo = (uvec4(uint(w[b].ql[lo0]), uint(w[b].ql[lo0 + 1u]), uint(w[b].ql[lo0 + 2u]), uint(w[b].ql[lo0 + 3u])) >> shift) & 15u;
+    const uvec4 hi = (uvec4(uint(w[b].qh[h0]), uint(w[b].qh[h0 + 1u]), uint(w[b].qh[h0 + 2u]), uint(w[b].qh[h0 + 3u])) >> (2u * quad)) & 3u;
+    const vec4 q = vec4(ivec4(lo | (hi << 4)) - 32);
+    const int sc = int(w[b].scales[8u * h + l / 16u + 2u * quad]);
+    return float(w[b].d) * float(sc) * q;
+}
+#endif
