@@ -3,6 +3,8 @@
 #include "core/vk_ops.h"
 
 #include <algorithm>
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <initializer_list>
 #include <stdexcept>
@@ -376,6 +378,27 @@ void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int
     if (n == 0) return;
     const uint32_t wg = wg_size(rec.context(), 256);
     rec.dispatch(ShaderId::copy, {in(src), out(dst)}, push, elementwise_groups(rec.context(), n, wg), {wg});
+}
+
+double measure_shader_copy_gbs(Context& ctx, uint64_t bytes, int copies, int runs) {
+    bytes = std::min(bytes, ctx.info().max_storage_buffer_range) / 256 * 256;
+    if (bytes == 0 || copies < 1 || runs < 1) throw std::invalid_argument("measure_shader_copy_gbs: nothing to copy");
+    Buffer a(ctx, bytes), b(ctx, bytes);
+    const int64_t n = int64_t(bytes / 4);
+    double best_s = 0;
+    for (int r = 0; r <= runs; ++r) {  // run 0 warms up (first touch of the pages, the pipeline)
+        Recorder rec(ctx);
+        rec.begin();
+        for (int i = 0; i < copies; ++i) {  // a -> b, b -> a, ...: each waits for the one before
+            if (i % 2 == 0) copy(rec, a, 0, b, 0, n);
+            else copy(rec, b, 0, a, 0, n);
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        rec.submit_and_wait();
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r > 0 && (best_s == 0 || s < best_s)) best_s = s;
+    }
+    return 2.0 * double(bytes) * copies / best_s / 1e9;
 }
 
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,

@@ -125,6 +125,13 @@ enum class AttentionPath { Auto, PerRow, Tiled };
 constexpr int64_t kVkAttentionTiledMinQ = 16;
 constexpr int64_t kVkAttentionTiledMaxDim = 128;
 
+// The device's memory bandwidth as its compute shaders see it: `copies` copies (the copy op
+// above) of `bytes` (capped at what one buffer may hold) between two device buffers, back and
+// forth, in one submission; GB/s of bytes read plus written, best of `runs` after a warm-up.
+// The shader-side twin of measure_copy_bandwidth_gbs (core/vk_buffer.h), whose transfer
+// copies some drivers run well below what the memory can do.
+double measure_shader_copy_gbs(Context& ctx, uint64_t bytes, int copies = 8, int runs = 3);
+
 // As ops::attention; head_dim ≤ 256.
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
