@@ -419,7 +419,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     if (n_q == 0 || n_heads == 0 || head_dim == 0) return;
     Context& ctx = rec.context();
     if (path == AttentionPath::Auto)
-        path = n_q >= kVkAttentionTiledMinQ && head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0
+        path = !causal && n_q >= kVkAttentionTiledMinQ && head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0
                    ? AttentionPath::Tiled
                    : AttentionPath::PerRow;
     if (path == AttentionPath::PerRow) {

@@ -120,7 +120,10 @@ void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int
 // Which attention kernel runs: PerRow (attention.comp: one workgroup per query row and head,
 // for decode) or Tiled (attention_tiled.comp: one invocation per query row, each K/V load
 // shared by the workgroup's rows, for prefill and the ViT; head_dim ≤ kVkAttentionTiledMaxDim
-// and a multiple of 4). Auto takes Tiled from kVkAttentionTiledMinQ query rows on, where it can.
+// and a multiple of 4). Auto takes Tiled for non-causal attention (the ViT) of
+// kVkAttentionTiledMinQ query rows or more; on an H200 it then beat PerRow (27.7 against
+// 46.6 ms a SigLIP tile) while a causal 512-token prefill was slower (37 against 21 ms).
+// Both kernels compute any case asked of them.
 enum class AttentionPath { Auto, PerRow, Tiled };
 constexpr int64_t kVkAttentionTiledMinQ = 16;
 constexpr int64_t kVkAttentionTiledMaxDim = 128;

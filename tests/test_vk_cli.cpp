@@ -177,8 +177,8 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(j["encode_gflops"].get<double>() ==
           Approx(j["encode_gflop_per_tile"].get<double>() / j["encode_ms_per_tile"].get<double>() * 1000.0));
     // --profile: GPU time by shader of one encode, one prefill and the decode steps; a decode
-    // step runs the per-row attention shader once per layer, a prefill of 16 tokens or more the
-    // tiled one.
+    // step and a (causal) prefill run the per-row attention shader once per layer, the encoder
+    // the tiled one.
     if (ctx->timestamp_bits() > 0) {
         const int layers = open_llama_model((kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf").string())
                                .config.n_layers;
@@ -187,8 +187,9 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
             CHECK(j["profile"][phase]["gpu_ms"].get<double>() > 0);
         }
         CHECK(j["profile"]["decode"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
-        CHECK(j["profile"]["prefill"]["shaders"]["attention_tiled"]["dispatches"].get<double>() == layers);
+        CHECK(j["profile"]["prefill"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
         CHECK_FALSE(j["profile"]["decode"]["shaders"].contains("attention_tiled"));
+        CHECK(j["profile"]["encode"]["shaders"].contains("attention_tiled"));
         CHECK(j["profile"]["encode"]["shaders"].contains("im2col"));
         // The matmul epilogue: K/V go straight into the cache and the residual adds, biases,
         // GELU and SwiGLU ride on the matmuls, so a decode step copies only the last row's
