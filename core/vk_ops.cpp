@@ -431,10 +431,14 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     }
     require(head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0, "attention",
             "the tiled kernel takes head_dim ≤ 128, a multiple of 4");
-    const uint32_t bq = wg_size(ctx, 32);  // query rows a workgroup
+    // BQ query rows a workgroup (BQ·head_dim ≤ 2048, the shader's merge buffer) and the
+    // variant whose row arrays just hold head_dim; 128 / BQ key splits in the 64-dim variant,
+    // none in the 128-dim one (attention_tiled.comp says why).
+    const uint32_t bq = std::min<uint32_t>(32, 2048 / uint32_t(head_dim));
+    const uint32_t wg = head_dim <= 64 ? bq * (128 / bq) : bq;
     const int64_t blocks = (n_q + bq - 1) / bq;
-    rec.dispatch(ShaderId::attention_tiled, {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, blocks * n_heads),
-                 {bq, uint32_t(head_dim)});
+    rec.dispatch(head_dim <= 64 ? ShaderId::attention_tiled : ShaderId::attention_tiled_d128,
+                 {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, blocks * n_heads), {wg, uint32_t(head_dim), bq});
 }
 
 }  // namespace glimpse::vk

@@ -9,8 +9,9 @@
 //   1. scores: each invocation takes keys t, t + WG, ... (a whole dot product each) into
 //      shared memory; one max reduction over the workgroup;
 //   2. the exponentials, in place, and one sum reduction;
-//   3. values: the workgroup splits into WG / lanes groups of `lanes` = min(head_dim, WG)
-//      invocations; group r accumulates keys r, r + groups, ... for the dims its lanes own.
+//   3. values: the workgroup splits into groups of `lanes` invocations that cover a key's row,
+//      4 consecutive dims each; group r accumulates keys r, r + groups, ... (many short
+//      independent loads in flight rather than one long chain).
 // The groups' partial outputs are added once, at the end. Causal: row i sees keys
 // 0 .. q_pos0 + i (clamped). head_dim ≤ 2·WG ≤ 512 (checked on the host: WG ≥ 128 on every
 // Vulkan device, head_dim ≤ 256). A row that sees no key gets 0.
@@ -75,10 +76,16 @@ void main() {
     uint n_vis = p.n_kv;
     if (p.causal != 0) n_vis = min(p.q_pos0 + i + 1, p.n_kv);
 
-    // The value phase's layout: lane owns dims lane and lane + lanes (when < D).
-    const uint lanes = min(D, WG), groups = WG / lanes;
+    // The value phase's layout: `lanes` invocations cover a key's row, lane owning R = 4
+    // consecutive dims (R = 1 where head_dim is not a multiple of 4), and again `span` dims
+    // further on where one pass of lanes does not cover head_dim (R = 1, head_dim > WG); the
+    // workgroup's WG / lanes groups take every groups-th key of the chunk.
+    const uint R = D % 4u == 0u ? 4u : 1u;
+    const uint lanes = min(D / R, WG), groups = WG / lanes, span = lanes * R;
     const uint lane = t % lanes, grp = t / lanes;  // grp == groups: idle in the value phase
-    float acc0 = 0.0, acc1 = 0.0;
+    float acc[2][4];
+    for (uint c = 0; c < 2; ++c)
+        for (uint r = 0; r < 4; ++r) acc[c][r] = 0.0;
     float m_run = -1.0 / 0.0, l_run = 0.0;
     for (uint j0 = 0; j0 < n_vis; j0 += CHUNK) {
         const uint nk = min(CHUNK, n_vis - j0);
@@ -100,33 +107,38 @@ void main() {
         const float chunk_sum = reduce_sum(sum);  // its barriers also publish scores[]
         const float alpha = exp(m_run - m_new);   // 0 on the first chunk (m_run = −inf)
         l_run = l_run * alpha + chunk_sum;
-        acc0 *= alpha;
-        acc1 *= alpha;
+        for (uint c = 0; c < 2; ++c)
+            for (uint r = 0; r < 4; ++r) acc[c][r] *= alpha;
         if (grp < groups) {
-            const uint vb = j0 * kv_stride + g * D + lane;
-            const bool second = lane + lanes < D;
+            const uint d0 = lane * R;
+            const uint vb = j0 * kv_stride + g * D + d0;
             for (uint c = grp; c < nk; c += groups) {
                 const float e = scores[c];
-                acc0 += e * v[vb + c * kv_stride];
-                if (second) acc1 += e * v[vb + c * kv_stride + lanes];
+                const uint base = vb + c * kv_stride;
+                for (uint r = 0; r < 4; ++r)
+                    if (r < R) acc[0][r] += e * v[base + r];
+                if (span + d0 < D)  // R = 1 here
+                    acc[1][0] += e * v[base + span];
             }
         }
         m_run = m_new;
         barrier();  // scores[] is rewritten by the next chunk
     }
-    // Add the groups' partial outputs: dims lane (red) and lane + lanes (scores, now free).
-    red[t] = acc0;
-    scores[t] = acc1;
+    // Add the groups' partial outputs, 8 floats an invocation in scores[] (now free: the
+    // loop ended on a barrier; 8·WG ≤ CHUNK).
+    for (uint c = 0; c < 2; ++c)
+        for (uint r = 0; r < 4; ++r) scores[t * 8u + c * 4u + r] = acc[c][r];
     barrier();
     if (t < lanes) {
-        float s0 = 0.0, s1 = 0.0;
-        for (uint r = 0; r < groups; ++r) {
-            s0 += red[r * lanes + t];
-            s1 += scores[r * lanes + t];
-        }
         const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
         const uint ob = (i * p.n_heads + h) * D;
-        o[ob + t] = s0 * inv;
-        if (t + lanes < D) o[ob + t + lanes] = s1 * inv;
+        for (uint c = 0; c < 2; ++c)
+            for (uint r = 0; r < 4; ++r) {
+                const uint d = t * R + r + c * span;
+                if (r >= R || d >= D) continue;
+                float sum = 0.0;
+                for (uint gi = 0; gi < groups; ++gi) sum += scores[(gi * lanes + t) * 8u + c * 4u + r];
+                o[ob + d] = sum * inv;
+            }
     }
 }

@@ -1,27 +1,38 @@
 #version 450
 // Multi-head attention for many query rows at once (prefill, the ViT): the same result as
 // attention.comp (core/ops.h attention, MODELS.md §1.2), laid out for throughput.
-// One workgroup per (block of BQ query rows, head h); invocation t owns query row b·BQ + t and
-// keeps that row of q and of the output in registers. All invocations walk the same keys in
-// the same order, so each K/V load has one address for the whole workgroup: the hardware
-// serves it once (a broadcast) for BQ query rows, which is what a shared-memory tile would
-// buy, without the barriers. (Mesa 22.3's lavapipe also loses private arrays that live across
-// a barrier in a long loop; this kernel has none.) Each invocation runs its own online
-// softmax over tiles of BK keys (the tile's scores in registers, the output rescaled by
-// exp(m_old − m_new) once per tile). Causal: row i sees keys 0 .. q_pos0 + i (clamped); the
+// One workgroup per (block of BQ query rows, head h), WG = BQ · SPLIT invocations: invocation
+// t owns query row b·BQ + t % BQ and every SPLIT-th tile of BK keys, starting at tile t / BQ,
+// and keeps its row of q and its share of the output in registers. The BQ invocations of a
+// split walk the same keys in the same order, so each K/V load has one address for all of
+// them: the hardware serves it once (a broadcast) for BQ query rows, which is what a shared
+// memory tile would buy, without barriers in the loop. (Mesa 22.3's lavapipe also loses
+// private arrays that live across a barrier in a long loop.) Splitting the keys gives the
+// device SPLIT times more invocations to hide memory latency with. Each invocation runs its
+// own online softmax (a tile's scores in registers, its output rescaled by exp(m_old − m_new)
+// once per tile); at the end the splits of a row are merged through shared memory, each
+// scaled by exp(m_split − m_row). Causal: row i sees keys 0 .. q_pos0 + i (clamped); the
 // workgroup stops after the last key its last row sees.
-// HEAD_DIM is specialized to the model's head dimension (a multiple of 4, ≤ MAX_DIM), so the
-// loops over it unroll and the row arrays stay in registers.
+// HEAD_DIM is specialized to the model's head dimension (a multiple of 4, ≤ MAX_DIM, which
+// the build sets per variant: a smaller bound keeps the row arrays in registers). The host
+// splits only the MAX_DIM = 64 variant (SPLIT = 1 otherwise): LLVM, under lavapipe, takes
+// minutes to compile 2 × 128 floats live across the merge's barriers.
 #include "common.glsl"
 
+#ifndef MAX_DIM
+#define MAX_DIM 128
+#endif
+
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint BQ = 32;        // query rows per workgroup (= invocations)
+layout(constant_id = 0) const uint WG = 128;       // = BQ · SPLIT
 layout(constant_id = 1) const uint HEAD_DIM = 64;  // = p.head_dim
-const uint BK = 16;                                // keys per softmax tile
+layout(constant_id = 2) const uint BQ = 32;        // query rows per workgroup; BQ·HEAD_DIM ≤ 2048
+const uint SPLIT = WG / BQ;
+const uint BK = 16;  // keys per softmax tile
+const uint D4 = HEAD_DIM / 4;
 // Arrays have fixed sizes: Mesa 22.3's lavapipe sizes an array declared with a
 // specialization constant by the constant's default value, not the specialized one.
-const uint MAX_DIM = 128;  // vk::kVkAttentionTiledMaxDim
-const uint D4 = HEAD_DIM / 4;
+const uint MAX_WG = 256;
 
 layout(binding = 0) readonly buffer QBuf { vec4 q[]; };
 layout(binding = 1) readonly buffer KBuf { vec4 k[]; };
@@ -33,15 +44,19 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     float scale;
 } p;
 
+shared float split_m[MAX_WG], split_l[MAX_WG];  // each invocation's running max and sum
+shared vec4 merged[512];                         // the block's output rows, BQ·D4 ≤ 512
+
 void main() {
     const uint n_blocks = (p.n_q + BQ - 1) / BQ;
     const uint wg_id = linear_group();
-    if (wg_id >= n_blocks * p.n_heads) return;
+    if (wg_id >= n_blocks * p.n_heads) return;  // uniform per workgroup
     const uint t = gl_LocalInvocationID.x;
+    const uint r = t % BQ, sp = t / BQ;  // row of the block, key split
     const uint h = wg_id % p.n_heads, b = wg_id / p.n_heads;
     const uint g = h / (p.n_heads / p.n_kv_heads);
     const uint kv_stride4 = p.n_kv_heads * D4;  // one key row of all KV heads, in vec4s
-    const uint i = b * BQ + t;
+    const uint i = b * BQ + r;
     const bool in_range = i < p.n_q;
 
     vec4 qr[MAX_DIM / 4], acc[MAX_DIM / 4];  // the first D4 used
@@ -60,8 +75,8 @@ void main() {
 
     const float neg_inf = -1.0 / 0.0;
     float m_run = neg_inf, l_run = 0.0;
-    for (uint j0 = 0; j0 < n_block; j0 += BK) {
-        const uint nk = min(BK, n_block - j0);  // the same for the whole workgroup
+    for (uint j0 = sp * BK; j0 < n_block; j0 += SPLIT * BK) {
+        const uint nk = min(BK, n_block - j0);  // the same for the split's invocations
         float s[BK];
         float m_new = m_run;
         for (uint jj = 0; jj < BK; ++jj) {
@@ -86,7 +101,31 @@ void main() {
         }
         m_run = m_new;
     }
-    if (!in_range) return;
-    const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
-    for (uint c = 0; c < D4; ++c) o[(i * p.n_heads + h) * D4 + c] = acc[c] * inv;
+
+    if (SPLIT == 1) {  // specialized away: no barrier (and no merge) in the unsplit kernel
+        if (!in_range) return;
+        const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
+        for (uint c = 0; c < D4; ++c) o[(i * p.n_heads + h) * D4 + c] = acc[c] * inv;
+        return;
+    }
+    // Merge the splits of each row: m = max of theirs, each scaled by exp(m_split − m).
+    split_m[t] = m_run;
+    split_l[t] = l_run;
+    barrier();
+    float m_row = neg_inf;
+    for (uint s2 = 0; s2 < SPLIT; ++s2) m_row = max(m_row, split_m[s2 * BQ + r]);
+    float l_row = 0.0;
+    for (uint s2 = 0; s2 < SPLIT; ++s2) {
+        const float ms = split_m[s2 * BQ + r];
+        if (ms != neg_inf) l_row += split_l[s2 * BQ + r] * exp(ms - m_row);
+    }
+    const float f = m_run == neg_inf ? 0.0 : exp(m_run - m_row);
+    for (uint s2 = 0; s2 < SPLIT; ++s2) {  // one split at a time adds its share
+        if (sp == s2)
+            for (uint c = 0; c < D4; ++c) merged[r * D4 + c] = (s2 == 0 ? vec4(0.0) : merged[r * D4 + c]) + f * acc[c];
+        barrier();
+    }
+    if (sp != 0 || !in_range) return;
+    const float inv = n_vis > 0 ? 1.0 / l_row : 0.0;
+    for (uint c = 0; c < D4; ++c) o[(i * p.n_heads + h) * D4 + c] = merged[r * D4 + c] * inv;
 }
