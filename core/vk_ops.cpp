@@ -234,8 +234,10 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
         require(M <= kVkMatvecMaxM, "matmul", "the matvec kernel takes at most 8 rows");
         // ROW_THREADS invocations per output column: one subgroup (its reduction is then one
         // subgroupAdd), so wg / row_threads columns per workgroup; 32 where the size is unknown.
-        // Both are powers of two (Vulkan requires it of subgroup sizes).
-        const uint32_t wg = wg_size(ctx, 128);
+        // Both are powers of two (Vulkan requires it of subgroup sizes). 64-wide workgroups (two
+        // columns on a 32-wide subgroup) spread the few columns of decode shapes (N = 320, 960)
+        // over twice as many workgroups, hence more of the SMs, than 128-wide ones did.
+        const uint32_t wg = wg_size(ctx, 64);
         const uint32_t sub = ctx.info().subgroup_size;
         const uint32_t row_threads = std::min(wg, sub != 0 && (sub & (sub - 1)) == 0 ? sub : 32u);
         const int64_t groups = (N + wg / row_threads - 1) / (wg / row_threads);

@@ -10,8 +10,14 @@
 //   neighbouring invocations read neighbouring words and a subgroup reads a contiguous span.
 //   One row per workgroup (the old layout) left most of a 128-wide group idle on K = 960 rows
 //   and made N workgroups of them; this makes N / (WG / ROW_THREADS).
-// - w_vec4 (weights.glsl) decodes the 4 values with one 8/16-byte load for F16/BF16/F32 and one
-//   scale read per run for the quantized types; x is read as vec4 (L1-resident: M·K floats).
+// - Where K % 8 == 0 (every quantized type, the real float models) the runs are 8 values and
+//   each lane issues the loads of UNROLL runs (2·UNROLL with GLU) before it uses one
+//   (dot_rows8). On an H200 the 4-value, one-load-at-a-time loop took ~10 µs per dispatch
+//   whether it read F16 or Q8_0 weights: bound by load latency, with ~2 KB in flight per SM.
+//   w_vec8 (weights.glsl) reads F16/BF16 runs as one 16-byte word, Q8_0 as four 2-byte words
+//   (its 34-byte blocks are 2-byte aligned), Q4_K as one 8-byte word.
+// - Otherwise w_vec4 decodes 4 values with one 8/16-byte load for F16/BF16/F32 and one scale
+//   read per run for the quantized types. x is read as vec4 (L1-resident: M·K floats).
 // - When the row's invocations are exactly one subgroup, subgroupAdd finishes the row with no
 //   shared memory and no barrier; otherwise (portable variant, or a device whose pipeline
 //   subgroup is not ROW_THREADS wide) a shared-memory tree reduces each row's slice.
@@ -37,8 +43,14 @@ layout(binding = 0) readonly buffer WVec { vec4 w4[]; };
 #define W_VEC4_ALIAS
 #elif defined(W_F16) || defined(W_BF16)
 layout(binding = 0) readonly buffer WVec { uvec2 w4[]; };
+layout(binding = 0) readonly buffer WVec8 { uvec4 w8[]; };
 #define W_VEC4_ALIAS
+#elif defined(W_Q8_0)
+layout(binding = 0) readonly buffer WHalf { uint16_t wh[]; };
+#elif defined(W_Q4_K)
+layout(binding = 0) readonly buffer WVec8 { uvec2 w8[]; };
 #endif
+#define W_VEC8_ALIAS  // w_vec8 for every type: the wide reads above, two w_vec4 for the rest
 layout(binding = 1) readonly buffer XBuf { float x[]; };
 layout(binding = 1) readonly buffer XVec { vec4 x4[]; };  // x as vec4, where K % 4 == 0
 layout(binding = 2) buffer YBuf { float y[]; };  // read too when accumulating
@@ -81,6 +93,42 @@ void dot_row(uint row, uint lane, inout float acc[MAX_M]) {
 }
 
 
+// acc[m] += x[m][k..k+8) · (lo, hi): eight weights of a row, for every activation row m.
+void fma8(vec4 lo, vec4 hi, uint k, inout float acc[MAX_M]) {
+    for (uint m = 0; m < MAX_M; ++m)
+        if (m < p.M) {
+            const uint i = (m * p.K + k) / 4u;
+            acc[m] += dot(lo, x4[i]) + dot(hi, x4[i + 1u]);
+        }
+}
+
+// dot_row for K % 8 == 0, of row `row` into acc and, with GLU, of row2 into acc2. Each lane
+// takes runs of 8 values (one 16-byte load for F16/BF16) and issues the loads of UNROLL runs
+// per row (2·UNROLL with GLU) before it uses any: decode is bound by the latency of the weight
+// reads, not their bandwidth, so what counts is the bytes in flight. With 32 lanes a K = 960
+// row is one pass of the loop (24 lanes load 4 runs, 8 lanes 3).
+const uint UNROLL = 4;
+void dot_rows8(uint row, uint row2, uint lane, inout float acc[MAX_M], inout float acc2[MAX_M]) {
+    const uint K = p.K, STEP = 8u * ROW_THREADS;
+    for (uint k0 = 8u * lane; k0 < K; k0 += UNROLL * STEP) {
+        vec4 lo[UNROLL], hi[UNROLL], lo2[UNROLL], hi2[UNROLL];
+        for (uint u = 0; u < UNROLL; ++u) {
+            // Past the row's end the run is clamped to its last 8 values (a valid address, so the
+            // load needs no branch) and its product skipped below.
+            const uint k = min(k0 + u * STEP, K - 8u);
+            w_vec8(row, k, K, lo[u], hi[u]);
+            if (GLU != 0) w_vec8(row2, k, K, lo2[u], hi2[u]);
+        }
+        for (uint u = 0; u < UNROLL; ++u) {
+            const uint k = k0 + u * STEP;
+            if (k < K) {
+                fma8(lo[u], hi[u], k, acc);
+                if (GLU != 0) fma8(lo2[u], hi2[u], k, acc2);
+            }
+        }
+    }
+}
+
 void main() {
     const uint t = gl_LocalInvocationID.x;
     // Which row of the workgroup (slice) and which invocation of it (lane).
@@ -97,8 +145,12 @@ void main() {
     float acc[MAX_M], acc2[MAX_M];
     for (uint m = 0; m < MAX_M; ++m) acc[m] = acc2[m] = 0.0;
     if (in_range) {
-        dot_row(n, lane, acc);
-        if (GLU != 0) dot_row(n + p.N, lane, acc2);
+        if (p.K % 8u == 0u) {
+            dot_rows8(n, n + p.N, lane, acc, acc2);
+        } else {
+            dot_row(n, lane, acc);
+            if (GLU != 0) dot_row(n + p.N, lane, acc2);
+        }
     }
 #ifdef USE_SUBGROUP
     if (row_is_subgroup) {

@@ -171,3 +171,79 @@ vec4 w_vec4(uint row, uint k, uint K) {
     return float(w[b].d) * float(sc) * q;
 }
 #endif
+
+// ---- w_vec8: eight consecutive values, for the decode matvec's wide loads (matvec.comp) ----
+// w_vec8(row, k, K, lo, hi): lo = w_vec4(row, k, K), hi = w_vec4(row, k + 4, K), for k and K
+// multiples of 8 (the eight values then share one block and one sub-block scale in every
+// quantized type). The types people run read the eight with as few, as wide loads as their
+// layout allows, through aliases of the weight buffer that the includer declares before
+// defining W_VEC8_ALIAS:
+// - F16/BF16: one 16-byte word, `uvec4 w8[]` (K % 8 == 0 puts every row start on a word);
+// - F32: two 16-byte words through w4 (W_VEC4_ALIAS);
+// - Q8_0: four 2-byte words, `uint16_t wh[]` (the 34-byte blocks are only 2-byte aligned, so a
+//   wider word would straddle blocks at every other block);
+// - Q4_K: one 8-byte word, `uvec2 w8[]` (qs sits 16 bytes into the 144-byte block, and the
+//   bytes of eight values 64c + 32h + l.. are qs[32c + l ..+8), l a multiple of 8).
+// The rest take two w_vec4.
+#ifdef W_VEC8_ALIAS
+#if defined(W_F32)
+void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
+    const uint i = (row * K + k) / 4u;
+    lo = w4[i];
+    hi = w4[i + 1u];
+}
+
+#elif defined(W_F16)
+void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
+    const uvec4 u = w8[(row * K + k) / 8u];  // little-endian: value k is the low half of u.x
+    lo = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+    hi = vec4(unpackHalf2x16(u.z), unpackHalf2x16(u.w));
+}
+
+#elif defined(W_BF16)
+vec4 bf16x4(uvec2 u) {
+    return vec4(uintBitsToFloat(u.x << 16), uintBitsToFloat(u.x & 0xffff0000u), uintBitsToFloat(u.y << 16),
+                uintBitsToFloat(u.y & 0xffff0000u));
+}
+void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
+    const uvec4 u = w8[(row * K + k) / 8u];
+    lo = bf16x4(u.xy);
+    hi = bf16x4(u.zw);
+}
+
+#elif defined(W_Q8_0)
+// The four int8 of a little-endian word, sign-extended (bitfieldExtract of an int does that).
+vec4 i8x4(uint u) {
+    const int s = int(u);
+    return vec4(bitfieldExtract(s, 0, 8), bitfieldExtract(s, 8, 8), bitfieldExtract(s, 16, 8),
+                bitfieldExtract(s, 24, 8));
+}
+void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
+    const uint b = row * (K / 32u) + k / 32u;
+    const uint h = 17u * b + 1u + (k % 32u) / 2u;  // the halfword holding qs[k % 32] (d is halfword 17b)
+    const uint u0 = uint(wh[h]) | (uint(wh[h + 1u]) << 16), u1 = uint(wh[h + 2u]) | (uint(wh[h + 3u]) << 16);
+    const float d = float(w[b].d);
+    lo = d * i8x4(u0);
+    hi = d * i8x4(u1);
+}
+
+#elif defined(W_Q4_K)
+vec4 u8x4(uint u) { return vec4(u & 255u, (u >> 8) & 255u, (u >> 16) & 255u, u >> 24); }
+void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
+    const uint b = row * (K / 256u) + k / 256u;
+    const uint i = k % 256u;  // as in w_at: value 64c + 32h + l
+    const uint c = i / 64u, r = i % 64u, shift = r < 32u ? 0u : 4u;
+    const uvec2 q = (w8[18u * b + 2u + 4u * c + (r % 32u) / 8u] >> shift) & 0x0f0f0f0fu;
+    uint sc, m;
+    k_scale_min(b, i / 32u, sc, m);
+    lo = float(w[b].d) * float(sc) * u8x4(q.x) - float(w[b].dmin) * float(m);
+    hi = float(w[b].d) * float(sc) * u8x4(q.y) - float(w[b].dmin) * float(m);
+}
+
+#else
+void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
+    lo = w_vec4(row, k, K);
+    hi = w_vec4(row, k + 4u, K);
+}
+#endif
+#endif  // W_VEC8_ALIAS
