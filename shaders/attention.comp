@@ -24,6 +24,7 @@ const uint CHUNK = 2048;
 
 layout(binding = 0) readonly buffer QBuf { float q[]; };
 layout(binding = 1) readonly buffer KBuf { float k[]; };
+layout(binding = 1) readonly buffer KBuf4 { vec4 k4[]; };  // the same keys, for head_dim % 4 == 0
 layout(binding = 2) readonly buffer VBuf { float v[]; };
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
 
@@ -32,7 +33,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     float scale;
 } p;
 
-shared float qs[MAX_D];
+shared vec4 qs[MAX_D / 4];  // q's row; scalar dim d at qs[d / 4][d % 4]
 shared float scores[CHUNK];
 shared float red[WG];
 
@@ -70,7 +71,7 @@ void main() {
     const uint g = h / (p.n_heads / p.n_kv_heads);
     const uint D = p.head_dim;
     const uint kv_stride = p.n_kv_heads * D;
-    for (uint d = t; d < D; d += WG) qs[d] = q[(i * p.n_heads + h) * D + d];
+    for (uint d = t; d < D; d += WG) qs[d / 4u][d % 4u] = q[(i * p.n_heads + h) * D + d];
     barrier();
 
     uint n_vis = p.n_kv;
@@ -92,9 +93,20 @@ void main() {
         float mx = -1.0 / 0.0;
         for (uint c = t; c < nk; c += WG) {
             const uint kb = (j0 + c) * kv_stride + g * D;
-            float dot = 0.0;
-            for (uint d = 0; d < D; ++d) dot += qs[d] * k[kb + d];
-            scores[c] = p.scale * dot;
+            float sum = 0.0;
+            if (R == 4u) {  // vec4 loads, four at a time: independent loads in flight
+                const uint kb4 = kb / 4u, D4 = D / 4u;
+                uint d4 = 0;
+                for (; d4 + 4u <= D4; d4 += 4u) {
+                    const vec4 k0 = k4[kb4 + d4], k1 = k4[kb4 + d4 + 1u];
+                    const vec4 k2 = k4[kb4 + d4 + 2u], k3 = k4[kb4 + d4 + 3u];
+                    sum += dot(qs[d4], k0) + dot(qs[d4 + 1u], k1) + dot(qs[d4 + 2u], k2) + dot(qs[d4 + 3u], k3);
+                }
+                for (; d4 < D4; ++d4) sum += dot(qs[d4], k4[kb4 + d4]);
+            } else {
+                for (uint d = 0; d < D; ++d) sum += qs[d / 4u][d % 4u] * k[kb + d];
+            }
+            scores[c] = p.scale * sum;
             mx = max(mx, scores[c]);
         }
         const float m_new = max(m_run, reduce_max(mx));
