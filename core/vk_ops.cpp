@@ -45,15 +45,16 @@ struct UnaryPush {  // unary.comp
 struct BinaryPush {  // binary.comp
     uint32_t n, nb;
 };
-struct AttentionPush {  // attention.comp
+struct AttentionPush {  // attention.comp, attention_tiled.comp, attention_merge.comp
     uint32_t n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
+    uint32_t n_split;
 };
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
 static_assert(sizeof(MatmulPush) == 16 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 24);
-static_assert(sizeof(AttentionPush) == 32 && sizeof(SoftmaxPush) == 16);
+static_assert(sizeof(AttentionPush) == 36 && sizeof(SoftmaxPush) == 16);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
 constexpr uint32_t kMaxAttentionHeadDim = 256;
@@ -405,7 +406,7 @@ double measure_shader_copy_gbs(Context& ctx, uint64_t bytes, int copies, int run
 
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
-               int64_t q_pos0, AttentionPath path) {
+               int64_t q_pos0, AttentionPath path, Buffer* partials) {
     require(n_q >= 0 && n_kv >= 0 && head_dim >= 0 && q_pos0 >= 0, "attention", "negative size");
     require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention", "n_heads must be a multiple of n_kv_heads");
     require(head_dim <= kMaxAttentionHeadDim, "attention", "head_dim above 256");
@@ -413,10 +414,10 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     require_floats(k, n_kv * n_kv_heads * head_dim, "attention", "k");
     require_floats(v, n_kv * n_kv_heads * head_dim, "attention", "v");
     require_floats(o, n_q * n_heads * head_dim, "attention", "out");
-    const AttentionPush push{u32(n_q, "attention"),       u32(n_kv, "attention"),
+    AttentionPush push{u32(n_q, "attention"),       u32(n_kv, "attention"),
                              u32(n_heads, "attention"),   u32(n_kv_heads, "attention"),
                              u32(head_dim, "attention"),  causal ? 1u : 0u,
-                             u32(std::min<int64_t>(q_pos0, n_kv), "attention"), scale};
+                             u32(std::min<int64_t>(q_pos0, n_kv), "attention"), scale, 1};
     u32(n_q * n_heads, "attention");
     if (n_q == 0 || n_heads == 0 || head_dim == 0) return;
     Context& ctx = rec.context();
@@ -427,8 +428,21 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     if (path == AttentionPath::PerRow) {
         // WG ≥ 128 on every device (the Vulkan minimum), so head_dim ≤ 256 ≤ 2·WG as the shader needs.
         const uint32_t wg = wg_size(ctx, 256);
-        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, n_q * n_heads),
-                     {wg});
+        // Few (row, head) pairs and many keys (decode): split the keys over more workgroups,
+        // kVkAttentionSplitKeys each, into `partials`, and merge them in a second pass.
+        const int64_t splits = std::min<int64_t>(kVkAttentionMaxSplits, n_kv / kVkAttentionSplitKeys);
+        if (partials && n_q * n_heads < kVkAttentionSplitBelow && splits > 1 &&
+            partials->size() >= uint64_t(attention_partial_floats(n_q, n_heads, head_dim)) * 4) {
+            push.n_split = uint32_t(splits);
+            rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(*partials)}, push,
+                         split_groups(ctx, n_q * n_heads * splits), {wg});
+            rec.dispatch(ShaderId::attention_merge, {in(*partials), out(o)}, push, split_groups(ctx, n_q * n_heads),
+                         {wg_size(ctx, 64)});
+            return;
+        }
+        // The partials binding needs a buffer even when unused: o stands in, unwritten.
+        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(o)}, push,
+                     split_groups(ctx, n_q * n_heads), {wg});
         return;
     }
     require(head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0, "attention",
@@ -440,7 +454,8 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     const uint32_t wg = head_dim <= 64 ? bq * (128 / bq) : bq;
     const int64_t blocks = (n_q + bq - 1) / bq;
     rec.dispatch(head_dim <= 64 ? ShaderId::attention_tiled : ShaderId::attention_tiled_d128,
-                 {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, blocks * n_heads), {wg, uint32_t(head_dim), bq});
+                 {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, blocks * n_heads),
+                 {wg, uint32_t(head_dim), bq});
 }
 
 }  // namespace glimpse::vk

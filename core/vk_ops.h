@@ -135,9 +135,20 @@ constexpr int64_t kVkAttentionTiledMaxDim = 128;
 // copies some drivers run well below what the memory can do.
 double measure_shader_copy_gbs(Context& ctx, uint64_t bytes, int copies = 8, int runs = 3);
 
-// As ops::attention; head_dim ≤ 256.
+// PerRow with fewer than kVkAttentionSplitBelow (row, head) pairs (decode) and a `partials`
+// buffer of attention_partial_floats(n_q, n_heads, head_dim) floats: the keys are split over
+// up to kVkAttentionMaxSplits workgroups per pair, kVkAttentionSplitKeys keys or more each, and
+// a second dispatch merges them (attention_merge.comp).
+constexpr int64_t kVkAttentionSplitBelow = 128;
+constexpr int64_t kVkAttentionSplitKeys = 64;
+constexpr int64_t kVkAttentionMaxSplits = 32;
+constexpr int64_t attention_partial_floats(int64_t n_q, int64_t n_heads, int64_t head_dim) {
+    return n_q * n_heads * kVkAttentionMaxSplits * (head_dim + 2);
+}
+
+// As ops::attention; head_dim ≤ 256. `partials`: scratch for the split decode (above), or none.
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
-               int64_t q_pos0, AttentionPath path = AttentionPath::Auto);
+               int64_t q_pos0, AttentionPath path = AttentionPath::Auto, Buffer* partials = nullptr);
 
 }  // namespace glimpse::vk

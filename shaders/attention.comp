@@ -27,10 +27,17 @@ layout(binding = 1) readonly buffer KBuf { float k[]; };
 layout(binding = 1) readonly buffer KBuf4 { vec4 k4[]; };  // the same keys, for head_dim % 4 == 0
 layout(binding = 2) readonly buffer VBuf { float v[]; };
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
+// Split mode (n_split > 1): workgroup (row i, head h, split s) sees only keys
+// [s·L, (s+1)·L), L = ⌈n_kv / n_split⌉, and writes its partial result unnormalized, as
+// [m, l, acc[head_dim]], to part[((i·n_heads + h)·n_split + s)·(head_dim + 2)];
+// attention_merge.comp combines the splits. Decode has few (row, head) pairs, so splitting
+// the keys is what lets more of the device's cores work on them.
+layout(binding = 4) writeonly buffer PBuf { float part[]; };
 
 layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cpp
     uint n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
+    uint n_split;  // 1: the whole row here, written to o
 } p;
 
 shared vec4 qs[MAX_D / 4];  // q's row; scalar dim d at qs[d / 4][d % 4]
@@ -65,9 +72,10 @@ float reduce_sum(float val) {
 
 void main() {
     const uint wg_id = linear_group();
-    if (wg_id >= p.n_q * p.n_heads) return;
+    if (wg_id >= p.n_q * p.n_heads * p.n_split) return;
     const uint t = gl_LocalInvocationID.x;
-    const uint i = wg_id / p.n_heads, h = wg_id % p.n_heads;
+    const uint row = wg_id / p.n_split, split = wg_id % p.n_split;
+    const uint i = row / p.n_heads, h = row % p.n_heads;
     const uint g = h / (p.n_heads / p.n_kv_heads);
     const uint D = p.head_dim;
     const uint kv_stride = p.n_kv_heads * D;
@@ -76,6 +84,8 @@ void main() {
 
     uint n_vis = p.n_kv;
     if (p.causal != 0) n_vis = min(p.q_pos0 + i + 1, p.n_kv);
+    const uint span_keys = (p.n_kv + p.n_split - 1) / p.n_split;
+    const uint j_begin = min(split * span_keys, n_vis), j_end = min(j_begin + span_keys, n_vis);
 
     // The value phase's layout: `lanes` invocations cover a key's row, lane owning R = 4
     // consecutive dims (R = 1 where head_dim is not a multiple of 4), and again `span` dims
@@ -88,8 +98,8 @@ void main() {
     for (uint c = 0; c < 2; ++c)
         for (uint r = 0; r < 4; ++r) acc[c][r] = 0.0;
     float m_run = -1.0 / 0.0, l_run = 0.0;
-    for (uint j0 = 0; j0 < n_vis; j0 += CHUNK) {
-        const uint nk = min(CHUNK, n_vis - j0);
+    for (uint j0 = j_begin; j0 < j_end; j0 += CHUNK) {
+        const uint nk = min(CHUNK, j_end - j0);
         float mx = -1.0 / 0.0;
         for (uint c = t; c < nk; c += WG) {
             const uint kb = (j0 + c) * kv_stride + g * D;
@@ -141,16 +151,22 @@ void main() {
     for (uint c = 0; c < 2; ++c)
         for (uint r = 0; r < 4; ++r) scores[t * 8u + c * 4u + r] = acc[c][r];
     barrier();
+    const bool partial = p.n_split > 1;
+    const uint pb = wg_id * (D + 2u);
+    if (partial && t == 0) {
+        part[pb] = m_run;
+        part[pb + 1u] = l_run;
+    }
     if (t < lanes) {
-        const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
-        const uint ob = (i * p.n_heads + h) * D;
+        const float inv = partial ? 1.0 : (n_vis > 0 ? 1.0 / l_run : 0.0);
         for (uint c = 0; c < 2; ++c)
             for (uint r = 0; r < 4; ++r) {
                 const uint d = t * R + r + c * span;
                 if (r >= R || d >= D) continue;
                 float sum = 0.0;
                 for (uint gi = 0; gi < groups; ++gi) sum += scores[(gi * lanes + t) * 8u + c * 4u + r];
-                o[ob + d] = sum * inv;
+                if (partial) part[pb + 2u + d] = sum;
+                else o[row * D + d] = sum * inv;
             }
     }
 }

@@ -42,6 +42,7 @@ layout(binding = 3) writeonly buffer OBuf { vec4 o[]; };
 layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cpp
     uint n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
+    uint n_split;  // attention.comp's; 1 here
 } p;
 
 shared float split_m[MAX_WG], split_l[MAX_WG];  // each invocation's running max and sum

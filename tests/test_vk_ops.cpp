@@ -394,23 +394,31 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
         // several query blocks and key tiles (tiled), key chunks past 2048 (per row)
         {70, 90, 3, 1, 64, true, 20},    {40, 300, 2, 2, 128, false, 0}, {2, 2100, 2, 1, 64, true, 2098},
         {40, 600, 2, 2, 64, false, 0},   {40, 300, 2, 2, 112, true, 260}, {20, 33, 5, 5, 12, true, 13},
+        // split keys (decode): up to 32 splits, causal rows whose later splits see no key
+        {1, 640, 15, 5, 64, true, 639},  {4, 3000, 3, 1, 64, true, 2996}, {3, 200, 4, 2, 128, true, 150},
+        {1, 129, 2, 2, 256, true, 128},  {2, 500, 3, 3, 13, false, 0},
     };
     for (const Shape& s : shapes)
-        for (const vk::AttentionPath path : {vk::AttentionPath::PerRow, vk::AttentionPath::Tiled}) {
+        for (const int kernel : {0, 1, 2}) {  // per row, per row with split keys, tiled
+            const vk::AttentionPath path = kernel == 2 ? vk::AttentionPath::Tiled : vk::AttentionPath::PerRow;
             if (path == vk::AttentionPath::Tiled && (s.dim > vk::kVkAttentionTiledMaxDim || s.dim % 4 != 0)) continue;
+            // Split only where vk::attention would: few (row, head) pairs, 2 × 64 keys or more.
+            const bool splits = s.n_q * s.heads < vk::kVkAttentionSplitBelow && s.n_kv >= 2 * vk::kVkAttentionSplitKeys;
+            if (kernel == 1 && !splits) continue;
             INFO("n_q=" << s.n_q << " n_kv=" << s.n_kv << " heads=" << s.heads << "/" << s.kv_heads
                         << " dim=" << s.dim << " causal=" << s.causal << " q_pos0=" << s.q_pos0
-                        << (path == vk::AttentionPath::Tiled ? " tiled" : " per row"));
+                        << (kernel == 2 ? " tiled" : kernel == 1 ? " per row, split" : " per row"));
             const size_t nq = size_t(s.n_q * s.heads * s.dim), nk = size_t(s.n_kv * s.kv_heads * s.dim);
             const auto q = random_floats(nq, 61, 2.0f), k = random_floats(nk, 62, 2.0f), v = random_floats(nk, 63);
             const float scale = 1.0f / std::sqrt(float(s.dim));
             vk::Buffer dq = vk::upload_floats(*ctx, q), dk = vk::upload_floats(*ctx, k);
             vk::Buffer dv = vk::upload_floats(*ctx, v);
             vk::Buffer dout(*ctx, nq * 4);
+            vk::Buffer partials(*ctx, uint64_t(vk::attention_partial_floats(s.n_q, s.heads, s.dim)) * 4);
             vk::Recorder rec(*ctx);
             rec.begin();
             vk::attention(rec, dq, dk, dv, dout, s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0,
-                          path);
+                          path, kernel == 1 ? &partials : nullptr);
             rec.submit_and_wait();
             std::vector<float> ref(nq);
             ops::attention(q.data(), k.data(), v.data(), ref.data(), s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale,

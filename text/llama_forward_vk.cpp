@@ -72,6 +72,7 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     xb_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     q_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
     att_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
+    att_partials_ = vk::Buffer(ctx_, fbytes(1, vk::attention_partial_floats(1, c.n_heads, c.head_dim)));
     ff_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     up_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     pos_ = vk::Buffer(ctx_, fbytes(B, 1));
@@ -102,7 +103,7 @@ void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer,
     vk::rope(rec_, kc, pos_, w_->rope, T, c.n_kv_heads, row0);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
     vk::attention(rec_, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
-                  /*causal=*/true, pos0);
+                  /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);
     vk::matmul(rec_, L.wo, att_, x_, T, residual);
     // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
     vk::rms_norm(rec_, x_, &L.ffn_norm, xb_, T, D, c.rms_eps);

@@ -79,6 +79,7 @@ private:
     int n_past_ = 0;
     std::vector<vk::Buffer> k_cache_, v_cache_;  // per layer [n_ctx][KV·hd]
     vk::Buffer x_, xb_, q_, att_, ff_, up_, pos_, last_, logits_;
+    vk::Buffer att_partials_;  // a decode step's split attention (vk::attention_partial_floats)
     // Rows logits_ (and last_, the rows fed to the output matrix) hold: 1, grown for LogitRows::All
     // to n_batch or what one buffer can hold (maxStorageBufferRange), whichever is less.
     int64_t logits_rows_ = 0;
