@@ -119,10 +119,11 @@ void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int
 
 // Which attention kernel runs: PerRow (attention.comp: one workgroup per query row and head,
 // for decode) or Tiled (attention_tiled.comp: one invocation per query row, each K/V load
-// shared by the workgroup's rows, for prefill and the ViT; head_dim ≤ kVkAttentionTiledMaxDim
-// and a multiple of 4). Auto takes Tiled for non-causal attention (the ViT) of
-// kVkAttentionTiledMinQ query rows or more; on an H200 it then beat PerRow (27.7 against
-// 46.6 ms a SigLIP tile) while a causal 512-token prefill was slower (37 against 21 ms).
+// shared by the workgroup's rows, keys split 4 ways; head_dim ≤ kVkAttentionTiledMaxDim and a
+// multiple of 4). Auto takes Tiled for non-causal attention (the ViT) of kVkAttentionTiledMinQ
+// query rows or more. On an H200 its first version (no key split) beat PerRow on a SigLIP tile
+// (27.7 against 46.6 ms) but lost on a causal 512-token prefill (37 against 21 ms); with the
+// split a tile takes 7.2 ms, and causal prefill with it is not measured yet (PerRow: 8.4 ms).
 // Both kernels compute any case asked of them.
 enum class AttentionPath { Auto, PerRow, Tiled };
 constexpr int64_t kVkAttentionTiledMinQ = 16;
