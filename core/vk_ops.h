@@ -123,7 +123,8 @@ void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int
 // multiple of 4). Auto takes Tiled for non-causal attention (the ViT) of kVkAttentionTiledMinQ
 // query rows or more. On an H200 its first version (no key split) beat PerRow on a SigLIP tile
 // (27.7 against 46.6 ms) but lost on a causal 512-token prefill (37 against 21 ms); with the
-// split a tile takes 7.2 ms, and causal prefill with it is not measured yet (PerRow: 8.4 ms).
+// split a tile takes 7.2 ms, and that prefill 9.7 ms against PerRow's 8.4 (its rows see
+// different key counts, so a block waits for its last row).
 // Both kernels compute any case asked of them.
 enum class AttentionPath { Auto, PerRow, Tiled };
 constexpr int64_t kVkAttentionTiledMinQ = 16;
