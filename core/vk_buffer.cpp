@@ -265,32 +265,40 @@ std::vector<float> download_floats(Context& ctx, const Buffer& b, uint64_t count
     return v;
 }
 
-double measure_copy_bandwidth_gbs(Context& ctx, uint64_t bytes, int copies, int runs) {
+double measure_copies_gbs(Context& ctx, uint64_t bytes, int copies, int runs,
+                          const std::function<void(Buffer& a, Buffer& b, uint64_t bytes)>& run) {
     bytes = std::min(bytes, ctx.info().max_storage_buffer_range) / 256 * 256;
-    if (bytes == 0 || copies < 1 || runs < 1)
-        throw std::invalid_argument("measure_copy_bandwidth_gbs: nothing to copy");
+    if (bytes == 0 || copies < 1 || runs < 1) throw std::invalid_argument("measure_copies_gbs: nothing to copy");
     Buffer a(ctx, bytes), b(ctx, bytes);
-    auto record = [&](VkCommandBuffer cmd) {
-        // a -> b, b -> a, ...: each copy waits for the one before (it reads what that wrote).
-        VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER, nullptr, VK_ACCESS_TRANSFER_WRITE_BIT,
-                           VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT};
-        for (int i = 0; i < copies; ++i) {
-            if (i > 0)
-                vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0,
-                                     nullptr, 0, nullptr);
-            const VkBufferCopy region{0, 0, bytes};
-            const bool forward = i % 2 == 0;
-            vkCmdCopyBuffer(cmd, forward ? a.handle() : b.handle(), forward ? b.handle() : a.handle(), 1, &region);
-        }
-    };
     double best_s = 0;
-    for (int r = 0; r <= runs; ++r) {  // run 0 warms up (first touch of the pages)
+    for (int r = 0; r <= runs; ++r) {  // run 0 warms up (first touch of the pages, pipelines)
         const auto t0 = std::chrono::steady_clock::now();
-        ctx.run_once(record, "the bandwidth probe");
+        run(a, b, bytes);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (r > 0 && (best_s == 0 || s < best_s)) best_s = s;
     }
     return 2.0 * double(bytes) * copies / best_s / 1e9;
+}
+
+double measure_copy_bandwidth_gbs(Context& ctx, uint64_t bytes, int copies, int runs) {
+    return measure_copies_gbs(ctx, bytes, copies, runs, [&](Buffer& a, Buffer& b, uint64_t n) {
+        ctx.run_once(
+            [&](VkCommandBuffer cmd) {
+                // a -> b, b -> a, ...: each copy waits for the one before (it reads what that wrote).
+                VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER, nullptr, VK_ACCESS_TRANSFER_WRITE_BIT,
+                                   VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT};
+                for (int i = 0; i < copies; ++i) {
+                    if (i > 0)
+                        vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                                             1, &mb, 0, nullptr, 0, nullptr);
+                    const VkBufferCopy region{0, 0, n};
+                    const bool forward = i % 2 == 0;
+                    vkCmdCopyBuffer(cmd, forward ? a.handle() : b.handle(), forward ? b.handle() : a.handle(), 1,
+                                    &region);
+                }
+            },
+            "the bandwidth probe");
+    });
 }
 
 }  // namespace glimpse::vk

@@ -11,6 +11,7 @@
 #include <vulkan/vulkan.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -96,10 +97,15 @@ void download(Context& ctx, const Buffer& src, void* dst, uint64_t bytes, uint64
 Buffer upload_floats(Context& ctx, const std::vector<float>& v);
 std::vector<float> download_floats(Context& ctx, const Buffer& b, uint64_t count);
 
-// The device's memory bandwidth as its own copies see it: `copies` buffer-to-buffer copies of
-// `bytes` (capped at what one buffer may hold) between two device buffers, back and forth, in
-// one submission; GB/s of bytes read plus bytes written, best of `runs` after a warm-up run.
-// What a decode step's weight reads are held against (bench --device vulkan).
+// The copy rate of `run(a, b, bytes)`, which makes `copies` copies of `bytes` (capped at what
+// one buffer may hold, a multiple of 256) between two device buffers a and b, back and forth,
+// and waits for them: GB/s of bytes read plus bytes written, best of `runs` after a warm-up run.
+double measure_copies_gbs(Context& ctx, uint64_t bytes, int copies, int runs,
+                          const std::function<void(Buffer& a, Buffer& b, uint64_t bytes)>& run);
+
+// The device's memory bandwidth as its own copies see it: measure_copies_gbs with
+// buffer-to-buffer copies in one submission. What a decode step's weight reads are held against
+// (bench --device vulkan), with vk::measure_shader_copy_gbs (core/vk_ops.h).
 double measure_copy_bandwidth_gbs(Context& ctx, uint64_t bytes, int copies = 8, int runs = 3);
 
 }  // namespace glimpse::vk

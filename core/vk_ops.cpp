@@ -3,8 +3,6 @@
 #include "core/vk_ops.h"
 
 #include <algorithm>
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <initializer_list>
 #include <stdexcept>
@@ -384,24 +382,15 @@ void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int
 }
 
 double measure_shader_copy_gbs(Context& ctx, uint64_t bytes, int copies, int runs) {
-    bytes = std::min(bytes, ctx.info().max_storage_buffer_range) / 256 * 256;
-    if (bytes == 0 || copies < 1 || runs < 1) throw std::invalid_argument("measure_shader_copy_gbs: nothing to copy");
-    Buffer a(ctx, bytes), b(ctx, bytes);
-    const int64_t n = int64_t(bytes / 4);
-    double best_s = 0;
-    for (int r = 0; r <= runs; ++r) {  // run 0 warms up (first touch of the pages, the pipeline)
+    return measure_copies_gbs(ctx, bytes, copies, runs, [&](Buffer& a, Buffer& b, uint64_t n) {
         Recorder rec(ctx);
         rec.begin();
         for (int i = 0; i < copies; ++i) {  // a -> b, b -> a, ...: each waits for the one before
-            if (i % 2 == 0) copy(rec, a, 0, b, 0, n);
-            else copy(rec, b, 0, a, 0, n);
+            if (i % 2 == 0) copy(rec, a, 0, b, 0, int64_t(n / 4));
+            else copy(rec, b, 0, a, 0, int64_t(n / 4));
         }
-        const auto t0 = std::chrono::steady_clock::now();
         rec.submit_and_wait();
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (r > 0 && (best_s == 0 || s < best_s)) best_s = s;
-    }
-    return 2.0 * double(bytes) * copies / best_s / 1e9;
+    });
 }
 
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
@@ -414,10 +403,10 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     require_floats(k, n_kv * n_kv_heads * head_dim, "attention", "k");
     require_floats(v, n_kv * n_kv_heads * head_dim, "attention", "v");
     require_floats(o, n_q * n_heads * head_dim, "attention", "out");
-    AttentionPush push{u32(n_q, "attention"),       u32(n_kv, "attention"),
-                             u32(n_heads, "attention"),   u32(n_kv_heads, "attention"),
-                             u32(head_dim, "attention"),  causal ? 1u : 0u,
-                             u32(std::min<int64_t>(q_pos0, n_kv), "attention"), scale, 1};
+    AttentionPush push{u32(n_q, "attention"),      u32(n_kv, "attention"),
+                       u32(n_heads, "attention"),  u32(n_kv_heads, "attention"),
+                       u32(head_dim, "attention"), causal ? 1u : 0u,
+                       u32(std::min<int64_t>(q_pos0, n_kv), "attention"), scale, 1};
     u32(n_q * n_heads, "attention");
     if (n_q == 0 || n_heads == 0 || head_dim == 0) return;
     Context& ctx = rec.context();

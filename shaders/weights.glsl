@@ -107,11 +107,12 @@ vec4 w_vec4(uint row, uint k, uint K) {
 }
 
 #elif defined(W_BF16) && defined(W_VEC4_ALIAS)
-vec4 w_vec4(uint row, uint k, uint K) {
-    const uvec2 u = w4[(row * K + k) / 4u];
+// Four bfloat16 in two little-endian words (w_vec8 below reads eight through this too).
+vec4 bf16x4(uvec2 u) {
     return vec4(uintBitsToFloat(u.x << 16), uintBitsToFloat(u.x & 0xffff0000u), uintBitsToFloat(u.y << 16),
                 uintBitsToFloat(u.y & 0xffff0000u));
 }
+vec4 w_vec4(uint row, uint k, uint K) { return bf16x4(w4[(row * K + k) / 4u]); }
 
 #elif defined(W_Q8_0)
 vec4 w_vec4(uint row, uint k, uint K) {
@@ -201,10 +202,6 @@ void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
 }
 
 #elif defined(W_BF16)
-vec4 bf16x4(uvec2 u) {
-    return vec4(uintBitsToFloat(u.x << 16), uintBitsToFloat(u.x & 0xffff0000u), uintBitsToFloat(u.y << 16),
-                uintBitsToFloat(u.y & 0xffff0000u));
-}
 void w_vec8(uint row, uint k, uint K, out vec4 lo, out vec4 hi) {
     const uvec4 u = w8[(row * K + k) / 8u];
     lo = bf16x4(u.xy);
