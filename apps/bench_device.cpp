@@ -100,7 +100,10 @@ TextFigures bench_text(const LlamaModel& m, int prompt, int gen, int repeats, Th
 }
 
 nlohmann::json profile_json(const vk::DeviceProfile& p, double calls) {
-    nlohmann::json j = {{"gpu_ms", p.gpu_ms / calls}, {"untimed_dispatches", p.untimed}};
+    nlohmann::json j = {{"gpu_ms", p.gpu_ms / calls},
+                          {"record_ms", p.record_ms / calls},
+                          {"submissions", double(p.submissions) / calls},
+                          {"untimed_dispatches", p.untimed}};
     for (const auto& [name, t] : p.shaders) j["shaders"][name] = {{"ms", t.ms / calls}, {"dispatches", double(t.dispatches) / calls}};
     return j;
 }

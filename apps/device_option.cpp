@@ -96,6 +96,8 @@ void print_device_profile(const vk::DeviceProfile& prof, const std::string& titl
     std::printf("  %-22s %11s %10.3f", "GPU total", "", prof.gpu_ms / calls);
     if (wall_ms > 0) std::printf("  (the GPU was busy %.0f%% of the wall time)", 100.0 * prof.gpu_ms / wall_ms);
     std::printf("\n");
+    std::printf("  %-22s %11.1f %10.3f  (host time recording the commands, while the GPU waits)\n", "host recording",
+                double(prof.submissions) / calls, prof.record_ms / calls);
     if (prof.untimed) std::printf("  %llu dispatches were not timed (query pool full)\n", (unsigned long long)prof.untimed);
 }
 

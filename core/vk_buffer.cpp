@@ -156,7 +156,8 @@ size_t Allocator::block_count() const {
 
 // ---- Buffer ----------------------------------------------------------------------------------
 
-Buffer::Buffer(Context& ctx, uint64_t bytes, MemoryKind kind) : ctx_(&ctx), size_(bytes), kind_(kind) {
+Buffer::Buffer(Context& ctx, uint64_t bytes, MemoryKind kind)
+    : ctx_(&ctx), id_(ctx.next_buffer_id()), size_(bytes), kind_(kind) {
     if (kind == MemoryKind::Device && bytes > ctx.info().max_storage_buffer_range)
         throw device_error("a buffer of " + mib(bytes) + " exceeds maxStorageBufferRange (" +
                            mib(ctx.info().max_storage_buffer_range) + ") on " + ctx.label());
@@ -183,6 +184,7 @@ void Buffer::reset() {
     if (alloc_.block) ctx_->allocator().release(alloc_);
     buffer_ = VK_NULL_HANDLE;
     alloc_ = {};
+    id_ = 0;
     size_ = 0;
 }
 
@@ -193,6 +195,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
         reset();
         ctx_ = o.ctx_;
         buffer_ = std::exchange(o.buffer_, VK_NULL_HANDLE);
+        id_ = std::exchange(o.id_, 0);
         size_ = std::exchange(o.size_, 0);
         kind_ = o.kind_;
         alloc_ = std::exchange(o.alloc_, {});

@@ -73,6 +73,9 @@ public:
     Buffer& operator=(const Buffer&) = delete;
 
     VkBuffer handle() const { return buffer_; }
+    // Unique among the Context's buffers, never reused after destruction (a VkBuffer handle
+    // may be): what Recorder's descriptor-set cache keys on.
+    uint64_t id() const { return id_; }
     uint64_t size() const { return size_; }  // bytes asked for
     MemoryKind kind() const { return kind_; }
     void* mapped() const { return alloc_.mapped; }  // null unless host-visible
@@ -82,6 +85,7 @@ private:
     void reset();
     Context* ctx_ = nullptr;
     VkBuffer buffer_ = VK_NULL_HANDLE;
+    uint64_t id_ = 0;
     uint64_t size_ = 0;
     MemoryKind kind_ = MemoryKind::Device;
     Allocator::Allocation alloc_;

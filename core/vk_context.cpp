@@ -484,6 +484,7 @@ void DeviceProfile::add(const DeviceProfile& o) {
     gpu_ms += o.gpu_ms;
     submissions += o.submissions;
     untimed += o.untimed;
+    record_ms += o.record_ms;
 }
 
 bool Context::set_profiling(bool on) {
@@ -531,6 +532,11 @@ void Context::run_once(const std::function<void(VkCommandBuffer)>& fill, std::st
     check(vkQueueSubmit(queue_, 1, &si, once_fence_), std::string(stage) + " (vkQueueSubmit)", label_);
     wait_fence(once_fence_, stage);
     instance_->throw_if_validation_errors(stage);
+    if (profiling_) {  // counted as a round trip to the device; its copies are not timed
+        DeviceProfile p;
+        p.submissions = 1;
+        add_profile(p);
+    }
 }
 
 }  // namespace glimpse::vk

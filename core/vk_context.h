@@ -13,6 +13,7 @@
 
 #include <vulkan/vulkan.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -135,6 +136,7 @@ struct DeviceProfile {
     double gpu_ms = 0;         // first to last timestamp of every profiled submission, summed
     uint64_t submissions = 0;
     uint64_t untimed = 0;      // dispatches past a full query pool: run, counted, not timed
+    double record_ms = 0;      // host time spent recording those submissions (begin() to submit)
     void add(const DeviceProfile& o);
 };
 
@@ -188,6 +190,9 @@ public:
     // The host-visible buffer that uploads and downloads go through (created on first use).
     Buffer& staging();
 
+    // A number no other Buffer of this Context has had or will have (Buffer::id).
+    uint64_t next_buffer_id() { return ++buffer_ids_; }
+
 private:
     std::unique_ptr<Instance> instance_;
     ContextOptions options_;
@@ -204,6 +209,7 @@ private:
     bool profiling_ = false;
     uint32_t timestamp_bits_ = 0;
     double timestamp_period_ns_ = 0;
+    std::atomic<uint64_t> buffer_ids_{0};
     std::mutex profile_mutex_;  // Recorders of several threads may share the Context
     DeviceProfile profile_;
     std::unique_ptr<Allocator> allocator_;

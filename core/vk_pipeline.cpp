@@ -65,12 +65,31 @@ VkShaderModule PipelineCache::module(ShaderId id) {
     return m;
 }
 
-VkPipeline PipelineCache::get(ShaderId id, const std::vector<uint32_t>& spec) {
-    auto key = std::make_pair(id, spec);
-    auto it = pipelines_.find(key);
-    if (it != pipelines_.end()) return it->second;
+namespace {
+
+// Mixes 64-bit words into a hash (the multiply-xorshift step of splitmix64).
+size_t mix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h *= 0xbf58476d1ce4e5b9ull;
+    return size_t(h ^ (h >> 31));
+}
+
+}  // namespace
+
+size_t PipelineCache::KeyHash::operator()(const Key& k) const {
+    uint64_t h = mix(uint64_t(k.id), k.n_spec);
+    for (uint32_t i = 0; i < k.n_spec; ++i) h = mix(h, k.spec[i]);
+    return size_t(h);
+}
+
+VkPipeline PipelineCache::get(ShaderId id, std::span<const uint32_t> spec) {
     if (spec.size() > kMaxSpecConstants)
         throw device_error(std::string("shader ") + shader_binary(id).name + ": too many specialization constants");
+    Key key{id, uint32_t(spec.size()), {}};
+    std::copy(spec.begin(), spec.end(), key.spec.begin());
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = pipelines_.find(key);
+    if (it != pipelines_.end()) return it->second;
 
     VkSpecializationMapEntry entries[kMaxSpecConstants];
     for (uint32_t i = 0; i < spec.size(); ++i) entries[i] = {i, i * 4, 4};
@@ -85,7 +104,7 @@ VkPipeline PipelineCache::get(ShaderId id, const std::vector<uint32_t>& spec) {
     VkPipeline p = VK_NULL_HANDLE;
     check(vkCreateComputePipelines(ctx_.device(), VK_NULL_HANDLE, 1, &ci, nullptr, &p),
           std::string("compiling shader ") + shader_binary(id).name, ctx_.label());
-    pipelines_.emplace(std::move(key), p);
+    pipelines_.emplace(key, p);
     return p;
 }
 
@@ -123,10 +142,15 @@ Recorder::~Recorder() {
 }
 
 void Recorder::begin() {
+    begun_ = std::chrono::steady_clock::now();
     if (recording_) vkEndCommandBuffer(cmd_);
     recording_ = false;
-    for (VkDescriptorPool p : pools_) check(vkResetDescriptorPool(ctx_.device(), p, 0), "vkResetDescriptorPool", ctx_.label());
-    pool_in_use_ = 0;
+    if (sets_.size() > kMaxCachedSets) {  // the previous stream has finished: no set is in use
+        for (VkDescriptorPool p : pools_)
+            check(vkResetDescriptorPool(ctx_.device(), p, 0), "vkResetDescriptorPool", ctx_.label());
+        pool_in_use_ = 0;
+        sets_.clear();
+    }
     check(vkResetCommandBuffer(cmd_, 0), "vkResetCommandBuffer", ctx_.label());
     VkCommandBufferBeginInfo bi = init<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
     bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
@@ -178,6 +202,38 @@ VkDescriptorSet Recorder::allocate_set() {
     }
 }
 
+size_t Recorder::SetKeyHash::operator()(const SetKey& k) const {
+    uint64_t h = 0;
+    for (uint64_t id : k.ids) h = mix(h, id);
+    return size_t(h);
+}
+
+// The descriptor set binding args[i] at binding i: written on first use, then reused.
+VkDescriptorSet Recorder::descriptor_set(std::initializer_list<Arg> args) {
+    SetKey key{};  // ids start at 1, so the zeros past the last argument cannot collide
+    size_t n = 0;
+    for (const Arg& a : args) key.ids[n++] = a.buffer->id();
+    auto it = sets_.find(key);
+    if (it != sets_.end()) return it->second;
+    const VkDescriptorSet set = allocate_set();
+    VkDescriptorBufferInfo infos[kMaxBindings];
+    VkWriteDescriptorSet writes[kMaxBindings];
+    uint32_t i = 0;
+    for (const Arg& a : args) {
+        infos[i] = {a.buffer->handle(), 0, VK_WHOLE_SIZE};
+        writes[i] = init<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
+        writes[i].dstSet = set;
+        writes[i].dstBinding = i;
+        writes[i].descriptorCount = 1;
+        writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+        writes[i].pBufferInfo = &infos[i];
+        ++i;
+    }
+    vkUpdateDescriptorSets(ctx_.device(), i, writes, 0, nullptr);
+    sets_.emplace(key, set);
+    return set;
+}
+
 void Recorder::barrier() {
     if (!recording_) throw device_error("Recorder::barrier outside begin()/submit_and_wait()");
     VkMemoryBarrier mb = init<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
@@ -190,22 +246,31 @@ void Recorder::barrier() {
     read_.clear();
 }
 
+namespace {
+
+bool contains(const std::vector<VkBuffer>& v, VkBuffer b) { return std::find(v.begin(), v.end(), b) != v.end(); }
+
+void add_once(std::vector<VkBuffer>& v, VkBuffer b) {
+    if (!contains(v, b)) v.push_back(b);
+}
+
+}  // namespace
+
 // Inserts buffer memory barriers for the hazards this dispatch would have with the ones
 // recorded since the last barrier.
 void Recorder::sync_for(std::initializer_list<Arg> args) {
     bool hazard = false;
     for (const Arg& a : args) {
         const VkBuffer b = a.buffer->handle();
-        hazard = hazard || written_.count(b) != 0 || (a.written && read_.count(b) != 0);
+        hazard = hazard || contains(written_, b) || (a.written && contains(read_, b));
     }
     if (!hazard) return;
     // The barrier orders all earlier dispatches before this one, so it must also make every
-    // earlier write visible (not only the conflicting ones): the tracking sets are cleared.
-    std::set<VkBuffer> targets = written_;
+    // earlier write visible (not only the conflicting ones): the tracking lists are cleared.
     for (const Arg& a : args)
-        if (a.written && read_.count(a.buffer->handle())) targets.insert(a.buffer->handle());
-    std::vector<VkBufferMemoryBarrier> barriers;
-    for (const VkBuffer b : targets) {
+        if (a.written && contains(read_, a.buffer->handle())) add_once(written_, a.buffer->handle());
+    barrier_list_.clear();
+    for (const VkBuffer b : written_) {
         VkBufferMemoryBarrier bb = init<VkBufferMemoryBarrier>(VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER);
         bb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT;
         bb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
@@ -213,10 +278,10 @@ void Recorder::sync_for(std::initializer_list<Arg> args) {
         bb.buffer = b;
         bb.offset = 0;
         bb.size = VK_WHOLE_SIZE;
-        barriers.push_back(bb);
+        barrier_list_.push_back(bb);
     }
     vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
-                         nullptr, uint32_t(barriers.size()), barriers.data(), 0, nullptr);
+                         nullptr, uint32_t(barrier_list_.size()), barrier_list_.data(), 0, nullptr);
     ++barriers_;
     written_.clear();
     read_.clear();
@@ -233,29 +298,15 @@ void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const 
         if (!a.buffer || !*a.buffer) throw device_error(std::string("shader ") + bin.name + ": an empty buffer argument");
     if (groups.x == 0 || groups.y == 0 || groups.z == 0) return;  // nothing to do
 
-    const VkPipeline pipeline = ctx_.pipelines().get(id, std::vector<uint32_t>(spec));
-    const VkDescriptorSet set = allocate_set();
-    VkDescriptorBufferInfo infos[kMaxBindings];
-    VkWriteDescriptorSet writes[kMaxBindings];
-    uint32_t i = 0;
-    for (const Arg& a : args) {
-        infos[i] = {a.buffer->handle(), 0, VK_WHOLE_SIZE};
-        writes[i] = init<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
-        writes[i].dstSet = set;
-        writes[i].dstBinding = i;
-        writes[i].descriptorCount = 1;
-        writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-        writes[i].pBufferInfo = &infos[i];
-        ++i;
-    }
-    vkUpdateDescriptorSets(ctx_.device(), i, writes, 0, nullptr);
+    const VkPipeline pipeline = ctx_.pipelines().get(id, std::span<const uint32_t>(spec.begin(), spec.size()));
+    const VkDescriptorSet set = descriptor_set(args);
 
     sync_for(args);
     vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
     vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_.pipelines().layout(), 0, 1, &set, 0, nullptr);
     if (push_size) vkCmdPushConstants(cmd_, ctx_.pipelines().layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, uint32_t(push_size), push);
     vkCmdDispatch(cmd_, groups.x, groups.y, groups.z);
-    for (const Arg& a : args) (a.written ? written_ : read_).insert(a.buffer->handle());
+    for (const Arg& a : args) add_once(a.written ? written_ : read_, a.buffer->handle());
     ++dispatches_;
     if (!timing_) return;
     if (timed_.size() + 1 < query_capacity_) {
@@ -267,12 +318,13 @@ void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const 
 }
 
 // After the fence: the timestamps of this stream as GPU time per shader, into the Context.
-void Recorder::collect_timestamps() {
+void Recorder::collect_timestamps(double record_ms) {
     if (!timing_) return;
     if (untimed_) query_wanted_ = std::max(query_wanted_, uint32_t(2 * (timed_.size() + untimed_ + 1)));
     DeviceProfile p;
     p.submissions = 1;
     p.untimed = untimed_;
+    p.record_ms = record_ms;
     if (!timed_.empty()) {
         std::vector<uint64_t> ts(timed_.size() + 1);
         check(vkGetQueryPoolResults(ctx_.device(), queries_, 0, uint32_t(ts.size()), ts.size() * 8, ts.data(), 8,
@@ -295,6 +347,8 @@ void Recorder::submit_and_wait() {
     if (!recording_) throw device_error("submit_and_wait without begin()");
     recording_ = false;
     check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer", ctx_.label());
+    const double record_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begun_).count();
     check(vkResetFences(ctx_.device(), 1, &fence_), "vkResetFences", ctx_.label());
     VkSubmitInfo si = init<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
     si.commandBufferCount = 1;
@@ -302,7 +356,7 @@ void Recorder::submit_and_wait() {
     check(vkQueueSubmit(ctx_.queue(), 1, &si, fence_), "vkQueueSubmit", ctx_.label());
     ctx_.wait_fence(fence_, "a submission of " + std::to_string(dispatches_) + " dispatches");
     ctx_.instance().throw_if_validation_errors("a submission");
-    collect_timestamps();
+    collect_timestamps(record_ms);
 }
 
 }  // namespace glimpse::vk

@@ -14,20 +14,26 @@
 // Each argument says whether the dispatch writes it; before a dispatch that touches a buffer
 // written (or, for a write, read) since the last barrier, the Recorder inserts a pipeline
 // barrier with buffer memory barriers for exactly those buffers (read-after-write,
-// write-after-write, write-after-read). barrier() inserts a full one by hand.
+// write-after-write, write-after-read). barrier() inserts a full one by hand. The descriptor
+// set of a dispatch is written the first time its list of buffers is seen and kept for later
+// streams, so a decode step, which binds the same lists every token, writes none.
 //
 // While the Context is profiling, each command stream also writes a timestamp at its start and
 // after every dispatch; submit_and_wait() reads them back and adds the time of each dispatch,
-// by shader, to the Context's DeviceProfile.
+// by shader, to the Context's DeviceProfile, with the host time spent recording the stream.
 #pragma once
 
 #include <vulkan/vulkan.h>
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
-#include <set>
+#include <mutex>
+#include <span>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -50,8 +56,9 @@ public:
     PipelineCache& operator=(const PipelineCache&) = delete;
 
     // The pipeline for this shader and specialization constants, created on first use.
-    // Throws Error(Device) naming the shader if the driver rejects it.
-    VkPipeline get(ShaderId id, const std::vector<uint32_t>& spec);
+    // Throws Error(Device) naming the shader if the driver rejects it. Safe to call from
+    // several threads.
+    VkPipeline get(ShaderId id, std::span<const uint32_t> spec);
     VkPipelineLayout layout() const { return layout_; }
     VkDescriptorSetLayout set_layout() const { return set_layout_; }
     size_t size() const { return pipelines_.size(); }
@@ -62,8 +69,18 @@ private:
     Context& ctx_;
     VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
     VkPipelineLayout layout_ = VK_NULL_HANDLE;
+    struct Key {
+        ShaderId id;
+        uint32_t n_spec;
+        std::array<uint32_t, kMaxSpecConstants> spec;
+        bool operator==(const Key&) const = default;
+    };
+    struct KeyHash {
+        size_t operator()(const Key& k) const;
+    };
+    std::mutex mutex_;
     std::map<ShaderId, VkShaderModule> modules_;
-    std::map<std::pair<ShaderId, std::vector<uint32_t>>, VkPipeline> pipelines_;
+    std::unordered_map<Key, VkPipeline, KeyHash> pipelines_;  // looked up once a dispatch
 };
 
 // One buffer argument of a dispatch: binding i of the shader is the i-th argument.
@@ -109,13 +126,16 @@ public:
 
     uint32_t dispatch_count() const { return dispatches_; }
     uint32_t barrier_count() const { return barriers_; }
+    size_t cached_sets() const { return sets_.size(); }
+    static constexpr size_t kMaxCachedSets = 4096;
 
 private:
     void dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const void* push, size_t push_size,
                       Groups groups, std::initializer_list<uint32_t> spec);
+    VkDescriptorSet descriptor_set(std::initializer_list<Arg> args);
     VkDescriptorSet allocate_set();
     void sync_for(std::initializer_list<Arg> args);
-    void collect_timestamps();
+    void collect_timestamps(double record_ms);
 
     // Profiling (Context::set_profiling): timestamp 0 at begin(), i + 1 after dispatch i.
     VkQueryPool queries_ = VK_NULL_HANDLE;
@@ -123,15 +143,28 @@ private:
     bool timing_ = false;           // this command stream is timed
     std::vector<ShaderId> timed_;   // the shader of each timed dispatch
     uint64_t untimed_ = 0;
+    std::chrono::steady_clock::time_point begun_;  // when begin() started this stream
 
     Context& ctx_;
     VkCommandBuffer cmd_ = VK_NULL_HANDLE;
     VkFence fence_ = VK_NULL_HANDLE;
-    std::vector<VkDescriptorPool> pools_;  // grown on demand, all reset by begin()
+    // Descriptor sets are written once for each list of buffers (by Buffer::id, in binding
+    // order) and kept: a decode step binds the same ~400 lists every token. Past
+    // kMaxCachedSets, begin() resets the pools and starts the cache again.
+    struct SetKey {
+        std::array<uint64_t, kMaxBindings> ids;
+        bool operator==(const SetKey&) const = default;
+    };
+    struct SetKeyHash {
+        size_t operator()(const SetKey& k) const;
+    };
+    std::unordered_map<SetKey, VkDescriptorSet, SetKeyHash> sets_;
+    std::vector<VkDescriptorPool> pools_;  // grown on demand
     size_t pool_in_use_ = 0;
     bool recording_ = false;
     uint32_t dispatches_ = 0, barriers_ = 0;
-    std::set<VkBuffer> written_, read_;  // since the last barrier
+    std::vector<VkBuffer> written_, read_;  // since the last barrier (a few each)
+    std::vector<VkBufferMemoryBarrier> barrier_list_;
 };
 
 }  // namespace glimpse::vk
