@@ -113,8 +113,9 @@ void check_row_ids(const DeviceMatrix& table, const int32_t* ids, int64_t n_ids)
 // out [n_ids][K] = rows ids[] of table; ids: int32 [n_ids] on the device, checked beforehand.
 void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out, int64_t n_ids);
 
-// dst[dst_offset + i] = src[src_offset + i], i < n (offsets and n in floats; src and dst
-// different buffers): the KV-cache write and row picking.
+// dst[dst_offset + i] = src[src_offset + i], i < n (offsets and n in 32-bit words, copied as
+// bits; src and dst different buffers): row picking, and moving a step's inputs and outputs
+// between host-visible and device buffers inside its command stream.
 void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int64_t dst_offset, int64_t n);
 
 // Which attention kernel runs: PerRow (attention.comp: one workgroup per query row and head,

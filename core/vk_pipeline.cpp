@@ -346,6 +346,12 @@ void Recorder::collect_timestamps(double record_ms) {
 void Recorder::submit_and_wait() {
     if (!recording_) throw device_error("submit_and_wait without begin()");
     recording_ = false;
+    // Shader writes to host-visible buffers become visible to the host once the fence signals.
+    VkMemoryBarrier mb = init<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr,
+                         0, nullptr);
     check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer", ctx_.label());
     const double record_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begun_).count();

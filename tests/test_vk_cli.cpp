@@ -192,11 +192,14 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
         CHECK(j["profile"]["encode"]["shaders"].contains("attention_tiled"));
         CHECK(j["profile"]["encode"]["shaders"].contains("im2col"));
         // The matmul epilogue: K/V go straight into the cache and the residual adds, biases,
-        // GELU and SwiGLU ride on the matmuls, so a decode step copies only the last row's
-        // logits input and runs no element-wise shader; the encoder no separate activation.
+        // GELU and SwiGLU ride on the matmuls, so a decode step runs no element-wise shader
+        // (the encoder no separate activation) and copies only its input row and position in
+        // and its logits out, inside its one submission.
         const auto& decode = j["profile"]["decode"]["shaders"];
         REQUIRE(decode.contains("copy"));
-        CHECK(decode["copy"]["dispatches"].get<double>() == 1);
+        CHECK(decode["copy"]["dispatches"].get<double>() == 3);
+        CHECK(j["profile"]["decode"]["submissions"].get<double>() == 1);
+        CHECK(j["profile"]["decode"]["record_ms"].get<double>() > 0);
         CHECK_FALSE(decode.contains("binary"));
         CHECK_FALSE(decode.contains("unary"));
         CHECK_FALSE(j["profile"]["encode"]["shaders"].contains("unary"));

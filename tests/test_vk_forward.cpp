@@ -91,6 +91,38 @@ TEST_CASE("vulkan text forward: prefill, decode steps and a rewind match the CPU
     CHECK_THROWS_WITH(gpu.forward(prompt.data(), 2, 0, lg.data()), Catch::Contains("CPU only"));
 }
 
+TEST_CASE("vulkan text forward: device memory the host cannot map (a discrete GPU): one submission a decode step",
+          "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    vk::ContextOptions o;
+    o.map_device_memory = false;  // weights, activations and the KV cache as on a discrete GPU
+    auto ctx = std::make_shared<vk::Context>(shared_ctx->info().index, o);
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    LlamaModel vk_model = cpu_model;
+    vk_model.vulkan = upload_llama_weights(ctx, cpu_model);
+    ThreadPool pool(1);
+    LlamaContext cpu(cpu_model, pool, 32, 8);
+    LlamaContext gpu(vk_model, pool, 32, 8);
+    REQUIRE(gpu.on_vulkan());
+    const int64_t V = cpu_model.config.n_vocab;
+    std::vector<int32_t> prompt = {1, 7, 300, 42, 5};
+    std::vector<float> lw(static_cast<size_t>(V)), lg(static_cast<size_t>(V));
+    cpu.forward(prompt.data(), 5, 0, lw.data());
+    gpu.forward(prompt.data(), 5, 0, lg.data());
+    require_close(lg, lw, kAbs, kRel);
+    const bool timed = ctx->set_profiling(true);
+    for (int step = 0; step < 3; ++step) {
+        INFO("decode step " << step);
+        int32_t next = argmax(lw);
+        cpu.forward(&next, 1, cpu.n_past(), lw.data());
+        gpu.forward(&next, 1, gpu.n_past(), lg.data());
+        require_close(lg, lw, kAbs, kRel);
+        // The input row and position go in, and the logits come out, inside the step's own
+        // command stream: no staged copy before or after it.
+        if (timed) CHECK(ctx->take_profile().submissions == 1);
+    }
+}
+
 namespace {
 
 // The same tensor in BF16 (rounded by quantize_row), owning its storage.

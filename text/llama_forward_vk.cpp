@@ -79,6 +79,8 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     last_ = vk::Buffer(ctx_, fbytes(1, c.n_embd));
     logits_ = vk::Buffer(ctx_, fbytes(1, c.n_vocab));
     logits_rows_ = 1;
+    in_host_ = vk::Buffer(ctx_, fbytes(B, c.n_embd + 1), vk::MemoryKind::Staging);
+    logits_host_ = vk::Buffer(ctx_, fbytes(1, c.n_vocab), vk::MemoryKind::Staging);
 }
 
 // x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x). The K and V products
@@ -137,10 +139,13 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
     }
     std::vector<int32_t> pos(static_cast<size_t>(T));
     for (int i = 0; i < T; ++i) pos[size_t(i)] = pos0 + i;
-    vk::upload(ctx_, x_, x, fbytes(T, D));
-    vk::upload(ctx_, pos_, pos.data(), fbytes(T, 1));
+    const int64_t pos_at = int64_t(n_batch_) * D;  // where in_host_ keeps the positions, in words
+    vk::upload(ctx_, in_host_, x, fbytes(T, D));  // mapped: plain memcpy, no submission
+    vk::upload(ctx_, in_host_, pos.data(), fbytes(T, 1), uint64_t(pos_at) * 4);
 
     rec_.begin();
+    vk::copy(rec_, in_host_, 0, x_, 0, int64_t(T) * D);
+    vk::copy(rec_, in_host_, pos_at, pos_, 0, T);
     for (int l = 0; l < c.n_layers; ++l) record_layer(w_->layers[size_t(l)], l, T, pos0);
     int64_t n_out = 0;
     if (rows == LogitRows::All) {
@@ -150,15 +155,18 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
             n_out = T;
         }
     } else if (rows == LogitRows::Last) {
-        vk::copy(rec_, x_, int64_t(T - 1) * D, last_, 0, D);
-        vk::rms_norm(rec_, last_, &w_->output_norm, xb_, 1, D, c.rms_eps);
+        if (T > 1) vk::copy(rec_, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
+        vk::rms_norm(rec_, T > 1 ? last_ : x_, &w_->output_norm, xb_, 1, D, c.rms_eps);
         vk::matmul(rec_, w_->output, xb_, logits_, 1);
+        vk::copy(rec_, logits_, 0, logits_host_, 0, V);
         n_out = 1;
     }
     dispatches_ = rec_.dispatch_count();
     rec_.submit_and_wait();
     n_past_ = pos0 + T;
-    if (n_out > 0) {
+    if (n_out == 1 && rows == LogitRows::Last) {
+        vk::download(ctx_, logits_host_, logits_out, fbytes(1, V));  // mapped: a memcpy
+    } else if (n_out > 0) {
         vk::download(ctx_, logits_, logits_out, fbytes(n_out, V));
     } else if (rows == LogitRows::All) {
         // More rows of logits than one buffer holds: the normed rows go through the output

@@ -9,8 +9,11 @@
 //                       each batch to it.
 //
 // Per batch: the input embeddings [T][D] (get_rows on the host: a row copy) and the positions
-// are uploaded, the whole batch (all layers, the KV-cache writes, the logits) is recorded into
-// one command buffer and submitted once, and the logits are read back.
+// are written into a host-visible buffer, the whole batch (the copy of those inputs into device
+// memory, all layers, the KV-cache writes, the logits and their copy into a host-visible
+// buffer) is recorded into one command buffer and submitted once, and the logits are read from
+// host memory: one round trip to the device a decode step. (Logits of every row, beyond what
+// one buffer holds, are read back in chunks after it.)
 #pragma once
 
 #include <algorithm>
@@ -80,6 +83,9 @@ private:
     std::vector<vk::Buffer> k_cache_, v_cache_;  // per layer [n_ctx][KV·hd]
     vk::Buffer x_, xb_, q_, att_, ff_, up_, pos_, last_, logits_;
     vk::Buffer att_partials_;  // a decode step's split attention (vk::attention_partial_floats)
+    // Host-visible: a batch's input rows [n_batch][D] then its positions (int32 [n_batch]),
+    // and one row of logits [V] coming back.
+    vk::Buffer in_host_, logits_host_;
     // Rows logits_ (and last_, the rows fed to the output matrix) hold: 1, grown for LogitRows::All
     // to n_batch or what one buffer can hold (maxStorageBufferRange), whichever is less.
     int64_t logits_rows_ = 0;
