@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -149,6 +150,12 @@ struct ContextOptions {
     // Copy straight into device memory when it is host-visible (integrated GPUs, lavapipe);
     // false forces the staged path (tests use it to exercise staging on such devices).
     bool map_device_memory = true;
+    // Decode fuses each RMSNorm into the matvecs that read it (MatmulEpilogue::norm): one
+    // dispatch and barrier fewer per norm, at the price of every matvec workgroup redoing the
+    // norm's arithmetic on x. Worth it where the matvec waits on memory (a GPU), not where it
+    // is arithmetic-bound (a CPU device: on lavapipe fused decode ran at 1.4 against 2.1
+    // tokens/s). Unset: fused on every device type but Cpu.
+    std::optional<bool> fuse_norms;
 };
 
 class Context {
@@ -179,6 +186,8 @@ public:
     DeviceProfile take_profile();  // what was added since the last take, then cleared
     // Subgroup reductions are used when the device has them and the options allow them.
     bool use_subgroups() const { return use_subgroups_; }
+    // Whether decode fuses its norms into the matvecs (ContextOptions::fuse_norms).
+    bool fuse_norms() const { return options_.fuse_norms.value_or(info_.type != DeviceType::Cpu); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 

@@ -16,9 +16,10 @@ namespace glimpse::vk {
 namespace {
 
 // ---- push-constant mirrors (std430 scalars: 4 bytes each, no padding) -----------------------
-struct MatmulPush {  // matvec.comp, matmul.comp
+struct MatmulPush {  // matvec.comp, matmul.comp (which declares the first four)
     uint32_t M, N, K;
     uint32_t y_offset;  // the rest of the epilogue is specialization constants
+    float norm_eps;     // matvec.comp's NORM prologue
 };
 struct GetRowsPush {  // get_rows.comp
     uint32_t dim, n_ids, n_rows;
@@ -51,7 +52,7 @@ struct AttentionPush {  // attention.comp, attention_tiled.comp, attention_merge
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
-static_assert(sizeof(MatmulPush) == 16 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 24);
+static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 24);
 static_assert(sizeof(AttentionPush) == 36 && sizeof(SoftmaxPush) == 16);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
@@ -218,7 +219,9 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     require_floats(x, M * W.K, "matmul", "x");
     require_floats(y, epi.y_offset + M * N, "matmul", "y");
     if (epi.bias) require_floats(*epi.bias, N, "matmul", "bias");
-    const MatmulPush push{u32(M, "matmul"), u32(N, "matmul"), u32(W.K, "matmul"), u32(epi.y_offset, "matmul")};
+    if (epi.norm) require_floats(*epi.norm, W.K, "matmul", "norm weight");
+    const MatmulPush push{u32(M, "matmul"), u32(N, "matmul"), u32(W.K, "matmul"), u32(epi.y_offset, "matmul"),
+                          epi.norm_eps};
     // Specialization constants HAS_BIAS, ACT, ACCUMULATE, GLU (matmul_epilogue.glsl).
     const uint32_t has_bias = epi.bias != nullptr, act = epi.activate ? uint32_t(epi.act) + 1 : 0u,
                    accumulate = epi.accumulate, glu = epi.glu;
@@ -228,6 +231,7 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     const Arg bias = in(epi.bias ? *epi.bias : x);
     Context& ctx = rec.context();
     if (path == MatmulPath::Auto) path = M <= kVkMatvecMaxM ? MatmulPath::Matvec : MatmulPath::Tiled;
+    require(!epi.norm || path == MatmulPath::Matvec, "matmul", "a norm prologue needs the matvec path (M <= 8)");
     if (path == MatmulPath::Matvec) {
         // The shader keeps kVkMatvecMaxM partial sums per invocation: longer M goes in slices.
         require(M <= kVkMatvecMaxM, "matmul", "the matvec kernel takes at most 8 rows");
@@ -240,8 +244,10 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
         const uint32_t sub = ctx.info().subgroup_size;
         const uint32_t row_threads = std::min(wg, sub != 0 && (sub & (sub - 1)) == 0 ? sub : 32u);
         const int64_t groups = (N + wg / row_threads - 1) / (wg / row_threads);
-        rec.dispatch(matvec_shader(W.dtype, ctx.use_subgroups()), {in(W.buffer), in(x), out(y), bias}, push,
-                     split_groups(ctx, groups), {wg, has_bias, act, accumulate, glu, row_threads});
+        const uint32_t norm = epi.norm != nullptr;
+        rec.dispatch(matvec_shader(W.dtype, ctx.use_subgroups()),
+                     {in(W.buffer), in(x), out(y), bias, in(epi.norm ? *epi.norm : x)}, push, split_groups(ctx, groups),
+                     {wg, has_bias, act, accumulate, glu, row_threads, norm});
         return;
     }
     constexpr uint32_t kTM = 4, kTN = 4, kBK = 16;  // 64×64 tiles of y, 8.5 KiB of shared memory (GLU: 12.8)

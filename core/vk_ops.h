@@ -60,6 +60,11 @@ struct MatmulEpilogue {
     // SwiGLU instead of the above: W holds 2N rows, the gate rows then the up rows
     // (upload_stacked), and y [M][N] = silu(x·gate) ⊙ x·up, as two matmuls and swiglu give it.
     bool glu = false;
+    // A prologue: each x row RMS-normalized and times `norm` [K] before the product (what
+    // rms_norm into a scratch buffer, then the matmul, computes), with `norm_eps`. Matvec path
+    // only (M ≤ kVkMatvecMaxM): a decode step's norms ride on the matvecs that read them.
+    const Buffer* norm = nullptr;
+    float norm_eps = 0;
 };
 
 // y [M][N] = x [M][K] · Wᵀ, through `epi`.

@@ -23,6 +23,11 @@
 //   subgroup is not ROW_THREADS wide) a shared-memory tree reduces each row's slice.
 // Float weights with K not a multiple of 4 (test shapes like 13, 127) take a scalar w_at loop.
 // Each weight value is read once per workgroup and used for all M rows.
+// NORM = 1 fuses an RMSNorm into the product: y[m][n] = r[m] · Σ_k x[m][k]·g[k]·W[n][k], with
+// r[m] = 1 / sqrt(mean_k x[m][k]² + eps) and g the norm weight. The lanes of a row cover every k
+// once, so each sums x² over its share as it goes and the row's reduction yields Σ x² beside the
+// dot product: no extra pass over x, no extra barrier, and the rms_norm dispatch before the
+// matvec (and its barrier) goes away.
 #include "quant.glsl"
 #include "common.glsl"
 #ifdef USE_SUBGROUP
@@ -55,10 +60,13 @@ layout(binding = 1) readonly buffer XBuf { float x[]; };
 layout(binding = 1) readonly buffer XVec { vec4 x4[]; };  // x as vec4, where K % 4 == 0
 layout(binding = 2) buffer YBuf { float y[]; };  // read too when accumulating
 layout(binding = 3) readonly buffer BiasBuf { float bias[]; };
+layout(binding = 4) readonly buffer NormBuf { float g[]; };  // NORM: the norm weight [K]
+layout(binding = 4) readonly buffer NormVec { vec4 g4[]; };
 
 layout(push_constant) uniform Push {  // mirrors MatmulPush in core/vk_ops.cpp
     uint M, N, K;
     uint y_offset;  // where y's row 0 starts
+    float eps;      // NORM: the RMSNorm epsilon
 } p;
 // The epilogue (matmul_epilogue.glsl): bias, activation (0 none, else UnaryOp + 1), residual.
 layout(constant_id = 1) const uint HAS_BIAS = 0;
@@ -66,39 +74,61 @@ layout(constant_id = 2) const uint ACT = 0;
 layout(constant_id = 3) const uint ACCUMULATE = 0;
 // GLU = 1: W holds 2N rows (gate rows, then up rows) and y[m][n] = silu(x·W[n]) · x·W[n + N].
 layout(constant_id = 4) const uint GLU = 0;
+layout(constant_id = 6) const uint NORM = 0;
 
 #include "weights.glsl"
 #include "matmul_epilogue.glsl"
 
 shared float partial[MAX_M][WG];
 shared float partial2[GLU != 0 ? MAX_M : 1][WG];  // the up sums of GLU
+shared float partial_sq[NORM != 0 ? MAX_M : 1][WG];  // the Σ x² of NORM
+
+// x[m] from k (4 values), times the norm weight under NORM; its squares go into sq[m].
+vec4 x_at4(uint m, uint k, inout float sq[MAX_M]) {
+    const vec4 v = x4[(m * p.K + k) / 4u];
+    if (NORM == 0) return v;
+    sq[m] += dot(v, v);
+    return v * g4[k / 4u];
+}
 
 // acc[m] += this invocation's share of x[m] · W[row], `lane` of ROW_THREADS. The m loops run to
 // the constant MAX_M so that they unroll and acc stays in registers.
-void dot_row(uint row, uint lane, inout float acc[MAX_M]) {
+// With NORM, sq[m] += this invocation's share of Σ x[m]² (pass a scratch array on the second
+// call of a GLU pair: the first one has counted them).
+void dot_row(uint row, uint lane, inout float acc[MAX_M], inout float sq[MAX_M]) {
     const uint K = p.K;
     if (K % 4u == 0u) {  // always for the quantized types (W_BLOCK ≥ 32)
         for (uint k = 4u * lane; k < K; k += 4u * ROW_THREADS) {
             const vec4 wv = w_vec4(row, k, K);
             for (uint m = 0; m < MAX_M; ++m)
-                if (m < p.M) acc[m] += dot(wv, x4[(m * K + k) / 4u]);
+                if (m < p.M) acc[m] += dot(wv, x_at4(m, k, sq));
         }
     } else {
         for (uint k = lane; k < K; k += ROW_THREADS) {
             const float wv = w_at(row, k, K);
             for (uint m = 0; m < MAX_M; ++m)
-                if (m < p.M) acc[m] += wv * x[m * K + k];
+                if (m < p.M) {
+                    float v = x[m * K + k];
+                    if (NORM != 0) {
+                        sq[m] += v * v;
+                        v *= g[k];
+                    }
+                    acc[m] += wv * v;
+                }
         }
     }
 }
 
 
-// acc[m] += x[m][k..k+8) · (lo, hi): eight weights of a row, for every activation row m.
-void fma8(vec4 lo, vec4 hi, uint k, inout float acc[MAX_M]) {
+// acc[m] += x[m][k..k+8) · (lo, hi): eight weights of a row, for every activation row m (and,
+// with GLU, acc2[m] += the same x · (lo2, hi2)); NORM: x times g, its squares into sq[m].
+void fma8(vec4 lo, vec4 hi, vec4 lo2, vec4 hi2, uint k, inout float acc[MAX_M], inout float acc2[MAX_M],
+          inout float sq[MAX_M]) {
     for (uint m = 0; m < MAX_M; ++m)
         if (m < p.M) {
-            const uint i = (m * p.K + k) / 4u;
-            acc[m] += dot(lo, x4[i]) + dot(hi, x4[i + 1u]);
+            const vec4 a = x_at4(m, k, sq), b = x_at4(m, k + 4u, sq);
+            acc[m] += dot(lo, a) + dot(hi, b);
+            if (GLU != 0) acc2[m] += dot(lo2, a) + dot(hi2, b);
         }
 }
 
@@ -108,7 +138,8 @@ void fma8(vec4 lo, vec4 hi, uint k, inout float acc[MAX_M]) {
 // reads, not their bandwidth, so what counts is the bytes in flight. With 32 lanes a K = 960
 // row is one pass of the loop (24 lanes load 4 runs, 8 lanes 3).
 const uint UNROLL = 4;
-void dot_rows8(uint row, uint row2, uint lane, inout float acc[MAX_M], inout float acc2[MAX_M]) {
+void dot_rows8(uint row, uint row2, uint lane, inout float acc[MAX_M], inout float acc2[MAX_M],
+               inout float sq[MAX_M]) {
     const uint K = p.K, STEP = 8u * ROW_THREADS;
     for (uint k0 = 8u * lane; k0 < K; k0 += UNROLL * STEP) {
         vec4 lo[UNROLL], hi[UNROLL], lo2[UNROLL], hi2[UNROLL];
@@ -121,13 +152,13 @@ void dot_rows8(uint row, uint row2, uint lane, inout float acc[MAX_M], inout flo
         }
         for (uint u = 0; u < UNROLL; ++u) {
             const uint k = k0 + u * STEP;
-            if (k < K) {
-                fma8(lo[u], hi[u], k, acc);
-                if (GLU != 0) fma8(lo2[u], hi2[u], k, acc2);
-            }
+            if (k < K) fma8(lo[u], hi[u], lo2[u], hi2[u], k, acc, acc2, sq);
         }
     }
 }
+
+// NORM: 1 / RMS of an x row from its Σ x².
+float rms_scale(float sum_sq) { return inversesqrt(sum_sq / float(p.K) + p.eps); }
 
 void main() {
     const uint t = gl_LocalInvocationID.x;
@@ -142,23 +173,24 @@ void main() {
 #endif
     const uint n = linear_group() * (WG / ROW_THREADS) + slice;
     const bool in_range = n < p.N;  // the last workgroup's spare rows still join the barriers
-    float acc[MAX_M], acc2[MAX_M];
-    for (uint m = 0; m < MAX_M; ++m) acc[m] = acc2[m] = 0.0;
+    float acc[MAX_M], acc2[MAX_M], sq[MAX_M], sq2[MAX_M];
+    for (uint m = 0; m < MAX_M; ++m) acc[m] = acc2[m] = sq[m] = sq2[m] = 0.0;
     if (in_range) {
         if (p.K % 8u == 0u) {
-            dot_rows8(n, n + p.N, lane, acc, acc2);
+            dot_rows8(n, n + p.N, lane, acc, acc2, sq);
         } else {
-            dot_row(n, lane, acc);
-            if (GLU != 0) dot_row(n + p.N, lane, acc2);
+            dot_row(n, lane, acc, sq);
+            if (GLU != 0) dot_row(n + p.N, lane, acc2, sq2);  // sq2: x² counted once, above
         }
     }
 #ifdef USE_SUBGROUP
     if (row_is_subgroup) {
         for (uint m = 0; m < MAX_M; ++m) {
             if (m >= p.M) break;
-            const float s = subgroupAdd(acc[m]);
+            const float r = NORM != 0 ? rms_scale(subgroupAdd(sq[m])) : 1.0;
+            const float s = r * subgroupAdd(acc[m]);
             if (GLU != 0) {
-                const float s2 = subgroupAdd(acc2[m]);
+                const float s2 = r * subgroupAdd(acc2[m]);
                 if (in_range && lane == 0u) store_glu(m, n, s, s2);
             } else if (in_range && lane == 0u) {
                 store_output(m, n, s);
@@ -171,6 +203,7 @@ void main() {
     for (uint m = 0; m < MAX_M; ++m) {
         partial[m][t] = acc[m];
         if (GLU != 0) partial2[m][t] = acc2[m];
+        if (NORM != 0) partial_sq[m][t] = sq[m];
     }
     barrier();
     for (uint stride = ROW_THREADS / 2u; stride > 0u; stride /= 2u) {
@@ -179,12 +212,14 @@ void main() {
                 if (m >= p.M) break;
                 partial[m][t] += partial[m][t + stride];
                 if (GLU != 0) partial2[m][t] += partial2[m][t + stride];
+                if (NORM != 0) partial_sq[m][t] += partial_sq[m][t + stride];
             }
         barrier();
     }
     if (in_range && lane == 0u)
         for (uint m = 0; m < p.M; ++m) {
-            if (GLU != 0) store_glu(m, n, partial[m][t], partial2[m][t]);
-            else store_output(m, n, partial[m][t]);
+            const float r = NORM != 0 ? rms_scale(partial_sq[m][t]) : 1.0;
+            if (GLU != 0) store_glu(m, n, r * partial[m][t], r * partial2[m][t]);
+            else store_output(m, n, r * partial[m][t]);
         }
 }

@@ -91,11 +91,12 @@ TEST_CASE("vulkan text forward: prefill, decode steps and a rewind match the CPU
     CHECK_THROWS_WITH(gpu.forward(prompt.data(), 2, 0, lg.data()), Catch::Contains("CPU only"));
 }
 
-TEST_CASE("vulkan text forward: device memory the host cannot map (a discrete GPU): one submission a decode step",
+TEST_CASE("vulkan text forward as on a discrete GPU: unmappable memory, norms fused; one submission a decode step",
           "[vulkan][vk_forward]") {
     VK_OR_SKIP(shared_ctx);
     vk::ContextOptions o;
     o.map_device_memory = false;  // weights, activations and the KV cache as on a discrete GPU
+    o.fuse_norms = true;          // what a GPU gets by default (the other tests: lavapipe's unfused)
     auto ctx = std::make_shared<vk::Context>(shared_ctx->info().index, o);
     const LlamaModel cpu_model = open_llama_model(kText.string());
     LlamaModel vk_model = cpu_model;
@@ -119,7 +120,13 @@ TEST_CASE("vulkan text forward: device memory the host cannot map (a discrete GP
         require_close(lg, lw, kAbs, kRel);
         // The input row and position go in, and the logits come out, inside the step's own
         // command stream: no staged copy before or after it.
-        if (timed) CHECK(ctx->take_profile().submissions == 1);
+        // Every norm rides on a matvec.
+        if (timed) {
+            const vk::DeviceProfile p = ctx->take_profile();
+            CHECK(p.submissions == 1);
+            CHECK(p.shaders.count("rms_norm") == 0);
+            CHECK(p.shaders.count("matvec_f32_sg") + p.shaders.count("matvec_f32") == 1);
+        }
     }
 }
 

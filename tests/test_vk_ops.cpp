@@ -184,6 +184,62 @@ TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset, GL
     CHECK_THROWS_AS(vk::matmul(rec, dw, dx, y, M, past_end, path), std::invalid_argument);
 }
 
+TEST_CASE("vulkan matvec with a fused RMSNorm equals rms_norm then the matvec", "[vulkan]") {
+    const bool subgroups = GENERATE(true, false);
+    VK_OR_SKIP(ctx, subgroups);
+    struct Case {
+        DType type;
+        int64_t M, N, K;
+        bool glu;
+    };
+    // K % 8 == 0 (runs of 8), K % 4 == 0 only (runs of 4), K odd (one value at a time); with
+    // and without GLU; M up to the matvec's 8 rows.
+    for (const Case c : {Case{DType::F32, 1, 127, 96, false}, Case{DType::F32, 3, 33, 36, true},
+                         Case{DType::F32, 8, 7, 13, false}, Case{DType::F32, 2, 65, 13, true},
+                         Case{DType::F16, 1, 960, 960, false}, Case{DType::Q8_0, 5, 129, 160, true},
+                         Case{DType::Q4_K, 1, 576, 512, false}, Case{DType::Q4_K, 4, 31, 256, true}}) {
+        INFO(dtype_name(c.type) << " subgroups=" << subgroups << " M=" << c.M << " N=" << c.N << " K=" << c.K
+                                << " glu=" << c.glu);
+        const int64_t rows = c.glu ? 2 * c.N : c.N;
+        const Tensor W = make_weight(c.type, c.K, rows, random_floats(size_t(c.K * rows), 61 + c.K));
+        const vk::DeviceMatrix dw = vk::upload_matrix(*ctx, W);
+        auto x = random_floats(size_t(c.M * c.K), 62, 4.0f);
+        for (int64_t k = 0; k < c.K; ++k) x[size_t(k)] *= 0.01f;  // one row of a much smaller scale
+        const auto g = random_floats(size_t(c.K), 63);
+        const float eps = 1e-5f;
+        vk::Buffer dx = vk::upload_floats(*ctx, x), dg = vk::upload_floats(*ctx, g);
+        vk::Buffer xn(*ctx, uint64_t(c.M * c.K) * 4), want(*ctx, uint64_t(c.M * c.N) * 4),
+            got(*ctx, uint64_t(c.M * c.N) * 4);
+        vk::MatmulEpilogue e;
+        e.glu = c.glu;
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::rms_norm(rec, dx, &dg, xn, c.M, c.K, eps);
+        vk::matmul(rec, dw, xn, want, c.M, e, vk::MatmulPath::Matvec);
+        e.norm = &dg;
+        e.norm_eps = eps;
+        vk::matmul(rec, dw, dx, got, c.M, e, vk::MatmulPath::Auto);
+        rec.submit_and_wait();
+        // The same products summed in another order (x·g·W·r against (x·r·g)·W).
+        require_close(vk::download_floats(*ctx, got, uint64_t(c.M * c.N)),
+                      vk::download_floats(*ctx, want, uint64_t(c.M * c.N)), 2e-5f * float(c.K), 1e-4f);
+    }
+    // Not on the tiled path.
+    const Tensor W = make_weight(DType::F32, 16, 8, random_floats(16 * 8, 64));
+    const vk::DeviceMatrix dw = vk::upload_matrix(*ctx, W);
+    vk::Buffer dx = vk::upload_floats(*ctx, random_floats(16 * 9, 65)), y(*ctx, 8 * 9 * 4);
+    vk::Buffer dg = vk::upload_floats(*ctx, random_floats(16, 66));
+    vk::MatmulEpilogue e;
+    e.norm = &dg;
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    CHECK_THROWS_AS(vk::matmul(rec, dw, dx, y, 9, e), std::invalid_argument);
+    CHECK_THROWS_AS(vk::matmul(rec, dw, dx, y, 2, e, vk::MatmulPath::Tiled), std::invalid_argument);
+    vk::Buffer short_g(*ctx, 15 * 4);
+    e.norm = &short_g;
+    CHECK_THROWS_AS(vk::matmul(rec, dw, dx, y, 2, e), std::invalid_argument);
+}
+
 TEST_CASE("vulkan upload_matrix rejects what it cannot run", "[vulkan]") {
     VK_OR_SKIP(ctx);
     // Q2_K: a type glimpse reads from files but does not compute with (no CPU kernel either).

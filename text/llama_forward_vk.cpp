@@ -87,7 +87,9 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
 // are stored straight into cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which
 // vk::attention reads directly) and K is rotated there; the output and down products add
 // themselves to x, and gate, up and SwiGLU are one matmul (the matmul epilogue; two matmuls
-// and swiglu where gate and up differ in type): 11 dispatches a layer.
+// and swiglu where gate and up differ in type): 11 dispatches a layer. Batches the matvec
+// kernel takes (decode) fuse each norm into the matvecs that read it, where the device is a
+// GPU (vk::Context::fuse_norms): 9.
 void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
     const int64_t D = c.n_embd, row0 = int64_t(pos0) * c.kv_dim();
@@ -97,10 +99,21 @@ void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer,
     to_cache.y_offset = row0;
     vk::MatmulEpilogue residual;
     residual.accumulate = true;
-    vk::rms_norm(rec_, x_, &L.attn_norm, xb_, T, D, c.rms_eps);
-    vk::matmul(rec_, L.wq, xb_, q_, T);
-    vk::matmul(rec_, L.wk, xb_, kc, T, to_cache);
-    vk::matmul(rec_, L.wv, xb_, vc, T, to_cache);
+    // n = rms_norm(x) as the input of the matmuls that follow: computed by each of them from x
+    // where they take a norm prologue (the matvec path), else once into xb_.
+    const bool fuse = T <= vk::kVkMatvecMaxM && ctx_.fuse_norms();
+    auto normed = [&](const vk::Buffer& weight, vk::MatmulEpilogue e = {}) {
+        if (fuse) {
+            e.norm = &weight;
+            e.norm_eps = c.rms_eps;
+        }
+        return e;
+    };
+    const vk::Buffer& n = fuse ? x_ : xb_;
+    if (!fuse) vk::rms_norm(rec_, x_, &L.attn_norm, xb_, T, D, c.rms_eps);
+    vk::matmul(rec_, L.wq, n, q_, T, normed(L.attn_norm));
+    vk::matmul(rec_, L.wk, n, kc, T, normed(L.attn_norm, to_cache));
+    vk::matmul(rec_, L.wv, n, vc, T, normed(L.attn_norm, to_cache));
     vk::rope(rec_, q_, pos_, w_->rope, T, c.n_heads);
     vk::rope(rec_, kc, pos_, w_->rope, T, c.n_kv_heads, row0);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
@@ -108,14 +121,14 @@ void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer,
                   /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);
     vk::matmul(rec_, L.wo, att_, x_, T, residual);
     // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
-    vk::rms_norm(rec_, x_, &L.ffn_norm, xb_, T, D, c.rms_eps);
+    if (!fuse) vk::rms_norm(rec_, x_, &L.ffn_norm, xb_, T, D, c.rms_eps);
     if (L.stacked) {
         vk::MatmulEpilogue glu;
         glu.glu = true;
-        vk::matmul(rec_, L.w_gate_up, xb_, ff_, T, glu);
+        vk::matmul(rec_, L.w_gate_up, n, ff_, T, normed(L.ffn_norm, glu));
     } else {
-        vk::matmul(rec_, L.w_gate_up, xb_, ff_, T);
-        vk::matmul(rec_, L.w_up, xb_, up_, T);
+        vk::matmul(rec_, L.w_gate_up, n, ff_, T, normed(L.ffn_norm));
+        vk::matmul(rec_, L.w_up, n, up_, T, normed(L.ffn_norm));
         vk::swiglu(rec_, ff_, up_, ff_, int64_t(T) * c.n_ff);
     }
     vk::matmul(rec_, L.w_down, ff_, x_, T, residual);
@@ -156,8 +169,16 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
         }
     } else if (rows == LogitRows::Last) {
         if (T > 1) vk::copy(rec_, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
-        vk::rms_norm(rec_, T > 1 ? last_ : x_, &w_->output_norm, xb_, 1, D, c.rms_eps);
-        vk::matmul(rec_, w_->output, xb_, logits_, 1);
+        const vk::Buffer& row = T > 1 ? last_ : x_;
+        if (ctx_.fuse_norms()) {
+            vk::MatmulEpilogue e;
+            e.norm = &w_->output_norm;  // one row: the matvec normalizes it
+            e.norm_eps = c.rms_eps;
+            vk::matmul(rec_, w_->output, row, logits_, 1, e);
+        } else {
+            vk::rms_norm(rec_, row, &w_->output_norm, xb_, 1, D, c.rms_eps);
+            vk::matmul(rec_, w_->output, xb_, logits_, 1);
+        }
         vk::copy(rec_, logits_, 0, logits_host_, 0, V);
         n_out = 1;
     }
