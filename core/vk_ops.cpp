@@ -36,6 +36,7 @@ struct RopePush {  // rope.comp
     uint32_t n_tokens, n_heads, head_dim, style;
     float theta_scale;
     uint32_t x_offset;
+    uint32_t n_heads2, x2_offset;
 };
 struct UnaryPush {  // unary.comp
     uint32_t n;
@@ -52,7 +53,7 @@ struct AttentionPush {  // attention.comp, attention_tiled.comp, attention_merge
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
-static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 24);
+static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 32);
 static_assert(sizeof(AttentionPush) == 36 && sizeof(SoftmaxPush) == 16);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
@@ -313,23 +314,32 @@ RopeTable make_rope_table(Context& ctx, int64_t head_dim, float theta_base, ops:
     return t;
 }
 
-void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTable& table, int64_t n_tokens,
-          int64_t n_heads, int64_t x_offset) {
-    require(n_tokens >= 0 && n_heads >= 0 && x_offset >= 0, "rope", "negative size or offset");
-    require_floats(x, x_offset + n_tokens * n_heads * table.head_dim, "rope", "x");
+void rope(Recorder& rec, const RopeTarget& a, const RopeTarget* b, const Buffer& positions, const RopeTable& table,
+          int64_t n_tokens) {
+    require(n_tokens >= 0, "rope", "negative size");
+    for (const RopeTarget* t : {&a, b}) {
+        if (!t) continue;
+        require(t->x && t->n_heads >= 0 && t->offset >= 0, "rope", "no tensor, or a negative size or offset");
+        require_floats(*t->x, t->offset + n_tokens * t->n_heads * table.head_dim, "rope", "x");
+        u32(t->offset + n_tokens * t->n_heads * table.head_dim, "rope");
+    }
+    require(!b || b->x->handle() != a.x->handle(), "rope", "the two tensors must be different buffers");
     require_floats(positions, n_tokens, "rope", "positions");
-    const int64_t pairs = n_tokens * n_heads * (table.head_dim / 2);
+    const int64_t heads = a.n_heads + (b ? b->n_heads : 0);
+    const int64_t pairs = n_tokens * heads * (table.head_dim / 2);
     const RopePush push{u32(n_tokens, "rope"),
-                        u32(n_heads, "rope"),
+                        u32(a.n_heads, "rope"),
                         u32(table.head_dim, "rope"),
                         table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
                         table.theta_scale,
-                        u32(x_offset, "rope")};
+                        u32(a.offset, "rope"),
+                        b ? u32(b->n_heads, "rope") : 0u,
+                        b ? u32(b->offset, "rope") : 0u};
     u32(pairs, "rope");
-    u32(x_offset + n_tokens * n_heads * table.head_dim, "rope");
     if (pairs == 0) return;
     const uint32_t wg = wg_size(rec.context(), 256);
-    rec.dispatch(ShaderId::rope, {out(x), in(positions), in(table.inv_freq)}, push,
+    // Without a second tensor the first stands in for its binding, untouched.
+    rec.dispatch(ShaderId::rope, {out(*a.x), in(positions), in(table.inv_freq), out(b ? *b->x : *a.x)}, push,
                  elementwise_groups(rec.context(), pairs, wg), {wg});
 }
 

@@ -94,8 +94,19 @@ struct RopeTable {
 RopeTable make_rope_table(Context& ctx, int64_t head_dim, float theta_base, ops::RopeStyle style);
 // x [n_tokens][n_heads][head_dim] in place, starting `x_offset` floats into the buffer (a
 // KV-cache row); positions: int32 [n_tokens] on the device.
-void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTable& table, int64_t n_tokens,
-          int64_t n_heads, int64_t x_offset = 0);
+// Tensors rotated together (the same tokens and positions): `a`, and `b` if given (a decode
+// step's Q and its new K rows: one dispatch).
+struct RopeTarget {
+    Buffer* x = nullptr;
+    int64_t n_heads = 0;
+    int64_t offset = 0;  // floats into x where token 0 starts
+};
+void rope(Recorder& rec, const RopeTarget& a, const RopeTarget* b, const Buffer& positions, const RopeTable& table,
+          int64_t n_tokens);
+inline void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTable& table, int64_t n_tokens,
+                 int64_t n_heads, int64_t x_offset = 0) {
+    rope(rec, RopeTarget{&x, n_heads, x_offset}, nullptr, positions, table, n_tokens);
+}
 
 // y [n] = f(x); in place allowed (pass the same buffer). `s` is the factor of Scale.
 void unary(Recorder& rec, UnaryOp op, const Buffer& x, Buffer& y, int64_t n, float s = 1.0f);

@@ -7,6 +7,8 @@
 //   style 1 (HalfSplit, HF rotate_half): pair (i, i + d/2), a = float(pos) · inv_freq[i]
 //     (inv_freq computed on the host exactly as the CPU reference does).
 // (u, v) -> (u cos a − v sin a, u sin a + v cos a), with sin/cos computed in the shader (below).
+// A second tensor x2 [n_tokens][n_heads2][head_dim] from x2_offset, at the same positions, takes
+// the invocations after x's (n_heads2 = 0: none): a step's Q and its new K rows in one dispatch.
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -15,11 +17,13 @@ layout(constant_id = 0) const uint WG = 256;
 layout(binding = 0) buffer XBuf { float x[]; };
 layout(binding = 1) readonly buffer Pos { int positions[]; };
 layout(binding = 2) readonly buffer Freq { float inv_freq[]; };
+layout(binding = 3) buffer X2Buf { float x2[]; };  // may alias x when n_heads2 = 0
 
 layout(push_constant) uniform Push {  // mirrors RopePush in core/vk_ops.cpp
     uint n_tokens, n_heads, head_dim, style;
     float theta_scale;
     uint x_offset;  // where token 0 starts in x (a KV-cache row)
+    uint n_heads2, x2_offset;
 } p;
 
 // sin and cos of a to a few ulp. Vulkan only promises 2^-11 absolute error for the built-in
@@ -44,27 +48,38 @@ void sincos_accurate(float a, out float s, out float c) {
 
 void main() {
     const uint half_d = p.head_dim / 2;
-    const uint idx = linear_invocation(WG);
-    if (idx >= p.n_tokens * p.n_heads * half_d) return;
+    const uint first = p.n_tokens * p.n_heads * half_d;  // x's pairs; x2's follow
+    uint idx = linear_invocation(WG);
+    const bool second = idx >= first;
+    if (second) idx -= first;
+    const uint heads = second ? p.n_heads2 : p.n_heads;
+    if (idx >= p.n_tokens * heads * half_d) return;
     const uint i = idx % half_d;
-    const uint row = idx / half_d;  // token · n_heads + head
-    const uint token = row / p.n_heads;
+    const uint row = idx / half_d;  // token · heads + head
+    const uint token = row / heads;
+    const uint base = (second ? p.x2_offset : p.x_offset) + row * p.head_dim;
     const float pos = float(positions[token]);
     float a;
     uint iu, iv;
     if (p.style == 0) {
         a = pos;
         for (uint j = 0; j < i; ++j) a *= p.theta_scale;
-        iu = p.x_offset + row * p.head_dim + 2 * i;
+        iu = base + 2 * i;
         iv = iu + 1;
     } else {
         a = pos * inv_freq[i];
-        iu = p.x_offset + row * p.head_dim + i;
+        iu = base + i;
         iv = iu + half_d;
     }
     float s, c;
     sincos_accurate(a, s, c);
-    const float u = x[iu], v = x[iv];
-    x[iu] = u * c - v * s;
-    x[iv] = u * s + v * c;
+    if (second) {
+        const float u = x2[iu], v = x2[iv];
+        x2[iu] = u * c - v * s;
+        x2[iv] = u * s + v * c;
+    } else {
+        const float u = x[iu], v = x[iv];
+        x[iu] = u * c - v * s;
+        x[iv] = u * s + v * c;
+    }
 }

@@ -351,6 +351,27 @@ TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
         const auto rotated = vk::download_floats(*ctx, dx, total);
         std::copy(rotated.begin(), rotated.end(), padded.begin() + off);
         REQUIRE(vk::download_floats(*ctx, dp, padded.size()) == padded);
+        // Two tensors in one dispatch (Q, and K rows at a cache offset with other heads): each
+        // exactly as rotated alone.
+        const int64_t heads2 = s.heads + 2;
+        const auto x2 = random_floats(size_t(s.tokens * heads2 * s.dim), 22);
+        std::vector<float> padded2(size_t(off) + x2.size() + 3, -2.5f);
+        std::copy(x2.begin(), x2.end(), padded2.begin() + off);
+        vk::Buffer da = vk::upload_floats(*ctx, x), db = vk::upload_floats(*ctx, padded2);
+        vk::Buffer db_alone = vk::upload_floats(*ctx, padded2);
+        rec.begin();
+        const vk::RopeTarget second{&db, heads2, off};
+        vk::rope(rec, vk::RopeTarget{&da, s.heads, 0}, &second, dpos, table, s.tokens);
+        vk::rope(rec, db_alone, dpos, table, s.tokens, heads2, off);
+        rec.submit_and_wait();
+        REQUIRE(vk::download_floats(*ctx, da, total) == rotated);
+        const auto alone = vk::download_floats(*ctx, db_alone, padded2.size());
+        REQUIRE(vk::download_floats(*ctx, db, padded2.size()) == alone);
+        REQUIRE(alone[size_t(off - 1)] == -2.5f);
+        auto ref2 = x2;
+        ops::rope(ref2.data(), pos.data(), s.tokens, heads2, s.dim, s.base, style);
+        require_close(std::vector<float>(alone.begin() + off, alone.begin() + off + int64_t(x2.size())), ref2, 2e-5f,
+                      1e-4f);
     }
 }
 

@@ -87,9 +87,10 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
 // are stored straight into cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which
 // vk::attention reads directly) and K is rotated there; the output and down products add
 // themselves to x, and gate, up and SwiGLU are one matmul (the matmul epilogue; two matmuls
-// and swiglu where gate and up differ in type): 11 dispatches a layer. Batches the matvec
+// and swiglu where gate and up differ in type), and Q and K are rotated in one dispatch:
+// 10 dispatches a layer. Batches the matvec
 // kernel takes (decode) fuse each norm into the matvecs that read it, where the device is a
-// GPU (vk::Context::fuse_norms): 9.
+// GPU (vk::Context::fuse_norms): 8.
 void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
     const int64_t D = c.n_embd, row0 = int64_t(pos0) * c.kv_dim();
@@ -114,8 +115,8 @@ void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer,
     vk::matmul(rec_, L.wq, n, q_, T, normed(L.attn_norm));
     vk::matmul(rec_, L.wk, n, kc, T, normed(L.attn_norm, to_cache));
     vk::matmul(rec_, L.wv, n, vc, T, normed(L.attn_norm, to_cache));
-    vk::rope(rec_, q_, pos_, w_->rope, T, c.n_heads);
-    vk::rope(rec_, kc, pos_, w_->rope, T, c.n_kv_heads, row0);
+    const vk::RopeTarget k_rows{&kc, c.n_kv_heads, row0};
+    vk::rope(rec_, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
     vk::attention(rec_, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
                   /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);
