@@ -162,6 +162,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
     if (dev.ctx) {
         j["driver"] = dev.ctx->info().driver_name + " " + dev.ctx->info().driver_info;
         j["device_type"] = std::string(vk::device_type_name(dev.ctx->info().type));
+        j["fuse_norms"] = dev.ctx->fuse_norms();
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

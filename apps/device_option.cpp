@@ -43,6 +43,7 @@ Placement open_device(const DeviceArgs& a, bool verbose) {
     if (p.choice.backend == vk::Backend::Vulkan) {
         vk::ContextOptions o;
         if (vk::validation_requested_by_env()) o.validation = vk::Validation::IfAvailable;
+        o.fuse_norms = vk::fuse_norms_from_env();
         p.ctx = std::make_shared<vk::Context>(p.choice.vulkan_index, o);
     }
     if (verbose) std::fprintf(stderr, "device: %s (%s)\n", p.label().c_str(), p.choice.reason.c_str());

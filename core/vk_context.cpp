@@ -210,6 +210,13 @@ bool validation_requested_by_env() {
     return v && std::strcmp(v, "1") == 0;
 }
 
+std::optional<bool> fuse_norms_from_env() {
+    const char* v = std::getenv("GLIMPSE_VK_FUSE_NORMS");
+    if (v && std::strcmp(v, "1") == 0) return true;
+    if (v && std::strcmp(v, "0") == 0) return false;
+    return std::nullopt;
+}
+
 // ---- Instance --------------------------------------------------------------------------------
 
 Instance::Instance(Validation validation) {

@@ -65,6 +65,9 @@ enum class Validation { Off, IfAvailable };
 
 // True when the environment asks for validation (GLIMPSE_VK_VALIDATION=1).
 bool validation_requested_by_env();
+// GLIMPSE_VK_FUSE_NORMS=1 or 0: ContextOptions::fuse_norms forced on or off (to measure both on
+// one device); unset or anything else: the device's default.
+std::optional<bool> fuse_norms_from_env();
 
 class Instance {
 public:

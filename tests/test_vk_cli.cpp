@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -151,6 +152,27 @@ TEST_CASE("vulkan CLI: --device vulkan: the golden models answer as on the CPU",
     CHECK(nlohmann::json::parse(gpu.out)["tokens"] == nlohmann::json::parse(cpu.out)["tokens"]);
 }
 
+TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_NORMS=1 and 0 give the CPU's answer, and bench says which ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    for (const char* fuse : {"1", "0"}) {
+        INFO("GLIMPSE_VK_FUSE_NORMS=" << fuse);
+        struct Env {  // set for the commands this test runs, unset however the test ends
+            explicit Env(const char* v) { ::setenv("GLIMPSE_VK_FUSE_NORMS", v, 1); }
+            ~Env() { ::unsetenv("GLIMPSE_VK_FUSE_NORMS"); }
+        } env(fuse);
+        same_answer_on_vulkan("generate -m " + model + " -p 'a big red' -n 12");
+        const auto b = run_glimpse("bench --device vulkan -m " + model + " -p 4 -n 2 -r 1 --json --profile");
+        INFO(b.err);
+        REQUIRE(b.exit_code == 0);
+        const auto j = nlohmann::json::parse(b.out);
+        CHECK(j["fuse_norms"].get<bool>() == (fuse[0] == '1'));
+        if (!j["profile"].is_null())
+            CHECK(j["profile"]["decode"]["shaders"].contains("rms_norm") == (fuse[0] == '0'));
+    }
+}
+
 TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
@@ -196,6 +218,9 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
         // (the encoder no separate activation) and copies only its input row and position in
         // and its logits out, inside its one submission.
         const auto& decode = j["profile"]["decode"]["shaders"];
+        // Norms ride on the matvecs on a GPU, not on a CPU device such as lavapipe.
+        CHECK(j["fuse_norms"].get<bool>() == (j["device_type"].get<std::string>() != "cpu"));
+        CHECK(decode.contains("rms_norm") == !j["fuse_norms"].get<bool>());
         REQUIRE(decode.contains("copy"));
         CHECK(decode["copy"]["dispatches"].get<double>() == 3);
         CHECK(j["profile"]["decode"]["submissions"].get<double>() == 1);

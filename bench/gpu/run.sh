@@ -6,7 +6,8 @@
 # Writes to OUT_DIR: devices.txt (glimpse devices, nvidia-smi if present), tests.txt (the
 # [vulkan] tests on this device), bench-*.json and profile-*.txt (bench --device vulkan), and
 # summary.txt, the figures docs/PERFORMANCE.md records:
-#   decode of a SmolVLM-500M-shaped text model (F16 and Q8_0) in tokens/s and as a percentage
+#   decode of a SmolVLM-500M-shaped text model (F16 and Q8_0; F16 again with the norms not
+#   fused into the matvecs, GLIMPSE_VK_FUSE_NORMS=0, to compare) in tokens/s and as a percentage
 #   of the bandwidth bound (weights + K/V bytes a token / the device's own copy rate: goal
 #   >= 70 %), and a 512x512 tile of the SigLIP-B/16 tower encoded in ms (goal < 5 ms on a
 #   datacenter GPU).
@@ -56,6 +57,7 @@ if [ "${GLIMPSE_GPU_QUICK:-0}" = 1 ]; then
 fi
 step tests.txt 150 build-gpu/tests/glimpse_tests "[vulkan]" --durations yes
 step bench-500m-f16.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
+GLIMPSE_VK_FUSE_NORMS=0 step bench-500m-f16-unfused.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 step bench-500m-q8_0.json 90 $g bench --device vulkan --random smolvlm-500m --type q8_0 "${text[@]}" --json
 step bench-vit.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 step profile-500m-f16.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 "${text_prof[@]}" --profile
@@ -70,10 +72,11 @@ def load(name):
     except Exception as e:
         print(f"{name}: no figures ({e.__class__.__name__})")
         return None
-for t in ("f16", "q8_0"):
+for t in ("f16", "f16-unfused", "q8_0"):
     j = load(f"bench-500m-{t}.json")
     if j:
-        print(f"SmolVLM-500M-shaped text, {t}: prefill {j['prefill_tps']:.0f} tok/s ({j['prefill_tokens']} tokens), "
+        norms = "norms fused" if j.get("fuse_norms") else "norms apart"
+        print(f"SmolVLM-500M-shaped text, {t} ({norms}): prefill {j['prefill_tps']:.0f} tok/s ({j['prefill_tokens']} tokens), "
               f"decode {j['decode_tps']:.1f} tok/s ({j['decode_tokens']} steps) "
               f"= {j['decode_pct_bound']:.1f} % of the bound {j['decode_bound_tps']:.0f} tok/s "
               f"({j['decode_bytes_per_token'] / 2**20:.0f} MiB a token at {j['device_copy_gbs']:.0f} GB/s copy)")
