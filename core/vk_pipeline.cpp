@@ -67,7 +67,7 @@ VkShaderModule PipelineCache::module(ShaderId id) {
 
 namespace {
 
-// Mixes 64-bit words into a hash (the multiply-xorshift step of splitmix64).
+// Mixes a 64-bit word into a hash: a hash_combine-style step, then a multiply and xorshift.
 size_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
     h *= 0xbf58476d1ce4e5b9ull;
