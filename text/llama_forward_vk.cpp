@@ -86,11 +86,11 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
 // x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x). The K and V products
 // are stored straight into cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which
 // vk::attention reads directly) and K is rotated there; the output and down products add
-// themselves to x, and gate, up and SwiGLU are one matmul (the matmul epilogue; two matmuls
-// and swiglu where gate and up differ in type), and Q and K are rotated in one dispatch:
-// 10 dispatches a layer. Batches the matvec
-// kernel takes (decode) fuse each norm into the matvecs that read it, where the device is a
-// GPU (vk::Context::fuse_norms): 8.
+// themselves to x, gate, up and SwiGLU are one matmul (the matmul epilogue; two matmuls and
+// swiglu where gate and up differ in type), and Q and K are rotated in one dispatch: 10
+// dispatches a layer. Batches of at most 8 rows (decode), which the matvec kernel takes, fuse
+// each norm into the matvecs that read it where the device is a GPU (vk::Context::fuse_norms):
+// 8 a layer.
 void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
     const int64_t D = c.n_embd, row0 = int64_t(pos0) * c.kv_dim();
