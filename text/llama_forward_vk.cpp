@@ -83,6 +83,20 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     logits_host_ = vk::Buffer(ctx_, fbytes(1, c.n_vocab), vk::MemoryKind::Staging);
 }
 
+const vk::Buffer& LlamaVulkanRun::norm_input(const vk::Buffer& x, const vk::Buffer& weight, int rows, bool fuse) {
+    if (fuse) return x;
+    vk::rms_norm(rec_, x, &weight, xb_, rows, w_->config.n_embd, w_->config.rms_eps);
+    return xb_;
+}
+
+vk::MatmulEpilogue LlamaVulkanRun::normed(const vk::Buffer& weight, bool fuse, vk::MatmulEpilogue e) const {
+    if (fuse) {
+        e.norm = &weight;
+        e.norm_eps = w_->config.rms_eps;
+    }
+    return e;
+}
+
 // x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x). The K and V products
 // are stored straight into cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which
 // vk::attention reads directly) and K is rotated there; the output and down products add
@@ -93,28 +107,18 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
 // 8 a layer.
 void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
-    const int64_t D = c.n_embd, row0 = int64_t(pos0) * c.kv_dim();
+    const int64_t row0 = int64_t(pos0) * c.kv_dim();
     vk::Buffer& kc = k_cache_[size_t(layer)];
     vk::Buffer& vc = v_cache_[size_t(layer)];
     vk::MatmulEpilogue to_cache;
     to_cache.y_offset = row0;
     vk::MatmulEpilogue residual;
     residual.accumulate = true;
-    // n = rms_norm(x) as the input of the matmuls that follow: computed by each of them from x
-    // where they take a norm prologue (the matvec path), else once into xb_.
-    const bool fuse = T <= vk::kVkMatvecMaxM && ctx_.fuse_norms();
-    auto normed = [&](const vk::Buffer& weight, vk::MatmulEpilogue e = {}) {
-        if (fuse) {
-            e.norm = &weight;
-            e.norm_eps = c.rms_eps;
-        }
-        return e;
-    };
-    const vk::Buffer& n = fuse ? x_ : xb_;
-    if (!fuse) vk::rms_norm(rec_, x_, &L.attn_norm, xb_, T, D, c.rms_eps);
-    vk::matmul(rec_, L.wq, n, q_, T, normed(L.attn_norm));
-    vk::matmul(rec_, L.wk, n, kc, T, normed(L.attn_norm, to_cache));
-    vk::matmul(rec_, L.wv, n, vc, T, normed(L.attn_norm, to_cache));
+    const bool fuse = fuse_norms(T);
+    const vk::Buffer& n = norm_input(x_, L.attn_norm, T, fuse);
+    vk::matmul(rec_, L.wq, n, q_, T, normed(L.attn_norm, fuse));
+    vk::matmul(rec_, L.wk, n, kc, T, normed(L.attn_norm, fuse, to_cache));
+    vk::matmul(rec_, L.wv, n, vc, T, normed(L.attn_norm, fuse, to_cache));
     const vk::RopeTarget k_rows{&kc, c.n_kv_heads, row0};
     vk::rope(rec_, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
@@ -122,14 +126,14 @@ void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer,
                   /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);
     vk::matmul(rec_, L.wo, att_, x_, T, residual);
     // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
-    if (!fuse) vk::rms_norm(rec_, x_, &L.ffn_norm, xb_, T, D, c.rms_eps);
+    const vk::Buffer& n2 = norm_input(x_, L.ffn_norm, T, fuse);
     if (L.stacked) {
         vk::MatmulEpilogue glu;
         glu.glu = true;
-        vk::matmul(rec_, L.w_gate_up, n, ff_, T, normed(L.ffn_norm, glu));
+        vk::matmul(rec_, L.w_gate_up, n2, ff_, T, normed(L.ffn_norm, fuse, glu));
     } else {
-        vk::matmul(rec_, L.w_gate_up, n, ff_, T, normed(L.ffn_norm));
-        vk::matmul(rec_, L.w_up, n, up_, T, normed(L.ffn_norm));
+        vk::matmul(rec_, L.w_gate_up, n2, ff_, T, normed(L.ffn_norm, fuse));
+        vk::matmul(rec_, L.w_up, n2, up_, T, normed(L.ffn_norm, fuse));
         vk::swiglu(rec_, ff_, up_, ff_, int64_t(T) * c.n_ff);
     }
     vk::matmul(rec_, L.w_down, ff_, x_, T, residual);
@@ -170,23 +174,16 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
         }
     } else if (rows == LogitRows::Last) {
         if (T > 1) vk::copy(rec_, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
-        const vk::Buffer& row = T > 1 ? last_ : x_;
-        if (ctx_.fuse_norms()) {
-            vk::MatmulEpilogue e;
-            e.norm = &w_->output_norm;  // one row: the matvec normalizes it
-            e.norm_eps = c.rms_eps;
-            vk::matmul(rec_, w_->output, row, logits_, 1, e);
-        } else {
-            vk::rms_norm(rec_, row, &w_->output_norm, xb_, 1, D, c.rms_eps);
-            vk::matmul(rec_, w_->output, xb_, logits_, 1);
-        }
+        const bool fuse = fuse_norms(1);
+        const vk::Buffer& n = norm_input(T > 1 ? last_ : x_, w_->output_norm, 1, fuse);
+        vk::matmul(rec_, w_->output, n, logits_, 1, normed(w_->output_norm, fuse));
         vk::copy(rec_, logits_, 0, logits_host_, 0, V);
         n_out = 1;
     }
     dispatches_ = rec_.dispatch_count();
     rec_.submit_and_wait();
     n_past_ = pos0 + T;
-    if (n_out == 1 && rows == LogitRows::Last) {
+    if (rows == LogitRows::Last) {
         vk::download(ctx_, logits_host_, logits_out, fbytes(1, V));  // mapped: a memcpy
     } else if (n_out > 0) {
         vk::download(ctx_, logits_, logits_out, fbytes(n_out, V));

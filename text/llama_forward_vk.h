@@ -75,6 +75,13 @@ public:
 
 private:
     void record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0);
+    // rms_norm(x) · weight as the input of the matmuls that follow, for `rows` rows. Fused (the
+    // batch fits the matvec kernel and the Context fuses norms): x itself, and normed() puts the
+    // norm in each matmul's prologue. Otherwise the norm is recorded into xb_, which is returned,
+    // and normed() leaves the epilogue as it is.
+    bool fuse_norms(int rows) const { return rows <= vk::kVkMatvecMaxM && ctx_.fuse_norms(); }
+    const vk::Buffer& norm_input(const vk::Buffer& x, const vk::Buffer& weight, int rows, bool fuse);
+    vk::MatmulEpilogue normed(const vk::Buffer& weight, bool fuse, vk::MatmulEpilogue e = {}) const;
 
     std::shared_ptr<const LlamaVulkanWeights> w_;
     vk::Context& ctx_;
