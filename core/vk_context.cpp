@@ -205,17 +205,21 @@ void check(VkResult r, std::string_view what, std::string_view where) {
     throw device_error(msg);
 }
 
-bool validation_requested_by_env() {
-    const char* v = std::getenv("GLIMPSE_VK_VALIDATION");
-    return v && std::strcmp(v, "1") == 0;
-}
+namespace {
 
-std::optional<bool> fuse_norms_from_env() {
-    const char* v = std::getenv("GLIMPSE_VK_FUSE_NORMS");
+// An environment switch: "1" on, "0" off, unset or anything else: no say.
+std::optional<bool> env_switch(const char* name) {
+    const char* v = std::getenv(name);
     if (v && std::strcmp(v, "1") == 0) return true;
     if (v && std::strcmp(v, "0") == 0) return false;
     return std::nullopt;
 }
+
+}  // namespace
+
+bool validation_requested_by_env() { return env_switch("GLIMPSE_VK_VALIDATION").value_or(false); }
+
+std::optional<bool> fuse_norms_from_env() { return env_switch("GLIMPSE_VK_FUSE_NORMS"); }
 
 // ---- Instance --------------------------------------------------------------------------------
 
