@@ -102,6 +102,7 @@ TextFigures bench_text(const LlamaModel& m, int prompt, int gen, int repeats, Th
 nlohmann::json profile_json(const vk::DeviceProfile& p, double calls) {
     nlohmann::json j = {{"gpu_ms", p.gpu_ms / calls},
                           {"record_ms", p.record_ms / calls},
+                          {"record_ahead_ms", p.record_ahead_ms / calls},
                           {"submissions", double(p.submissions) / calls},
                           {"untimed_dispatches", p.untimed}};
     for (const auto& [name, t] : p.shaders) j["shaders"][name] = {{"ms", t.ms / calls}, {"dispatches", double(t.dispatches) / calls}};
@@ -163,6 +164,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["driver"] = dev.ctx->info().driver_name + " " + dev.ctx->info().driver_info;
         j["device_type"] = std::string(vk::device_type_name(dev.ctx->info().type));
         j["fuse_norms"] = dev.ctx->fuse_norms();
+        j["record_ahead"] = dev.ctx->options().record_ahead;
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -43,7 +43,9 @@ Placement open_device(const DeviceArgs& a, bool verbose) {
     if (p.choice.backend == vk::Backend::Vulkan) {
         vk::ContextOptions o;
         if (vk::validation_requested_by_env()) o.validation = vk::Validation::IfAvailable;
-        o.fuse_norms = vk::fuse_norms_from_env();
+        o.fuse_norms = vk::env_switch("GLIMPSE_VK_FUSE_NORMS");
+        o.record_ahead = vk::env_switch("GLIMPSE_VK_RECORD_AHEAD").value_or(o.record_ahead);
+        o.profile_detail = vk::env_switch("GLIMPSE_VK_PROFILE_DETAIL").value_or(o.profile_detail);
         p.ctx = std::make_shared<vk::Context>(p.choice.vulkan_index, o);
     }
     if (verbose) std::fprintf(stderr, "device: %s (%s)\n", p.label().c_str(), p.choice.reason.c_str());
@@ -89,16 +91,21 @@ void print_device_profile_line(const Placement& p) {
 
 void print_device_profile(const vk::DeviceProfile& prof, const std::string& title, double calls, double wall_ms) {
     std::printf("\n%s\n", title.c_str());
-    std::printf("  %-22s %11s %10s %7s\n", "shader", "dispatches", "ms", "share");
+    int w = 22;  // the name column: wider for the shapes of GLIMPSE_VK_PROFILE_DETAIL
+    for (const auto& [name, t] : prof.shaders) w = std::max(w, int(name.size()));
+    std::printf("  %-*s %11s %10s %7s\n", w, "shader", "dispatches", "ms", "share");
     for (const auto& [name, t] : by_time(prof)) {
-        std::printf("  %-22s %11.1f %10.3f %6.1f%%\n", name.c_str(), double(t.dispatches) / calls, t.ms / calls,
+        std::printf("  %-*s %11.1f %10.3f %6.1f%%\n", w, name.c_str(), double(t.dispatches) / calls, t.ms / calls,
                     share(prof, t.ms));
     }
-    std::printf("  %-22s %11s %10.3f", "GPU total", "", prof.gpu_ms / calls);
+    std::printf("  %-*s %11s %10.3f", w, "GPU total", "", prof.gpu_ms / calls);
     if (wall_ms > 0) std::printf("  (the GPU was busy %.0f%% of the wall time)", 100.0 * prof.gpu_ms / wall_ms);
     std::printf("\n");
-    std::printf("  %-22s %11.1f %10.3f  (host time recording the commands, while the GPU waits)\n", "host recording",
-                double(prof.submissions) / calls, prof.record_ms / calls);
+    std::printf("  %-*s %11.1f %10.3f  (host time recording the commands, while the GPU waits)\n", w, "host recording",
+                double(prof.submissions) / calls, (prof.record_ms - prof.record_ahead_ms) / calls);
+    if (prof.record_ahead_ms > 0)
+        std::printf("  %-*s %11s %10.3f  (host time recording the next step, while the GPU runs this one)\n", w,
+                    "recorded ahead", "", prof.record_ahead_ms / calls);
     if (prof.untimed) std::printf("  %llu dispatches were not timed (query pool full)\n", (unsigned long long)prof.untimed);
 }
 

@@ -205,9 +205,6 @@ void check(VkResult r, std::string_view what, std::string_view where) {
     throw device_error(msg);
 }
 
-namespace {
-
-// An environment switch: "1" on, "0" off, unset or anything else: no say.
 std::optional<bool> env_switch(const char* name) {
     const char* v = std::getenv(name);
     if (v && std::strcmp(v, "1") == 0) return true;
@@ -215,11 +212,7 @@ std::optional<bool> env_switch(const char* name) {
     return std::nullopt;
 }
 
-}  // namespace
-
 bool validation_requested_by_env() { return env_switch("GLIMPSE_VK_VALIDATION").value_or(false); }
-
-std::optional<bool> fuse_norms_from_env() { return env_switch("GLIMPSE_VK_FUSE_NORMS"); }
 
 // ---- Instance --------------------------------------------------------------------------------
 
@@ -496,6 +489,7 @@ void DeviceProfile::add(const DeviceProfile& o) {
     submissions += o.submissions;
     untimed += o.untimed;
     record_ms += o.record_ms;
+    record_ahead_ms += o.record_ahead_ms;
 }
 
 bool Context::set_profiling(bool on) {

@@ -65,9 +65,11 @@ enum class Validation { Off, IfAvailable };
 
 // True when the environment asks for validation (GLIMPSE_VK_VALIDATION=1).
 bool validation_requested_by_env();
-// GLIMPSE_VK_FUSE_NORMS=1 or 0: ContextOptions::fuse_norms forced on or off (to measure both on
-// one device); unset or anything else: the device's default.
-std::optional<bool> fuse_norms_from_env();
+// An environment switch: "1" on, "0" off; unset or anything else: no say. The switches that
+// set ContextOptions (apps/device_option.cpp), to measure both ways on one device:
+// GLIMPSE_VK_FUSE_NORMS (fuse_norms), GLIMPSE_VK_RECORD_AHEAD (record_ahead),
+// GLIMPSE_VK_PROFILE_DETAIL (profile_detail).
+std::optional<bool> env_switch(const char* name);
 
 class Instance {
 public:
@@ -140,7 +142,10 @@ struct DeviceProfile {
     double gpu_ms = 0;         // first to last timestamp of every profiled submission, summed
     uint64_t submissions = 0;
     uint64_t untimed = 0;      // dispatches past a full query pool: run, counted, not timed
-    double record_ms = 0;      // host time spent recording those submissions (begin() to submit)
+    double record_ms = 0;      // host time spent recording those submissions (begin() to end)
+    // The part of record_ms spent while another stream ran on the device (a decode step
+    // recorded ahead), which the device did not wait for.
+    double record_ahead_ms = 0;
     void add(const DeviceProfile& o);
 };
 
@@ -159,6 +164,12 @@ struct ContextOptions {
     // is arithmetic-bound (a CPU device: on lavapipe fused decode ran at 1.4 against 2.1
     // tokens/s). Unset: fused on every device type but Cpu.
     std::optional<bool> fuse_norms;
+    // Decode records its next step while the device runs the current one (LlamaVulkanRun), so
+    // the device does not wait for the host's recording between tokens.
+    bool record_ahead = true;
+    // Profiles name each dispatch by shader and shape ("matvec_f16_sg 240x1x1 [1 960 960]": its
+    // workgroups and first three push-constant words) instead of by shader alone.
+    bool profile_detail = false;
 };
 
 class Context {
@@ -202,6 +213,11 @@ public:
     // The host-visible buffer that uploads and downloads go through (created on first use).
     Buffer& staging();
 
+    // Command streams submitted and not yet waited for (Recorder::submit, Recorder::wait).
+    int streams_in_flight() const { return streams_in_flight_; }
+    void stream_submitted() { ++streams_in_flight_; }
+    void stream_finished() { --streams_in_flight_; }
+
     // A number no other Buffer of this Context has had or will have (Buffer::id).
     uint64_t next_buffer_id() { return ++buffer_ids_; }
 
@@ -222,6 +238,7 @@ private:
     uint32_t timestamp_bits_ = 0;
     double timestamp_period_ns_ = 0;
     std::atomic<uint64_t> buffer_ids_{0};
+    std::atomic<int> streams_in_flight_{0};
     std::mutex profile_mutex_;  // Recorders of several threads may share the Context
     DeviceProfile profile_;
     std::unique_ptr<Allocator> allocator_;

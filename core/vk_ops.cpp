@@ -45,7 +45,7 @@ struct UnaryPush {  // unary.comp
 struct BinaryPush {  // binary.comp
     uint32_t n, nb;
 };
-struct AttentionPush {  // attention.comp, attention_tiled.comp, attention_merge.comp
+struct AttentionPush {  // attention.comp, attention_tiled.comp
     uint32_t n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
     uint32_t n_split;
@@ -240,7 +240,10 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
         // subgroupAdd), so wg / row_threads columns per workgroup; 32 where the size is unknown.
         // Both are powers of two (Vulkan requires it of subgroup sizes). 64-wide workgroups (two
         // columns on a 32-wide subgroup) spread the few columns of decode shapes (N = 320, 960)
-        // over twice as many workgroups, hence more of the SMs, than 128-wide ones did.
+        // over more workgroups than 128-wide ones. On an H200 the workgroup size moved decode
+        // by no more than the run-to-run noise (32 to 1024 wide: 470 to 508 tokens/s in one
+        // run, 488 to 506 in another, docs/PERFORMANCE.md), and each matvec shape's GPU time
+        // not at all.
         const uint32_t wg = wg_size(ctx, 64);
         const uint32_t sub = ctx.info().subgroup_size;
         const uint32_t row_threads = std::min(wg, sub != 0 && (sub & (sub - 1)) == 0 ? sub : 32u);
@@ -409,6 +412,13 @@ double measure_shader_copy_gbs(Context& ctx, uint64_t bytes, int copies, int run
     });
 }
 
+Buffer attention_partials(Context& ctx, int64_t n_q, int64_t n_heads, int64_t head_dim) {
+    Buffer b(ctx, uint64_t(attention_partial_floats(n_q, n_heads, head_dim)) * 4);
+    const std::vector<uint32_t> zeros(size_t(kVkAttentionSplitBelow), 0u);
+    upload(ctx, b, zeros.data(), zeros.size() * 4);
+    return b;
+}
+
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
                int64_t q_pos0, AttentionPath path, Buffer* partials) {
@@ -434,15 +444,13 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         // WG ≥ 128 on every device (the Vulkan minimum), so head_dim ≤ 256 ≤ 2·WG as the shader needs.
         const uint32_t wg = wg_size(ctx, 256);
         // Few (row, head) pairs and many keys (decode): split the keys over more workgroups,
-        // kVkAttentionSplitKeys each, into `partials`, and merge them in a second pass.
+        // kVkAttentionSplitKeys each, into `partials`; the last split of each pair merges.
         const int64_t splits = std::min<int64_t>(kVkAttentionMaxSplits, n_kv / kVkAttentionSplitKeys);
         if (partials && n_q * n_heads < kVkAttentionSplitBelow && splits > 1 &&
             partials->size() >= uint64_t(attention_partial_floats(n_q, n_heads, head_dim)) * 4) {
             push.n_split = uint32_t(splits);
             rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(*partials)}, push,
                          split_groups(ctx, n_q * n_heads * splits), {wg});
-            rec.dispatch(ShaderId::attention_merge, {in(*partials), out(o)}, push, split_groups(ctx, n_q * n_heads),
-                         {wg_size(ctx, 64)});
             return;
         }
         // The partials binding needs a buffer even when unused: o stands in, unwritten.

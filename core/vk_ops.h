@@ -155,15 +155,19 @@ constexpr int64_t kVkAttentionTiledMaxDim = 128;
 double measure_shader_copy_gbs(Context& ctx, uint64_t bytes, int copies = 8, int runs = 3);
 
 // PerRow with fewer than kVkAttentionSplitBelow (row, head) pairs (decode) and a `partials`
-// buffer of attention_partial_floats(n_q, n_heads, head_dim) floats: the keys are split over
-// up to kVkAttentionMaxSplits workgroups per pair, kVkAttentionSplitKeys keys or more each, and
-// a second dispatch merges them (attention_merge.comp).
+// buffer from attention_partials(): the keys are split over up to kVkAttentionMaxSplits
+// workgroups per pair, kVkAttentionSplitKeys keys or more each, and the last of a pair's
+// splits to finish merges them (attention.comp), counting on kVkAttentionSplitBelow counters
+// at the buffer's start that are zero between dispatches.
 constexpr int64_t kVkAttentionSplitBelow = 128;
 constexpr int64_t kVkAttentionSplitKeys = 64;
 constexpr int64_t kVkAttentionMaxSplits = 32;
 constexpr int64_t attention_partial_floats(int64_t n_q, int64_t n_heads, int64_t head_dim) {
-    return n_q * n_heads * kVkAttentionMaxSplits * (head_dim + 2);
+    return kVkAttentionSplitBelow + n_q * n_heads * kVkAttentionMaxSplits * (head_dim + 2);
 }
+// The split decode's scratch for n_q rows of n_heads heads, its counters zeroed. One buffer
+// serves any number of attention dispatches, one after the other.
+Buffer attention_partials(Context& ctx, int64_t n_q, int64_t n_heads, int64_t head_dim);
 
 // As ops::attention; head_dim ≤ 256. `partials`: scratch for the split decode (above), or none.
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,

@@ -134,6 +134,10 @@ Recorder::Recorder(Context& ctx) : ctx_(ctx) {
 }
 
 Recorder::~Recorder() {
+    if (in_flight_) {  // an exception between submit() and wait(): the stream must finish first
+        vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, uint64_t(ctx_.options().submit_timeout_ms) * 1000000ull);
+        ctx_.stream_finished();
+    }
     if (recording_) vkEndCommandBuffer(cmd_);
     if (queries_) vkDestroyQueryPool(ctx_.device(), queries_, nullptr);
     for (VkDescriptorPool p : pools_) vkDestroyDescriptorPool(ctx_.device(), p, nullptr);
@@ -142,9 +146,10 @@ Recorder::~Recorder() {
 }
 
 void Recorder::begin() {
+    if (in_flight_) wait();
     begun_ = std::chrono::steady_clock::now();
     if (recording_) vkEndCommandBuffer(cmd_);
-    recording_ = false;
+    recording_ = ended_ = false;
     if (sets_.size() > kMaxCachedSets) {  // the previous stream has finished: no set is in use
         for (VkDescriptorPool p : pools_)
             check(vkResetDescriptorPool(ctx_.device(), p, 0), "vkResetDescriptorPool", ctx_.label());
@@ -311,20 +316,28 @@ void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const 
     if (!timing_) return;
     if (timed_.size() + 1 < query_capacity_) {
         vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, uint32_t(timed_.size() + 1));
-        timed_.push_back(id);
+        std::string name = bin.name;
+        if (ctx_.options().profile_detail) {
+            name += ' ' + std::to_string(groups.x) + 'x' + std::to_string(groups.y) + 'x' + std::to_string(groups.z);
+            uint32_t words[3] = {};
+            std::memcpy(words, push, std::min(push_size, sizeof(words)));
+            name += " [" + std::to_string(words[0]) + ' ' + std::to_string(words[1]) + ' ' + std::to_string(words[2]) + ']';
+        }
+        timed_.push_back(std::move(name));
     } else {
         ++untimed_;
     }
 }
 
 // After the fence: the timestamps of this stream as GPU time per shader, into the Context.
-void Recorder::collect_timestamps(double record_ms) {
+void Recorder::collect_timestamps() {
     if (!timing_) return;
     if (untimed_) query_wanted_ = std::max(query_wanted_, uint32_t(2 * (timed_.size() + untimed_ + 1)));
     DeviceProfile p;
     p.submissions = 1;
     p.untimed = untimed_;
-    p.record_ms = record_ms;
+    p.record_ms = record_ms_;
+    if (recorded_ahead_) p.record_ahead_ms = record_ms_;
     if (!timed_.empty()) {
         std::vector<uint64_t> ts(timed_.size() + 1);
         check(vkGetQueryPoolResults(ctx_.device(), queries_, 0, uint32_t(ts.size()), ts.size() * 8, ts.data(), 8,
@@ -334,7 +347,7 @@ void Recorder::collect_timestamps(double record_ms) {
         const uint64_t mask = bits >= 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1;
         const double ms_per_tick = ctx_.timestamp_period_ns() * 1e-6;
         for (size_t i = 0; i < timed_.size(); ++i) {
-            ShaderTime& s = p.shaders[shader_binary(timed_[i]).name];
+            ShaderTime& s = p.shaders[timed_[i]];
             s.ms += double((ts[i + 1] - ts[i]) & mask) * ms_per_tick;
             ++s.dispatches;
         }
@@ -343,26 +356,41 @@ void Recorder::collect_timestamps(double record_ms) {
     ctx_.add_profile(p);
 }
 
-void Recorder::submit_and_wait() {
-    if (!recording_) throw device_error("submit_and_wait without begin()");
-    recording_ = false;
+void Recorder::end() {
+    if (!recording_) throw device_error("Recorder::end without begin()");
     // Shader writes to host-visible buffers become visible to the host once the fence signals.
     VkMemoryBarrier mb = init<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
     mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
     mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
     vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr,
                          0, nullptr);
+    recording_ = false;
     check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer", ctx_.label());
-    const double record_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begun_).count();
+    ended_ = true;
+    record_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begun_).count();
+    recorded_ahead_ = ctx_.streams_in_flight() > 0;
+}
+
+void Recorder::submit() {
+    if (recording_) end();
+    if (!ended_) throw device_error("submit without begin()");
+    ended_ = false;
     check(vkResetFences(ctx_.device(), 1, &fence_), "vkResetFences", ctx_.label());
     VkSubmitInfo si = init<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
     si.commandBufferCount = 1;
     si.pCommandBuffers = &cmd_;
     check(vkQueueSubmit(ctx_.queue(), 1, &si, fence_), "vkQueueSubmit", ctx_.label());
+    in_flight_ = true;
+    ctx_.stream_submitted();
+}
+
+void Recorder::wait() {
+    if (!in_flight_) throw device_error("Recorder::wait without submit()");
+    in_flight_ = false;  // whatever the wait says, this stream is not waited for again
+    ctx_.stream_finished();
     ctx_.wait_fence(fence_, "a submission of " + std::to_string(dispatches_) + " dispatches");
     ctx_.instance().throw_if_validation_errors("a submission");
-    collect_timestamps(record_ms);
+    collect_timestamps();
 }
 
 }  // namespace glimpse::vk

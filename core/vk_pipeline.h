@@ -18,9 +18,14 @@
 // set of a dispatch is written the first time its list of buffers is seen and kept for later
 // streams, so a decode step, which binds the same lists every token, writes none.
 //
+// submit_and_wait() is submit() then wait(): between the two the host may record another
+// stream into another Recorder while the device runs this one (decode records its next step
+// so). end() closes a stream recorded ahead of its submission.
+//
 // While the Context is profiling, each command stream also writes a timestamp at its start and
-// after every dispatch; submit_and_wait() reads them back and adds the time of each dispatch,
-// by shader, to the Context's DeviceProfile, with the host time spent recording the stream.
+// after every dispatch; wait() reads them back and adds the time of each dispatch, by shader
+// (and shape, ContextOptions::profile_detail), to the Context's DeviceProfile, with the host
+// time spent recording the stream.
 #pragma once
 
 #include <vulkan/vulkan.h>
@@ -32,6 +37,7 @@
 #include <map>
 #include <mutex>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -108,7 +114,8 @@ public:
 
     Context& context() { return ctx_; }
 
-    // Starts a new command stream; descriptor sets of the previous one are recycled.
+    // Starts a new command stream (waiting first for this Recorder's stream in flight, if any);
+    // a stream recorded and never submitted is dropped.
     void begin();
     // Records one dispatch. `push` is the shader's push-constant struct (mirrored in C++).
     template <class Push>
@@ -120,9 +127,19 @@ public:
     }
     // A full compute->compute memory barrier.
     void barrier();
-    // Ends, submits with a fence and waits (bounded by ContextOptions::submit_timeout_ms);
-    // then checks validation messages. The Recorder can begin() again afterwards.
-    void submit_and_wait();
+    // Ends the recording (submit() does it where it was not done).
+    void end();
+    // Ends if needed and submits with a fence; returns at once.
+    void submit();
+    // Waits for the submitted stream (bounded by ContextOptions::submit_timeout_ms), then
+    // checks validation messages and collects the timestamps.
+    void wait();
+    // submit() then wait(). The Recorder can begin() again afterwards.
+    void submit_and_wait() {
+        submit();
+        wait();
+    }
+    bool in_flight() const { return in_flight_; }
 
     uint32_t dispatch_count() const { return dispatches_; }
     uint32_t barrier_count() const { return barriers_; }
@@ -135,15 +152,17 @@ private:
     VkDescriptorSet descriptor_set(std::initializer_list<Arg> args);
     VkDescriptorSet allocate_set();
     void sync_for(std::initializer_list<Arg> args);
-    void collect_timestamps(double record_ms);
+    void collect_timestamps();
 
     // Profiling (Context::set_profiling): timestamp 0 at begin(), i + 1 after dispatch i.
     VkQueryPool queries_ = VK_NULL_HANDLE;
     uint32_t query_capacity_ = 0, query_wanted_ = 1024;
     bool timing_ = false;           // this command stream is timed
-    std::vector<ShaderId> timed_;   // the shader of each timed dispatch
+    std::vector<std::string> timed_;  // the profile's name of each timed dispatch
     uint64_t untimed_ = 0;
     std::chrono::steady_clock::time_point begun_;  // when begin() started this stream
+    double record_ms_ = 0;       // begin() to end()
+    bool recorded_ahead_ = false;  // another stream was in flight when this one ended
 
     Context& ctx_;
     VkCommandBuffer cmd_ = VK_NULL_HANDLE;
@@ -161,7 +180,7 @@ private:
     std::unordered_map<SetKey, VkDescriptorSet, SetKeyHash> sets_;
     std::vector<VkDescriptorPool> pools_;  // grown on demand
     size_t pool_in_use_ = 0;
-    bool recording_ = false;
+    bool recording_ = false, ended_ = false, in_flight_ = false;
     uint32_t dispatches_ = 0, barriers_ = 0;
     std::vector<VkBuffer> written_, read_;  // since the last barrier (a few each)
     std::vector<VkBufferMemoryBarrier> barrier_list_;

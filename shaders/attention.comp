@@ -26,13 +26,23 @@ layout(binding = 0) readonly buffer QBuf { float q[]; };
 layout(binding = 1) readonly buffer KBuf { float k[]; };
 layout(binding = 1) readonly buffer KBuf4 { vec4 k4[]; };  // the same keys, for head_dim % 4 == 0
 layout(binding = 2) readonly buffer VBuf { float v[]; };
+layout(binding = 2) readonly buffer VBuf4 { vec4 v4[]; };  // the same values, for head_dim % 4 == 0
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
 // Split mode (n_split > 1): workgroup (row i, head h, split s) sees only keys
 // [s·L, (s+1)·L), L = ⌈n_kv / n_split⌉, and writes its partial result unnormalized, as
-// [m, l, acc[head_dim]], to part[((i·n_heads + h)·n_split + s)·(head_dim + 2)];
-// attention_merge.comp combines the splits. Decode has few (row, head) pairs, so splitting
-// the keys is what lets more of the device's cores work on them.
-layout(binding = 4) writeonly buffer PBuf { float part[]; };
+// [m, l, acc[head_dim]], to part[COUNTERS + ((i·n_heads + h)·n_split + s)·(head_dim + 2)].
+// Decode has few (row, head) pairs, so splitting the keys is what lets more of the device's
+// cores work on them. The splits of a pair count themselves done in cnt[i·n_heads + h] (the
+// buffer's first COUNTERS words, zero between dispatches); the last one to finish merges the
+// pair's partials into o and sets its counter back to zero:
+//   o = Σ_s exp(m_s − m)·acc_s / Σ_s exp(m_s − m)·l_s,   m = max_s m_s,
+// where a split that saw no key (m_s = −inf) adds nothing, and a row that saw none gets 0.
+// That merge used to be a second dispatch, whose launch and barrier cost a decode layer ~5 µs
+// on an H200.
+const uint COUNTERS = 128;   // kVkAttentionSplitBelow in core/vk_ops.h: (row, head) pairs that split
+const uint MAX_SPLITS = 32;  // kVkAttentionMaxSplits
+layout(binding = 4) coherent buffer PBuf { float part[]; };
+layout(binding = 4) coherent buffer PCnt { uint cnt[]; };
 
 layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cpp
     uint n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
@@ -43,6 +53,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
 shared vec4 qs[MAX_D / 4];  // q's row; scalar dim d at qs[d / 4][d % 4]
 shared float scores[CHUNK];
 shared float red[WG];
+shared bool merge_here;  // split mode: this workgroup is its pair's last split
 
 float reduce_max(float val) {
     const uint t = gl_LocalInvocationID.x;
@@ -107,6 +118,11 @@ void main() {
             if (R == 4u) {  // vec4 loads, four at a time: independent loads in flight
                 const uint kb4 = kb / 4u, D4 = D / 4u;
                 uint d4 = 0;
+                for (; d4 + 8u <= D4; d4 += 8u) {  // head_dim 64: two rounds of loads, not four
+                    vec4 kk[8];
+                    for (uint u = 0; u < 8u; ++u) kk[u] = k4[kb4 + d4 + u];
+                    for (uint u = 0; u < 8u; ++u) sum += dot(qs[d4 + u], kk[u]);
+                }
                 for (; d4 + 4u <= D4; d4 += 4u) {
                     const vec4 k0 = k4[kb4 + d4], k1 = k4[kb4 + d4 + 1u];
                     const vec4 k2 = k4[kb4 + d4 + 2u], k3 = k4[kb4 + d4 + 3u];
@@ -134,7 +150,19 @@ void main() {
         if (grp < groups) {
             const uint d0 = lane * R;
             const uint vb = j0 * kv_stride + g * D + d0;
-            for (uint c = grp; c < nk; c += groups) {
+            uint c = grp;
+            if (R == 4u) {  // four keys' loads in flight before their sums
+                vec4 a = vec4(0.0);
+                const uint vb4 = vb / 4u, st4 = kv_stride / 4u;
+                for (; c + 3u * groups < nk; c += 4u * groups) {
+                    const vec4 v0 = v4[vb4 + c * st4], v1 = v4[vb4 + (c + groups) * st4];
+                    const vec4 v2 = v4[vb4 + (c + 2u * groups) * st4], v3 = v4[vb4 + (c + 3u * groups) * st4];
+                    a += scores[c] * v0 + scores[c + groups] * v1 + scores[c + 2u * groups] * v2 +
+                         scores[c + 3u * groups] * v3;
+                }
+                for (uint r = 0; r < 4; ++r) acc[0][r] += a[r];
+            }
+            for (; c < nk; c += groups) {
                 const float e = scores[c];
                 const uint base = vb + c * kv_stride;
                 for (uint r = 0; r < 4; ++r)
@@ -152,7 +180,7 @@ void main() {
         for (uint r = 0; r < 4; ++r) scores[t * 8u + c * 4u + r] = acc[c][r];
     barrier();
     const bool partial = p.n_split > 1;
-    const uint pb = wg_id * (D + 2u);
+    const uint pb = COUNTERS + wg_id * (D + 2u);
     if (partial && t == 0) {
         part[pb] = m_run;
         part[pb + 1u] = l_run;
@@ -169,4 +197,57 @@ void main() {
                 else o[row * D + d] = sum * inv;
             }
     }
+    if (!partial) return;
+    // Publish this split's partial, then count it; the split that counts last merges.
+    memoryBarrierBuffer();
+    barrier();
+    if (t == 0u) merge_here = atomicAdd(cnt[row], 1u) == p.n_split - 1u;
+    barrier();
+    if (!merge_here) return;
+    memoryBarrierBuffer();
+    // The merge, with as few dependent reads as may be (it is on the step's critical path): the
+    // splits' m_s and l_s into shared memory at once, then `ls` lanes of splits per dim d,
+    // each lane summing every ls-th split, and the lanes' sums added.
+    const uint S = p.n_split, stride = D + 2u, base = COUNTERS + row * S * stride;
+    const float neg_inf = -1.0 / 0.0;
+    if (t < S) {
+        scores[t] = part[base + t * stride];
+        scores[MAX_SPLITS + t] = part[base + t * stride + 1u];
+    }
+    barrier();
+    float m = neg_inf;
+    for (uint s = 0; s < S; ++s) m = max(m, scores[s]);
+    float l = 0.0;
+    for (uint s = 0; s < S; ++s)
+        if (scores[s] != neg_inf) l += exp(scores[s] - m) * scores[MAX_SPLITS + s];
+    const float inv = l > 0.0 ? 1.0 / l : 0.0;
+    const uint ls = max(1u, WG / D);  // split lanes; 1 where head_dim > WG / 2
+    const uint sl = t / D;
+    float sums[2] = {0.0, 0.0};  // dims d and d + WG (head_dim up to 2·WG, ls = 1)
+    if (sl < ls)
+        for (uint s = sl; s < S; s += ls) {
+            if (scores[s] == neg_inf) continue;
+            const float w = exp(scores[s] - m);
+            const uint pd = base + s * stride + 2u;
+            for (uint c = 0; c < 2; ++c) {
+                const uint d = (ls == 1u ? t : t % D) + c * WG;
+                if (d < D) sums[c] += w * part[pd + d];
+            }
+        }
+    barrier();  // scores[] is read above, reused below
+    if (ls > 1u) {
+        if (sl < ls) scores[2u * MAX_SPLITS + t] = sums[0];  // t = sl·D + d
+        barrier();
+        if (t < D) {
+            float sum = 0.0;
+            for (uint k = 0; k < ls; ++k) sum += scores[2u * MAX_SPLITS + k * D + t];
+            o[row * D + t] = sum * inv;
+        }
+    } else {
+        for (uint c = 0; c < 2; ++c) {
+            const uint d = t + c * WG;
+            if (d < D) o[row * D + d] = sums[c] * inv;
+        }
+    }
+    if (t == 0u) cnt[row] = 0u;
 }

@@ -121,13 +121,28 @@ TEST_CASE("vulkan text forward as on a discrete GPU: unmappable memory, norms fu
         // The input row and position go in, and the logits come out, inside the step's own
         // command stream: no staged copy before or after it.
         // Every norm rides on a matvec.
+        // From the second step on, the step was recorded while the device ran the one before.
         if (timed) {
             const vk::DeviceProfile p = ctx->take_profile();
             CHECK(p.submissions == 1);
             CHECK(p.shaders.count("rms_norm") == 0);
             CHECK(p.shaders.count("matvec_f32_sg") + p.shaders.count("matvec_f32") == 1);
+            CHECK(p.record_ms > 0);
+            if (step == 0) CHECK(p.record_ahead_ms == 0);
+            else CHECK(p.record_ahead_ms == p.record_ms);
         }
     }
+    // A step at another position than the one recorded ahead (a rewind) is recorded anew.
+    int32_t next = argmax(lw);
+    cpu.forward(&next, 1, 3, lw.data());
+    gpu.forward(&next, 1, 3, lg.data());
+    require_close(lg, lw, kAbs, kRel);
+    if (timed) CHECK(ctx->take_profile().record_ahead_ms == 0);
+    next = argmax(lw);
+    cpu.forward(&next, 1, 4, lw.data());
+    gpu.forward(&next, 1, 4, lg.data());
+    require_close(lg, lw, kAbs, kRel);
+    if (timed) CHECK(ctx->take_profile().record_ahead_ms > 0);
 }
 
 namespace {

@@ -475,6 +475,12 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
         {1, 640, 15, 5, 64, true, 639},  {4, 3000, 3, 1, 64, true, 2996}, {3, 200, 4, 2, 128, true, 150},
         {1, 129, 2, 2, 256, true, 128},  {2, 500, 3, 3, 13, false, 0},
     };
+    // One scratch for every split shape: the last split of each (row, head) sets its counter
+    // back to zero, so each dispatch finds them as the one before left them.
+    int64_t most = 0;
+    for (const Shape& s : shapes) most = std::max(most, vk::attention_partial_floats(s.n_q, s.heads, s.dim));
+    vk::Buffer partials(*ctx, uint64_t(most) * 4);
+    vk::upload(*ctx, partials, std::vector<uint32_t>(size_t(most), 0u).data(), uint64_t(most) * 4);
     for (const Shape& s : shapes)
         for (const int kernel : {0, 1, 2}) {  // per row, per row with split keys, tiled
             const vk::AttentionPath path = kernel == 2 ? vk::AttentionPath::Tiled : vk::AttentionPath::PerRow;
@@ -491,7 +497,6 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
             vk::Buffer dq = vk::upload_floats(*ctx, q), dk = vk::upload_floats(*ctx, k);
             vk::Buffer dv = vk::upload_floats(*ctx, v);
             vk::Buffer dout(*ctx, nq * 4);
-            vk::Buffer partials(*ctx, uint64_t(vk::attention_partial_floats(s.n_q, s.heads, s.dim)) * 4);
             vk::Recorder rec(*ctx);
             rec.begin();
             vk::attention(rec, dq, dk, dv, dout, s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0,

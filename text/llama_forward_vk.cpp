@@ -61,7 +61,7 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
 }
 
 LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int n_ctx, int n_batch)
-    : w_(std::move(w)), ctx_(*w_->ctx), n_ctx_(n_ctx), n_batch_(n_batch), rec_(ctx_) {
+    : w_(std::move(w)), ctx_(*w_->ctx), n_ctx_(n_ctx), n_batch_(n_batch), rec_{vk::Recorder(ctx_), vk::Recorder(ctx_)} {
     const LlamaConfig& c = w_->config;
     const int64_t B = n_batch_;
     for (int l = 0; l < c.n_layers; ++l) {
@@ -72,7 +72,7 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     xb_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     q_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
     att_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
-    att_partials_ = vk::Buffer(ctx_, fbytes(1, vk::attention_partial_floats(1, c.n_heads, c.head_dim)));
+    att_partials_ = vk::attention_partials(ctx_, 1, c.n_heads, c.head_dim);
     ff_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     up_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
     pos_ = vk::Buffer(ctx_, fbytes(B, 1));
@@ -83,9 +83,10 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     logits_host_ = vk::Buffer(ctx_, fbytes(1, c.n_vocab), vk::MemoryKind::Staging);
 }
 
-const vk::Buffer& LlamaVulkanRun::norm_input(const vk::Buffer& x, const vk::Buffer& weight, int rows, bool fuse) {
+const vk::Buffer& LlamaVulkanRun::norm_input(vk::Recorder& rec, const vk::Buffer& x, const vk::Buffer& weight, int rows,
+                                             bool fuse) {
     if (fuse) return x;
-    vk::rms_norm(rec_, x, &weight, xb_, rows, w_->config.n_embd, w_->config.rms_eps);
+    vk::rms_norm(rec, x, &weight, xb_, rows, w_->config.n_embd, w_->config.rms_eps);
     return xb_;
 }
 
@@ -105,7 +106,7 @@ vk::MatmulEpilogue LlamaVulkanRun::normed(const vk::Buffer& weight, bool fuse, v
 // dispatches a layer. Batches of at most 8 rows (decode), which the matvec kernel takes, fuse
 // each norm into the matvecs that read it where the device is a GPU (vk::Context::fuse_norms):
 // 8 a layer.
-void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
+void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
     const int64_t row0 = int64_t(pos0) * c.kv_dim();
     vk::Buffer& kc = k_cache_[size_t(layer)];
@@ -115,28 +116,55 @@ void LlamaVulkanRun::record_layer(const LlamaVulkanWeights::Layer& L, int layer,
     vk::MatmulEpilogue residual;
     residual.accumulate = true;
     const bool fuse = fuse_norms(T);
-    const vk::Buffer& n = norm_input(x_, L.attn_norm, T, fuse);
-    vk::matmul(rec_, L.wq, n, q_, T, normed(L.attn_norm, fuse));
-    vk::matmul(rec_, L.wk, n, kc, T, normed(L.attn_norm, fuse, to_cache));
-    vk::matmul(rec_, L.wv, n, vc, T, normed(L.attn_norm, fuse, to_cache));
+    const vk::Buffer& n = norm_input(rec, x_, L.attn_norm, T, fuse);
+    vk::matmul(rec, L.wq, n, q_, T, normed(L.attn_norm, fuse));
+    vk::matmul(rec, L.wk, n, kc, T, normed(L.attn_norm, fuse, to_cache));
+    vk::matmul(rec, L.wv, n, vc, T, normed(L.attn_norm, fuse, to_cache));
     const vk::RopeTarget k_rows{&kc, c.n_kv_heads, row0};
-    vk::rope(rec_, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
+    vk::rope(rec, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    vk::attention(rec_, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
+    vk::attention(rec, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
                   /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);
-    vk::matmul(rec_, L.wo, att_, x_, T, residual);
+    vk::matmul(rec, L.wo, att_, x_, T, residual);
     // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
-    const vk::Buffer& n2 = norm_input(x_, L.ffn_norm, T, fuse);
+    const vk::Buffer& n2 = norm_input(rec, x_, L.ffn_norm, T, fuse);
     if (L.stacked) {
         vk::MatmulEpilogue glu;
         glu.glu = true;
-        vk::matmul(rec_, L.w_gate_up, n2, ff_, T, normed(L.ffn_norm, fuse, glu));
+        vk::matmul(rec, L.w_gate_up, n2, ff_, T, normed(L.ffn_norm, fuse, glu));
     } else {
-        vk::matmul(rec_, L.w_gate_up, n2, ff_, T, normed(L.ffn_norm, fuse));
-        vk::matmul(rec_, L.w_up, n2, up_, T, normed(L.ffn_norm, fuse));
-        vk::swiglu(rec_, ff_, up_, ff_, int64_t(T) * c.n_ff);
+        vk::matmul(rec, L.w_gate_up, n2, ff_, T, normed(L.ffn_norm, fuse));
+        vk::matmul(rec, L.w_up, n2, up_, T, normed(L.ffn_norm, fuse));
+        vk::swiglu(rec, ff_, up_, ff_, int64_t(T) * c.n_ff);
     }
-    vk::matmul(rec_, L.w_down, ff_, x_, T, residual);
+    vk::matmul(rec, L.w_down, ff_, x_, T, residual);
+}
+
+int64_t LlamaVulkanRun::record_batch(vk::Recorder& rec, int T, int pos0, LogitRows rows) {
+    const LlamaConfig& c = w_->config;
+    const int64_t D = c.n_embd, V = c.n_vocab;
+    const int64_t pos_at = int64_t(n_batch_) * D;  // where in_host_ keeps the positions, in words
+    rec.begin();
+    vk::copy(rec, in_host_, 0, x_, 0, int64_t(T) * D);
+    vk::copy(rec, in_host_, pos_at, pos_, 0, T);
+    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, T, pos0);
+    int64_t n_out = 0;
+    if (rows == LogitRows::All) {
+        vk::rms_norm(rec, x_, &w_->output_norm, xb_, T, D, c.rms_eps);
+        if (T <= logits_rows_) {
+            vk::matmul(rec, w_->output, xb_, logits_, T);
+            n_out = T;
+        }
+    } else if (rows == LogitRows::Last) {
+        if (T > 1) vk::copy(rec, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
+        const bool fuse = fuse_norms(1);
+        const vk::Buffer& n = norm_input(rec, T > 1 ? last_ : x_, w_->output_norm, 1, fuse);
+        vk::matmul(rec, w_->output, n, logits_, 1, normed(w_->output_norm, fuse));
+        vk::copy(rec, logits_, 0, logits_host_, 0, V);
+        n_out = 1;
+    }
+    rec.end();
+    return n_out;
 }
 
 void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {
@@ -145,6 +173,9 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
     if (T > n_batch_ || pos0 < 0 || pos0 > n_past_ || int64_t(pos0) + T > n_ctx_)
         throw std::invalid_argument("LlamaVulkanRun::run_batch: batch outside the context");
     const int64_t D = c.n_embd, V = c.n_vocab;
+    const bool step = T == 1 && rows == LogitRows::Last;  // what a stream recorded ahead holds
+    const bool ahead = step && ahead_pos_ == pos0;
+    ahead_pos_ = -1;  // used now, or dropped: nothing below may leave it stale
     if (rows == LogitRows::All && logits_rows_ < n_batch_) {
         // Grown once, on first use, to n_batch rows or as many as one buffer can hold.
         const int64_t fit = int64_t(ctx_.info().max_storage_buffer_range / uint64_t(V * 4));
@@ -161,27 +192,17 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
     vk::upload(ctx_, in_host_, x, fbytes(T, D));  // mapped: plain memcpy, no submission
     vk::upload(ctx_, in_host_, pos.data(), fbytes(T, 1), uint64_t(pos_at) * 4);
 
-    rec_.begin();
-    vk::copy(rec_, in_host_, 0, x_, 0, int64_t(T) * D);
-    vk::copy(rec_, in_host_, pos_at, pos_, 0, T);
-    for (int l = 0; l < c.n_layers; ++l) record_layer(w_->layers[size_t(l)], l, T, pos0);
-    int64_t n_out = 0;
-    if (rows == LogitRows::All) {
-        vk::rms_norm(rec_, x_, &w_->output_norm, xb_, T, D, c.rms_eps);
-        if (T <= logits_rows_) {
-            vk::matmul(rec_, w_->output, xb_, logits_, T);
-            n_out = T;
-        }
-    } else if (rows == LogitRows::Last) {
-        if (T > 1) vk::copy(rec_, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
-        const bool fuse = fuse_norms(1);
-        const vk::Buffer& n = norm_input(T > 1 ? last_ : x_, w_->output_norm, 1, fuse);
-        vk::matmul(rec_, w_->output, n, logits_, 1, normed(w_->output_norm, fuse));
-        vk::copy(rec_, logits_, 0, logits_host_, 0, V);
-        n_out = 1;
+    vk::Recorder& rec = rec_[ahead_];
+    const int64_t n_out = ahead ? 1 : record_batch(rec, T, pos0, rows);
+    dispatches_ = rec.dispatch_count();
+    rec.submit();
+    if (step && ctx_.options().record_ahead && pos0 + 2 <= n_ctx_) {
+        // The next decode step, recorded while the device runs this one.
+        ahead_ = 1 - ahead_;
+        record_batch(rec_[ahead_], 1, pos0 + 1, LogitRows::Last);
+        ahead_pos_ = pos0 + 1;
     }
-    dispatches_ = rec_.dispatch_count();
-    rec_.submit_and_wait();
+    rec.wait();
     n_past_ = pos0 + T;
     if (rows == LogitRows::Last) {
         vk::download(ctx_, logits_host_, logits_out, fbytes(1, V));  // mapped: a memcpy
@@ -192,10 +213,10 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
         // matrix in chunks, one submission each.
         for (int64_t r0 = 0; r0 < T; r0 += logits_rows_) {
             const int64_t n = std::min<int64_t>(logits_rows_, T - r0);
-            rec_.begin();
-            vk::copy(rec_, xb_, r0 * D, last_, 0, n * D);
-            vk::matmul(rec_, w_->output, last_, logits_, n);
-            rec_.submit_and_wait();
+            rec.begin();
+            vk::copy(rec, xb_, r0 * D, last_, 0, n * D);
+            vk::matmul(rec, w_->output, last_, logits_, n);
+            rec.submit_and_wait();
             vk::download(ctx_, logits_, logits_out + r0 * V, fbytes(n, V));
         }
     }

@@ -14,6 +14,12 @@
 // buffer) is recorded into one command buffer and submitted once, and the logits are read from
 // host memory: one round trip to the device a decode step. (Logits of every row, beyond what
 // one buffer holds, are read back in chunks after it.)
+//
+// A decode step's stream depends only on its position: the token's embedding reaches the
+// device through the host-visible buffer, which the stream copies in. So while the device runs
+// step p, the host records step p + 1 into a second Recorder (ContextOptions::record_ahead),
+// and the next call, if it is that step, submits it at once: the device no longer waits for
+// the host's recording between tokens. Any other call drops the stream recorded ahead.
 #pragma once
 
 #include <algorithm>
@@ -74,13 +80,16 @@ public:
     uint32_t dispatches_last_batch() const { return dispatches_; }
 
 private:
-    void record_layer(const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0);
+    // Records the whole batch into rec; returns the rows of logits it leaves in logits_.
+    int64_t record_batch(vk::Recorder& rec, int T, int pos0, LogitRows rows);
+    void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0);
     // rms_norm(x) · weight as the input of the matmuls that follow, for `rows` rows. Fused (the
     // batch fits the matvec kernel and the Context fuses norms): x itself, and normed() puts the
     // norm in each matmul's prologue. Otherwise the norm is recorded into xb_, which is returned,
     // and normed() leaves the epilogue as it is.
     bool fuse_norms(int rows) const { return rows <= vk::kVkMatvecMaxM && ctx_.fuse_norms(); }
-    const vk::Buffer& norm_input(const vk::Buffer& x, const vk::Buffer& weight, int rows, bool fuse);
+    const vk::Buffer& norm_input(vk::Recorder& rec, const vk::Buffer& x, const vk::Buffer& weight, int rows,
+                                 bool fuse);
     vk::MatmulEpilogue normed(const vk::Buffer& weight, bool fuse, vk::MatmulEpilogue e = {}) const;
 
     std::shared_ptr<const LlamaVulkanWeights> w_;
@@ -89,14 +98,18 @@ private:
     int n_past_ = 0;
     std::vector<vk::Buffer> k_cache_, v_cache_;  // per layer [n_ctx][KV·hd]
     vk::Buffer x_, xb_, q_, att_, ff_, up_, pos_, last_, logits_;
-    vk::Buffer att_partials_;  // a decode step's split attention (vk::attention_partial_floats)
+    vk::Buffer att_partials_;  // a decode step's split attention (vk::attention_partials)
     // Host-visible: a batch's input rows [n_batch][D] then its positions (int32 [n_batch]),
     // and one row of logits [V] coming back.
     vk::Buffer in_host_, logits_host_;
     // Rows logits_ (and last_, the rows fed to the output matrix) hold: 1, grown for LogitRows::All
     // to n_batch or what one buffer can hold (maxStorageBufferRange), whichever is less.
     int64_t logits_rows_ = 0;
-    vk::Recorder rec_;
+    // Two Recorders: the one a step is submitted from, and the one the next step is recorded
+    // into meanwhile. ahead_pos_ >= 0: rec_[ahead_] holds the decode step at that position,
+    // recorded and not submitted.
+    vk::Recorder rec_[2];
+    int ahead_ = 0, ahead_pos_ = -1;
     uint32_t dispatches_ = 0;
 };
 

@@ -4,16 +4,21 @@
 #   bash bench/gpu/run.sh [OUT_DIR]      # OUT_DIR defaults to $OUT, else ./gpu-out
 #
 # Writes to OUT_DIR: devices.txt (glimpse devices, nvidia-smi if present), tests.txt (the
-# [vulkan] tests on this device), bench-*.json and profile-*.txt (bench --device vulkan), and
+# [vulkan] tests on this device), bench-*.json and profile-*.txt (bench --device vulkan;
+# profile-500m-f16-detail.txt times each matvec shape apart), and
 # summary.txt, the figures docs/PERFORMANCE.md records:
 #   decode of a SmolVLM-500M-shaped text model (F16 and Q8_0; F16 again with the norms not
-#   fused into the matvecs, GLIMPSE_VK_FUSE_NORMS=0, to compare) in tokens/s and as a percentage
+#   fused into the matvecs, GLIMPSE_VK_FUSE_NORMS=0, and with each step recorded only when its
+#   turn comes, GLIMPSE_VK_RECORD_AHEAD=0, to compare) in tokens/s and as a percentage
 #   of the bandwidth bound (weights + K/V bytes a token / the device's own copy rate: goal
 #   >= 70 %), and a 512x512 tile of the SigLIP-B/16 tower encoded in ms (goal < 5 ms on a
 #   datacenter GPU).
 # Each step has its own time limit, so the whole run stays under about 8 minutes.
 # GLIMPSE_GPU_QUICK=1: the same steps on tiny sizes (-p 16 -n 4, one tile, one run each), to
 # check the script itself on a slow device such as lavapipe.
+# GLIMPSE_GPU_STEPS="tests.txt bench-500m-f16.json ...": only the steps named (all by default),
+# to spend less of a short device lease; GLIMPSE_GPU_TESTS: the test spec of tests.txt
+# ("[vulkan]" by default).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-${OUT:-$PWD/gpu-out}}
@@ -44,6 +49,7 @@ $g devices >/dev/null 2>&1 || { echo "run: no Vulkan device" >&2; exit 4; }
 
 step() {  # step NAME SECONDS COMMAND...: output to OUT/NAME, one status line here
     local name=$1 limit=$2; shift 2
+    if [ -n "${GLIMPSE_GPU_STEPS:-}" ] && [[ " $GLIMPSE_GPU_STEPS " != *" $name "* ]]; then return; fi
     local t0=$SECONDS
     timeout "$limit" "$@" > "$out/$name" 2>&1
     local rc=$?
@@ -55,12 +61,14 @@ text=(-p 512 -n 128 -r 3) vit=(--vit-tiles 8 -r 5) text_prof=(-p 512 -n 32 -r 1)
 if [ "${GLIMPSE_GPU_QUICK:-0}" = 1 ]; then
     text=(-p 16 -n 4 -r 1) vit=(--vit-tiles 1 -r 1) text_prof=(-p 16 -n 4 -r 1) vit_prof=(--vit-tiles 1 -r 1)
 fi
-step tests.txt 150 build-gpu/tests/glimpse_tests "[vulkan]" --durations yes
+step tests.txt 150 build-gpu/tests/glimpse_tests "${GLIMPSE_GPU_TESTS:-[vulkan]}" --durations yes
 step bench-500m-f16.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_FUSE_NORMS=0 step bench-500m-f16-unfused.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
+GLIMPSE_VK_RECORD_AHEAD=0 step bench-500m-f16-no-ahead.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 step bench-500m-q8_0.json 90 $g bench --device vulkan --random smolvlm-500m --type q8_0 "${text[@]}" --json
 step bench-vit.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 step profile-500m-f16.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 "${text_prof[@]}" --profile
+GLIMPSE_VK_PROFILE_DETAIL=1 step profile-500m-f16-detail.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 -p 512 -n 8 -r 1 --profile
 step profile-vit.txt 60 $g bench --device vulkan --vit "${vit_prof[@]}" --profile
 
 python3 - "$out" > "$out/summary.txt" <<'PY'
@@ -72,11 +80,12 @@ def load(name):
     except Exception as e:
         print(f"{name}: no figures ({e.__class__.__name__})")
         return None
-for t in ("f16", "f16-unfused", "q8_0"):
+for t in ("f16", "f16-unfused", "f16-no-ahead", "q8_0"):
     j = load(f"bench-500m-{t}.json")
     if j:
         norms = "norms fused" if j.get("fuse_norms") else "norms apart"
-        print(f"SmolVLM-500M-shaped text, {t} ({norms}): prefill {j['prefill_tps']:.0f} tok/s ({j['prefill_tokens']} tokens), "
+        ahead = "recorded ahead" if j.get("record_ahead") else "recorded in turn"
+        print(f"SmolVLM-500M-shaped text, {t} ({norms}, {ahead}): prefill {j['prefill_tps']:.0f} tok/s ({j['prefill_tokens']} tokens), "
               f"decode {j['decode_tps']:.1f} tok/s ({j['decode_tokens']} steps) "
               f"= {j['decode_pct_bound']:.1f} % of the bound {j['decode_bound_tps']:.0f} tok/s "
               f"({j['decode_bytes_per_token'] / 2**20:.0f} MiB a token at {j['device_copy_gbs']:.0f} GB/s copy)")
@@ -86,4 +95,4 @@ if j:
           f"{j['encode_gflops'] / 1000:.1f} TFLOP/s")
 PY
 cat "$out/summary.txt"
-tail -3 "$out/tests.txt"
+[ -f "$out/tests.txt" ] && tail -3 "$out/tests.txt"
