@@ -139,7 +139,6 @@ public:
         submit();
         wait();
     }
-    bool in_flight() const { return in_flight_; }
 
     uint32_t dispatch_count() const { return dispatches_; }
     uint32_t barrier_count() const { return barriers_; }

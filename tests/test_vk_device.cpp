@@ -249,7 +249,7 @@ TEST_CASE("vulkan recorder: descriptor sets are written once per buffer list and
     REQUIRE(vk::download_floats(*ctx, many.back(), 4)[3] == a[3] + b[3]);
 }
 
-TEST_CASE("vulkan recorder: wrong buffer count and use outside begin() are errors", "[vulkan]") {
+TEST_CASE("vulkan recorder: wrong buffer count and use outside begin() are errors; streams in flight", "[vulkan]") {
     VK_OR_SKIP(ctx);
     vk::Buffer x(*ctx, 64);
     vk::Recorder rec(*ctx);
@@ -266,6 +266,25 @@ TEST_CASE("vulkan recorder: wrong buffer count and use outside begin() are error
     }
     rec.submit_and_wait();
     CHECK_THROWS_AS(rec.submit_and_wait(), Error);
+    CHECK_THROWS_AS(rec.wait(), Error);  // nothing submitted
+    CHECK_THROWS_AS(rec.end(), Error);   // nothing recording
+    // A stream in flight: begin() waits for it; a stream ended and never submitted is dropped.
+    rec.begin();
+    rec.submit();
+    CHECK(ctx->streams_in_flight() == 1);
+    rec.begin();
+    CHECK(ctx->streams_in_flight() == 0);
+    rec.end();
+    rec.begin();
+    rec.submit_and_wait();
+    CHECK(ctx->streams_in_flight() == 0);
+    {  // destroyed with a stream in flight: it waits, and the count goes back
+        vk::Recorder other(*ctx);
+        other.begin();
+        other.submit();
+        CHECK(ctx->streams_in_flight() == 1);
+    }
+    CHECK(ctx->streams_in_flight() == 0);
 }
 
 TEST_CASE("vulkan validation errors become exceptions", "[vulkan]") {
