@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -152,39 +153,59 @@ TEST_CASE("vulkan CLI: --device vulkan: the golden models answer as on the CPU",
     CHECK(nlohmann::json::parse(gpu.out)["tokens"] == nlohmann::json::parse(cpu.out)["tokens"]);
 }
 
-TEST_CASE("vulkan CLI: the GLIMPSE_VK_* switches (norms fused, steps recorded ahead, profile by shape) keep the "
-          "CPU's answer, and bench says which ran",
+namespace {
+
+// Sets an environment variable for the commands a test runs, unset however the test ends.
+struct ScopedEnv {
+    const char* name;
+    ScopedEnv(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
+    ~ScopedEnv() { ::unsetenv(name); }
+};
+
+// bench --json --profile of the tiny text model on the device, 3 decode steps.
+nlohmann::json bench_tiny_text(const std::string& model) {
+    const auto b = run_glimpse("bench --device vulkan -m " + model + " -p 4 -n 3 -r 1 --json --profile");
+    INFO(b.err);
+    REQUIRE(b.exit_code == 0);
+    return nlohmann::json::parse(b.out);
+}
+
+}  // namespace
+
+TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_NORMS=1 and 0 give the CPU's answer, and bench says which ran",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
-    const std::pair<const char*, const char*> switches[] = {{"GLIMPSE_VK_FUSE_NORMS", "1"},
-                                                            {"GLIMPSE_VK_FUSE_NORMS", "0"},
-                                                            {"GLIMPSE_VK_RECORD_AHEAD", "0"},
-                                                            {"GLIMPSE_VK_PROFILE_DETAIL", "1"}};
-    for (const auto& [name, value] : switches) {
-        INFO(name << "=" << value);
-        struct Env {  // set for the commands this test runs, unset however the test ends
-            const char* name;
-            Env(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
-            ~Env() { ::unsetenv(name); }
-        } env(name, value);
-        const std::string sw = name;
-        const bool on = value[0] == '1';
+    for (const char* fuse : {"1", "0"}) {
+        INFO("GLIMPSE_VK_FUSE_NORMS=" << fuse);
+        const ScopedEnv env("GLIMPSE_VK_FUSE_NORMS", fuse);
         same_answer_on_vulkan("generate -m " + model + " -p 'a big red' -n 12");
-        const auto b = run_glimpse("bench --device vulkan -m " + model + " -p 4 -n 3 -r 1 --json --profile");
-        INFO(b.err);
-        REQUIRE(b.exit_code == 0);
-        const auto j = nlohmann::json::parse(b.out);
-        CHECK(j["record_ahead"].get<bool>() == (sw != "GLIMPSE_VK_RECORD_AHEAD"));
-        if (sw == "GLIMPSE_VK_FUSE_NORMS") CHECK(j["fuse_norms"].get<bool>() == on);
+        const auto j = bench_tiny_text(model);
+        CHECK(j["fuse_norms"].get<bool>() == (fuse[0] == '1'));
+        if (!j["profile"].is_null())
+            CHECK(j["profile"]["decode"]["shaders"].contains("rms_norm") == (fuse[0] == '0'));
+    }
+}
+
+TEST_CASE("vulkan CLI: GLIMPSE_VK_RECORD_AHEAD=0 and GLIMPSE_VK_PROFILE_DETAIL=1: bench says which ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    // By default, the second and third steps are recorded while the device runs the one before,
+    // and the profile names shaders alone.
+    for (const char* sw : {"", "GLIMPSE_VK_RECORD_AHEAD", "GLIMPSE_VK_PROFILE_DETAIL"}) {
+        INFO("switch: " << (*sw ? sw : "none"));
+        const std::string name = sw;
+        std::optional<ScopedEnv> env;
+        if (!name.empty()) env.emplace(sw, name == "GLIMPSE_VK_RECORD_AHEAD" ? "0" : "1");
+        const auto j = bench_tiny_text(model);
+        CHECK(j["record_ahead"].get<bool>() == (name != "GLIMPSE_VK_RECORD_AHEAD"));
         if (j["profile"].is_null()) continue;  // no timestamps on this device
         const auto& decode = j["profile"]["decode"];
         bool by_shape = false;
         for (const auto& [shader, t] : decode["shaders"].items()) by_shape = by_shape || shader.find(" [") != std::string::npos;
-        CHECK(by_shape == (sw == "GLIMPSE_VK_PROFILE_DETAIL"));
-        if (sw == "GLIMPSE_VK_FUSE_NORMS") CHECK(decode["shaders"].contains("rms_norm") == !on);
-        // The second and third steps were recorded while the device ran the one before.
-        CHECK((decode["record_ahead_ms"].get<double>() > 0) == (sw != "GLIMPSE_VK_RECORD_AHEAD"));
+        CHECK(by_shape == (name == "GLIMPSE_VK_PROFILE_DETAIL"));
+        CHECK((decode["record_ahead_ms"].get<double>() > 0) == (name != "GLIMPSE_VK_RECORD_AHEAD"));
     }
 }
 
