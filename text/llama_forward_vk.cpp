@@ -143,10 +143,9 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
 int64_t LlamaVulkanRun::record_batch(vk::Recorder& rec, int T, int pos0, LogitRows rows) {
     const LlamaConfig& c = w_->config;
     const int64_t D = c.n_embd, V = c.n_vocab;
-    const int64_t pos_at = int64_t(n_batch_) * D;  // where in_host_ keeps the positions, in words
     rec.begin();
     vk::copy(rec, in_host_, 0, x_, 0, int64_t(T) * D);
-    vk::copy(rec, in_host_, pos_at, pos_, 0, T);
+    vk::copy(rec, in_host_, positions_at(), pos_, 0, T);
     for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, T, pos0);
     int64_t n_out = 0;
     if (rows == LogitRows::All) {
@@ -188,9 +187,8 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
     }
     std::vector<int32_t> pos(static_cast<size_t>(T));
     for (int i = 0; i < T; ++i) pos[size_t(i)] = pos0 + i;
-    const int64_t pos_at = int64_t(n_batch_) * D;  // where in_host_ keeps the positions, in words
     vk::upload(ctx_, in_host_, x, fbytes(T, D));  // mapped: plain memcpy, no submission
-    vk::upload(ctx_, in_host_, pos.data(), fbytes(T, 1), uint64_t(pos_at) * 4);
+    vk::upload(ctx_, in_host_, pos.data(), fbytes(T, 1), uint64_t(positions_at()) * 4);
 
     vk::Recorder& rec = rec_[ahead_];
     const int64_t n_out = ahead ? 1 : record_batch(rec, T, pos0, rows);

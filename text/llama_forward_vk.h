@@ -102,6 +102,8 @@ private:
     // Host-visible: a batch's input rows [n_batch][D] then its positions (int32 [n_batch]),
     // and one row of logits [V] coming back.
     vk::Buffer in_host_, logits_host_;
+    // Where in_host_ keeps the positions, in words: after n_batch rows of D.
+    int64_t positions_at() const { return int64_t(n_batch_) * w_->config.n_embd; }
     // Rows logits_ (and last_, the rows fed to the output matrix) hold: 1, grown for LogitRows::All
     // to n_batch or what one buffer can hold (maxStorageBufferRange), whichever is less.
     int64_t logits_rows_ = 0;
