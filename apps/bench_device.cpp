@@ -165,6 +165,9 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["device_type"] = std::string(vk::device_type_name(dev.ctx->info().type));
         j["fuse_norms"] = dev.ctx->fuse_norms();
         j["record_ahead"] = dev.ctx->options().record_ahead;
+        // The tiled matmul's tile: "by shape" (vk::matmul_large_tile), or forced "128" / "64".
+        const std::optional<bool> large = dev.ctx->options().matmul_large_tiles;
+        j["matmul_tiles"] = !large ? "by shape" : *large ? "128" : "64";
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -170,6 +170,9 @@ struct ContextOptions {
     // Profiles name each dispatch by shader and shape ("matvec_f16_sg 240x1x1 [1 960 960]": its
     // workgroups and first three push-constant words) instead of by shader alone.
     bool profile_detail = false;
+    // The tiled matmul's tile (vk::matmul_large_tile): unset, by the shape; true, always
+    // 128×128; false, always 64×64.
+    std::optional<bool> matmul_large_tiles;
 };
 
 class Context {

@@ -139,6 +139,11 @@ ShaderId get_rows_shader(DType t) {
     }
 }
 
+// The tiled matmul's shared memory (matmul.comp) for TM = TN = t and BK = 16: BK rows of x's
+// and W's tile (GLU: and the up rows') with 4 floats of padding each. 8.5 KiB at 64×64 (GLU
+// 12.8), 16.5 KiB at 128×128 (GLU 24.8); Vulkan promises only 16 KiB.
+uint64_t matmul_stage_bytes(uint32_t t, bool glu) { return 16ull * 4 * (16 * t + 4) * (glu ? 3 : 2); }
+
 }  // namespace
 
 bool matmul_supports(DType t) {
@@ -254,10 +259,25 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
                      {wg, has_bias, act, accumulate, glu, row_threads, norm});
         return;
     }
-    constexpr uint32_t kTM = 4, kTN = 4, kBK = 16;  // 64×64 tiles of y, 8.5 KiB of shared memory (GLU: 12.8)
-    const Groups g{group_count(ctx, N, 16 * kTN, 0), group_count(ctx, M, 16 * kTM, 1), 1};
+    const bool large = path == MatmulPath::Tiled128 ||
+                       (path == MatmulPath::Tiled && matmul_large_tile(ctx, M, N, epi.glu));
+    const uint32_t tm = large ? 8 : 4, tn = tm, bk = 16;
+    const uint64_t stage_bytes = matmul_stage_bytes(tm, epi.glu);
+    if (stage_bytes > ctx.info().max_shared_memory)
+        throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + ": the " + std::to_string(16 * tm) +
+                                           "-row matmul tile needs " + std::to_string(stage_bytes) +
+                                           " bytes of shared memory, the device has " +
+                                           std::to_string(ctx.info().max_shared_memory));
+    const Groups g{group_count(ctx, N, 16 * tn, 0), group_count(ctx, M, 16 * tm, 1), 1};
     rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y), bias}, push, g,
-                 {kTM, kTN, kBK, has_bias, act, accumulate, glu});
+                 {tm, tn, bk, has_bias, act, accumulate, glu});
+}
+
+bool matmul_large_tile(const Context& ctx, int64_t M, int64_t N, bool glu) {
+    if (ctx.options().matmul_large_tiles) return *ctx.options().matmul_large_tiles;
+    if (glu || ctx.info().max_shared_memory < matmul_stage_bytes(8, false)) return false;
+    // A CPU device (lavapipe) runs a few workgroups at a time, so fewer, larger ones lose nothing.
+    return ctx.info().type == DeviceType::Cpu || ((M + 127) / 128) * ((N + 127) / 128) >= kVkLargeTileGroups;
 }
 
 void rms_norm(Recorder& rec, const Buffer& x, const Buffer* weight, Buffer& y, int64_t rows, int64_t n, float eps) {

@@ -39,8 +39,16 @@ DeviceMatrix upload_matrix(Context& ctx, const Tensor& W);
 // up projections, for MatmulEpilogue::glu).
 DeviceMatrix upload_stacked(Context& ctx, const Tensor& A, const Tensor& B);
 
-enum class MatmulPath { Auto, Matvec, Tiled };
+// Tiled: the tiled kernel with its tile chosen by the shape (matmul_large_tile);
+// Tiled64 / Tiled128 force 64×64 or 128×128 tiles of y (tests, comparisons).
+enum class MatmulPath { Auto, Matvec, Tiled, Tiled64, Tiled128 };
 constexpr int64_t kVkMatvecMaxM = 8;  // Auto: M ≤ this takes the matvec kernel
+// The tiled kernel's choice for y [M][N]: 128×128 tiles (8×8 outputs an invocation) where
+// they still make at least kVkLargeTileGroups workgroups (any number on a CPU device) and
+// there is no GLU (whose second set of sums would double the registers) and the device has
+// the shared memory, else 64×64 (4×4). ContextOptions::matmul_large_tiles overrides it.
+constexpr int64_t kVkLargeTileGroups = 256;
+bool matmul_large_tile(const Context& ctx, int64_t M, int64_t N, bool glu);
 
 enum class UnaryOp : uint32_t { GeluTanh = 0, GeluErf = 1, QuickGelu = 2, Silu = 3, Scale = 4 };
 

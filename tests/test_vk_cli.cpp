@@ -209,6 +209,20 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_RECORD_AHEAD=0 and GLIMPSE_VK_PROFILE_DETAIL=1
     }
 }
 
+TEST_CASE("vulkan CLI: GLIMPSE_VK_MATMUL_LARGE_TILES=1 and 0 give the CPU's answer, and bench says which ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    CHECK(bench_tiny_text(model)["matmul_tiles"] == "by shape");
+    for (const char* large : {"1", "0"}) {
+        INFO("GLIMPSE_VK_MATMUL_LARGE_TILES=" << large);
+        const ScopedEnv env("GLIMPSE_VK_MATMUL_LARGE_TILES", large);
+        // A prompt of more than 8 tokens: its prefill takes the tiled kernel.
+        same_answer_on_vulkan("generate -m " + model + " -p 'a big red ball rolled down the long green hill' -n 6");
+        CHECK(bench_tiny_text(model)["matmul_tiles"] == (large[0] == '1' ? "128" : "64"));
+    }
+}
+
 TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");

@@ -83,16 +83,31 @@ TEST_CASE("vulkan matmul matches matmul_reference for every weight type", "[vulk
         matmul_reference(W, x.data(), ref.data(), s.M);
         const float abs_tol = 2e-5f * float(s.K) + 1e-5f;
         require_close(run_matmul(*ctx, W, x, s.M, vk::MatmulPath::Auto), ref, abs_tol, 1e-4f);
-        if (s.M <= vk::kVkMatvecMaxM)  // the other kernel on the same shape
-            require_close(run_matmul(*ctx, W, x, s.M, vk::MatmulPath::Tiled), ref, abs_tol, 1e-4f);
+        // The tiled kernel with both tiles (Auto took the matvec kernel or the 64×64 tile).
+        for (const vk::MatmulPath p : {vk::MatmulPath::Tiled64, vk::MatmulPath::Tiled128}) {
+            INFO("tile " << (p == vk::MatmulPath::Tiled64 ? 64 : 128));
+            require_close(run_matmul(*ctx, W, x, s.M, p), ref, abs_tol, 1e-4f);
+        }
     }
+}
+
+TEST_CASE("the tiled matmul takes 128x128 tiles only where they still make many workgroups", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const bool room = ctx->info().max_shared_memory >= 16896;  // matmul.comp's 128×128 stage
+    const bool cpu = ctx->info().type == vk::DeviceType::Cpu;   // lavapipe: large wherever there is room
+    CHECK(vk::matmul_large_tile(*ctx, 8 * 1024, 768, false) == room);  // 8 SigLIP tiles: 384 groups
+    CHECK_FALSE(vk::matmul_large_tile(*ctx, 8 * 1024, 768, true));    // GLU keeps 64×64
+    CHECK(vk::matmul_large_tile(*ctx, 1024, 768, false) == (room && cpu));  // one tile: 48 groups
+    CHECK(vk::matmul_large_tile(*ctx, 512, 960, false) == (room && cpu));   // a prefill batch: 32
+    CHECK(vk::matmul_large_tile(*ctx, 16 * 128, 16 * 128, false) == room);  // exactly 256
+    CHECK(vk::matmul_large_tile(*ctx, 16 * 128, 15 * 128, false) == (room && cpu));
 }
 
 TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset, GLU) equals the separate ops",
           "[vulkan]") {
     VK_OR_SKIP(ctx);
     const DType type = GENERATE(DType::F32, DType::Q8_0, DType::Q4_K);
-    const vk::MatmulPath path = GENERATE(vk::MatmulPath::Matvec, vk::MatmulPath::Tiled);
+    const vk::MatmulPath path = GENERATE(vk::MatmulPath::Matvec, vk::MatmulPath::Tiled64, vk::MatmulPath::Tiled128);
     const int64_t K = dtype_info(type).block_elems == 256 ? 256 : 96, N = 127;
     const int64_t M = path == vk::MatmulPath::Matvec ? 5 : 70;
     const Tensor W = make_weight(type, K, N, random_floats(size_t(K * N), 41));
