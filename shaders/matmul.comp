@@ -15,8 +15,10 @@
 #include "common.glsl"
 
 layout(local_size_x = 16, local_size_y = 16) in;
-layout(constant_id = 0) const uint TM = 4;  // rows of y per invocation, a multiple of 4
-layout(constant_id = 1) const uint TN = 4;  // columns of y per invocation, a multiple of 4
+// The defaults are the largest values the host passes: Mesa 22.3's lavapipe may size an array
+// declared with a specialization constant by the default (attention_tiled.comp).
+layout(constant_id = 0) const uint TM = 8;  // rows of y per invocation, a multiple of 4
+layout(constant_id = 1) const uint TN = 8;  // columns of y per invocation, a multiple of 4
 layout(constant_id = 2) const uint BK = 16; // a multiple of 4
 const uint BM = 16 * TM;
 const uint BN = 16 * TN;
@@ -41,8 +43,9 @@ layout(constant_id = 6) const uint GLU = 0;
 #include "matmul_epilogue.glsl"
 
 // The stage, k-major: xs[k][m] and ws[k][n] as vec4 rows of BM/4 (BN/4) vec4s plus one of
-// padding. The padding (4 floats) shifts each k row by 4 banks, so the stores of a stage (8
-// or 16 consecutive k of one row of x or W per 8 or 16 invocations) fall in different banks.
+// padding. The padding (4 floats) shifts each k row by 4 banks, so the stores of a stage (BK
+// consecutive k of one row of x or W from BK invocations) spread over the banks: no two of
+// 32 invocations share one at BK = 8, two at BK = 16.
 const uint XROW = BM / 4 + 1;
 const uint WROW = BN / 4 + 1;
 shared vec4 xs[BK * XROW];
