@@ -139,10 +139,13 @@ ShaderId get_rows_shader(DType t) {
     }
 }
 
-// The tiled matmul's shared memory (matmul.comp) for TM = TN = t and BK = 16: BK rows of x's
-// and W's tile (GLU: and the up rows') with 4 floats of padding each. 8.5 KiB at 64×64 (GLU
-// 12.8), 16.5 KiB at 128×128 (GLU 24.8); Vulkan promises only 16 KiB.
-uint64_t matmul_stage_bytes(uint32_t t, bool glu) { return 16ull * 4 * (16 * t + 4) * (glu ? 3 : 2); }
+// The tiled matmul's K step (matmul.comp's BK) on every path.
+constexpr uint32_t kTiledBK = 16;
+
+// The tiled matmul's shared memory (matmul.comp) for TM = TN = t: kTiledBK rows of x's and W's
+// tile (GLU: and the up rows') with 4 floats of padding each. 8.5 KiB at 64×64 (GLU 12.8),
+// 16.5 KiB at 128×128 (GLU 24.8); Vulkan promises only 16 KiB.
+uint64_t matmul_stage_bytes(uint32_t t, bool glu) { return uint64_t(kTiledBK) * 4 * (16 * t + 4) * (glu ? 3 : 2); }
 
 }  // namespace
 
@@ -261,7 +264,7 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     }
     const bool large = path == MatmulPath::Tiled128 ||
                        (path == MatmulPath::Tiled && matmul_large_tile(ctx, M, N, epi.glu));
-    const uint32_t tm = large ? 8 : 4, tn = tm, bk = 16;
+    const uint32_t tm = large ? 8 : 4, tn = tm;  // matmul_stage_bytes assumes TN = TM
     const uint64_t stage_bytes = matmul_stage_bytes(tm, epi.glu);
     if (stage_bytes > ctx.info().max_shared_memory)
         throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + ": the " + std::to_string(16 * tm) +
@@ -270,7 +273,7 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
                                            std::to_string(ctx.info().max_shared_memory));
     const Groups g{group_count(ctx, N, 16 * tn, 0), group_count(ctx, M, 16 * tm, 1), 1};
     rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y), bias}, push, g,
-                 {tm, tn, bk, has_bias, act, accumulate, glu});
+                 {tm, tn, kTiledBK, has_bias, act, accumulate, glu});
 }
 
 bool matmul_large_tile(const Context& ctx, int64_t M, int64_t N, bool glu) {
