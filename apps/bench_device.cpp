@@ -168,6 +168,9 @@ int run_device_bench(const DeviceBenchOptions& o) {
         // The tiled matmul's tile: "by shape" (vk::matmul_large_tile), or forced "128" / "64".
         const std::optional<bool> large = dev.ctx->options().matmul_large_tiles;
         j["matmul_tiles"] = !large ? "by shape" : *large ? "128" : "64";
+        // The register-blocked attention kernel (vk::attention_path): "by shape", or forced "on" / "off".
+        const std::optional<bool> blocked = dev.ctx->options().attention_blocked;
+        j["attention_blocked"] = !blocked ? "by shape" : *blocked ? "on" : "off";
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

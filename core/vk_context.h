@@ -173,6 +173,10 @@ struct ContextOptions {
     // The tiled matmul's tile (vk::matmul_large_tile): unset, by the shape; true, always
     // 128×128; false, always 64×64.
     std::optional<bool> matmul_large_tiles;
+    // The register-blocked attention kernel (vk::attention_path): unset, where it applies to
+    // non-causal attention, and to causal attention (prefill) on a CPU device; true, to
+    // causal attention on any device as well; false, never.
+    std::optional<bool> attention_blocked;
 };
 
 class Context {

@@ -442,6 +442,18 @@ Buffer attention_partials(Context& ctx, int64_t n_q, int64_t n_heads, int64_t he
     return b;
 }
 
+AttentionPath attention_path(const Context& ctx, int64_t n_q, int64_t head_dim, bool causal) {
+    if (n_q < kVkAttentionTiledMinQ || head_dim % 4 != 0) return AttentionPath::PerRow;
+    // Causal attention only on a CPU device by default: a prefill's few blocks of 32 rows
+    // (a 512-token one makes 16 a head) would leave most of a large GPU idle.
+    const bool by_shape = !causal || ctx.info().type == DeviceType::Cpu;
+    const bool blocked = ctx.options().attention_blocked.value_or(by_shape) &&
+                         head_dim <= kVkAttentionBlockedMaxDim &&
+                         ctx.info().max_shared_memory >= kVkAttentionBlockedShared;
+    if (blocked) return AttentionPath::Blocked;
+    return !causal && head_dim <= kVkAttentionTiledMaxDim ? AttentionPath::Tiled : AttentionPath::PerRow;
+}
+
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
                int64_t q_pos0, AttentionPath path, Buffer* partials) {
@@ -459,10 +471,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     u32(n_q * n_heads, "attention");
     if (n_q == 0 || n_heads == 0 || head_dim == 0) return;
     Context& ctx = rec.context();
-    if (path == AttentionPath::Auto)
-        path = !causal && n_q >= kVkAttentionTiledMinQ && head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0
-                   ? AttentionPath::Tiled
-                   : AttentionPath::PerRow;
+    if (path == AttentionPath::Auto) path = attention_path(ctx, n_q, head_dim, causal);
     if (path == AttentionPath::PerRow) {
         // WG ≥ 128 on every device (the Vulkan minimum), so head_dim ≤ 256 ≤ 2·WG as the shader needs.
         const uint32_t wg = wg_size(ctx, 256);
@@ -479,6 +488,19 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         // The partials binding needs a buffer even when unused: o stands in, unwritten.
         rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(o)}, push,
                      split_groups(ctx, n_q * n_heads), {wg});
+        return;
+    }
+    if (path == AttentionPath::Blocked) {
+        require(head_dim <= kVkAttentionBlockedMaxDim && head_dim % 4 == 0, "attention",
+                "the blocked kernel takes head_dim ≤ 64, a multiple of 4");
+        if (ctx.info().max_shared_memory < kVkAttentionBlockedShared)
+            throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + ": the blocked attention kernel needs " +
+                                               std::to_string(kVkAttentionBlockedShared) +
+                                               " bytes of shared memory, the device has " +
+                                               std::to_string(ctx.info().max_shared_memory));
+        const int64_t blocks = (n_q + 31) / 32;  // attention_block.comp's BQ
+        rec.dispatch(ShaderId::attention_block, {in(q), in(k), in(v), out(o)}, push,
+                     split_groups(ctx, blocks * n_heads), {uint32_t(head_dim)});
         return;
     }
     require(head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0, "attention",

@@ -143,17 +143,27 @@ void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffe
 void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int64_t dst_offset, int64_t n);
 
 // Which attention kernel runs: PerRow (attention.comp: one workgroup per query row and head,
-// for decode) or Tiled (attention_tiled.comp: one invocation per query row, each K/V load
+// for decode), Tiled (attention_tiled.comp: one invocation per query row, each K/V load
 // shared by the workgroup's rows, keys split 4 ways; head_dim ≤ kVkAttentionTiledMaxDim and a
-// multiple of 4). Auto takes Tiled for non-causal attention (the ViT) of kVkAttentionTiledMinQ
-// query rows or more. On an H200 its first version (no key split) beat PerRow on a SigLIP tile
-// (27.7 against 46.6 ms) but lost on a causal 512-token prefill (37 against 21 ms); with the
-// split a tile takes 7.2 ms, and that prefill 9.7 ms against PerRow's 8.4 (its rows see
-// different key counts, so a block waits for its last row).
-// Both kernels compute any case asked of them.
-enum class AttentionPath { Auto, PerRow, Tiled };
+// multiple of 4) or Blocked (attention_block.comp: 32 query rows a workgroup, q and each tile
+// of 32 keys staged in shared memory, scores and outputs register-blocked like the tiled
+// matmul; head_dim ≤ kVkAttentionBlockedMaxDim and a multiple of 4, and
+// kVkAttentionBlockedShared bytes of shared memory).
+// Auto, for kVkAttentionTiledMinQ query rows or more: Blocked where it applies to non-causal
+// attention (the ViT), and to causal attention (prefill) on a CPU device, else Tiled for
+// non-causal, else PerRow. ContextOptions::attention_blocked turns Blocked off, or on for
+// causal attention on any device. On an H200 Tiled's first version (no key
+// split) beat PerRow on a SigLIP tile (27.7 against 46.6 ms) but lost on a causal 512-token
+// prefill (37 against 21 ms); with the split a tile takes 7.2 ms, and that prefill 9.7 ms
+// against PerRow's 8.4 (its rows see different key counts, so a block waits for its last row).
+// Every kernel computes any case asked of it that its head_dim bound allows.
+enum class AttentionPath { Auto, PerRow, Tiled, Blocked };
 constexpr int64_t kVkAttentionTiledMinQ = 16;
 constexpr int64_t kVkAttentionTiledMaxDim = 128;
+constexpr int64_t kVkAttentionBlockedMaxDim = 64;
+constexpr uint32_t kVkAttentionBlockedShared = 26624;
+// The kernel Auto takes for these sizes on this device.
+AttentionPath attention_path(const Context& ctx, int64_t n_q, int64_t head_dim, bool causal);
 
 // The device's memory bandwidth as its compute shaders see it: `copies` copies (the copy op
 // above) of `bytes` (capped at what one buffer may hold) between two device buffers, back and

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/helpers.h"
+#include "core/vk_ops.h"
 #include "tests/test_vk_helpers.h"
 #include "text/llama_model.h"
 
@@ -223,6 +224,29 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_MATMUL_LARGE_TILES=1 and 0 give the CPU's answ
     }
 }
 
+TEST_CASE("vulkan CLI: GLIMPSE_VK_ATTENTION_BLOCKED=1 and 0 give the CPU's answer, and bench says which ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    const std::string image = q(kSource / "examples" / "scene_2.png");
+    const auto cpu = run_glimpse("describe " + image + " --device cpu");
+    REQUIRE(cpu.exit_code == 0);
+    CHECK(bench_tiny_text(model)["attention_blocked"] == "by shape");
+    for (const char* on : {"1", "0"}) {
+        INFO("GLIMPSE_VK_ATTENTION_BLOCKED=" << on);
+        const ScopedEnv env("GLIMPSE_VK_ATTENTION_BLOCKED", on);
+        // The tiny tower's 64 patch rows (head_dim 32) take the blocked kernel or the tiled one.
+        const auto gpu = run_glimpse("describe " + image + " --device vulkan");
+        INFO(gpu.err);
+        REQUIRE(gpu.exit_code == 0);
+        CHECK(gpu.out == cpu.out);
+        // A prompt of 16 tokens or more: its causal prefill takes the blocked kernel or the per-row one.
+        same_answer_on_vulkan("generate -m " + model +
+                              " -p 'a big red ball rolled down the long green hill and a small blue cube sat still' -n 6");
+        CHECK(bench_tiny_text(model)["attention_blocked"] == (on[0] == '1' ? "on" : "off"));
+    }
+}
+
 TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
@@ -249,19 +273,21 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(j["encode_gflops"].get<double>() ==
           Approx(j["encode_gflop_per_tile"].get<double>() / j["encode_ms_per_tile"].get<double>() * 1000.0));
     // --profile: GPU time by shader of one encode, one prefill and the decode steps; a decode
-    // step and a (causal) prefill run the per-row attention shader once per layer, the encoder
-    // the tiled one.
+    // step runs the per-row attention shader once per layer, a (causal) prefill of 16 tokens
+    // the per-row one or the blocked one (vk::attention_path), the encoder the blocked one.
     if (ctx->timestamp_bits() > 0) {
-        const int layers = open_llama_model((kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf").string())
-                               .config.n_layers;
+        const auto cfg = open_llama_model((kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf").string()).config;
+        const int layers = cfg.n_layers;
         for (const char* phase : {"encode", "prefill", "decode"}) {
             INFO(phase);
             CHECK(j["profile"][phase]["gpu_ms"].get<double>() > 0);
         }
         CHECK(j["profile"]["decode"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
-        CHECK(j["profile"]["prefill"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
-        CHECK_FALSE(j["profile"]["decode"]["shaders"].contains("attention_tiled"));
-        CHECK(j["profile"]["encode"]["shaders"].contains("attention_tiled"));
+        const bool blocked = vk::attention_path(*ctx, 16, cfg.head_dim, true) == vk::AttentionPath::Blocked;
+        CHECK(j["profile"]["prefill"]["shaders"][blocked ? "attention_block" : "attention"]["dispatches"].get<double>() ==
+              layers);
+        CHECK_FALSE(j["profile"]["decode"]["shaders"].contains("attention_block"));
+        CHECK(j["profile"]["encode"]["shaders"].contains("attention_block"));
         CHECK(j["profile"]["encode"]["shaders"].contains("im2col"));
         // The matmul epilogue: K/V go straight into the cache and the residual adds, biases,
         // GELU and SwiGLU ride on the matmuls, so a decode step runs no element-wise shader

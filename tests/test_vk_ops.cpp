@@ -489,6 +489,10 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
         // split keys (decode): up to 32 splits, causal rows whose later splits see no key
         {1, 640, 15, 5, 64, true, 639},  {4, 3000, 3, 1, 64, true, 2996}, {3, 200, 4, 2, 128, true, 150},
         {1, 129, 2, 2, 256, true, 128},  {2, 500, 3, 3, 13, false, 0},
+        // blocked: rows past the last full block, a head_dim whose columns do not fill the
+        // invocations (36: 9 vec4s of 16), a short one, a SigLIP-sized block of heads
+        {33, 33, 2, 1, 36, false, 0},    {65, 97, 2, 2, 4, true, 40},  {257, 257, 3, 3, 64, false, 0},
+        {48, 48, 2, 2, 48, true, 0},
     };
     // One scratch for every split shape: the last split of each (row, head) sets its counter
     // back to zero, so each dispatch finds them as the one before left them.
@@ -497,15 +501,22 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
     vk::Buffer partials(*ctx, uint64_t(most) * 4);
     vk::upload(*ctx, partials, std::vector<uint32_t>(size_t(most), 0u).data(), uint64_t(most) * 4);
     for (const Shape& s : shapes)
-        for (const int kernel : {0, 1, 2}) {  // per row, per row with split keys, tiled
-            const vk::AttentionPath path = kernel == 2 ? vk::AttentionPath::Tiled : vk::AttentionPath::PerRow;
+        for (const int kernel : {0, 1, 2, 3}) {  // per row, per row with split keys, tiled, blocked
+            const vk::AttentionPath path = kernel == 3   ? vk::AttentionPath::Blocked
+                                           : kernel == 2 ? vk::AttentionPath::Tiled
+                                                         : vk::AttentionPath::PerRow;
             if (path == vk::AttentionPath::Tiled && (s.dim > vk::kVkAttentionTiledMaxDim || s.dim % 4 != 0)) continue;
+            if (path == vk::AttentionPath::Blocked && (s.dim > vk::kVkAttentionBlockedMaxDim || s.dim % 4 != 0))
+                continue;
             // Split only where vk::attention would: few (row, head) pairs, 2 × 64 keys or more.
             const bool splits = s.n_q * s.heads < vk::kVkAttentionSplitBelow && s.n_kv >= 2 * vk::kVkAttentionSplitKeys;
             if (kernel == 1 && !splits) continue;
             INFO("n_q=" << s.n_q << " n_kv=" << s.n_kv << " heads=" << s.heads << "/" << s.kv_heads
                         << " dim=" << s.dim << " causal=" << s.causal << " q_pos0=" << s.q_pos0
-                        << (kernel == 2 ? " tiled" : kernel == 1 ? " per row, split" : " per row"));
+                        << (kernel == 3   ? " blocked"
+                            : kernel == 2 ? " tiled"
+                            : kernel == 1 ? " per row, split"
+                                          : " per row"));
             const size_t nq = size_t(s.n_q * s.heads * s.dim), nk = size_t(s.n_kv * s.kv_heads * s.dim);
             const auto q = random_floats(nq, 61, 2.0f), k = random_floats(nk, 62, 2.0f), v = random_floats(nk, 63);
             const float scale = 1.0f / std::sqrt(float(s.dim));
@@ -522,6 +533,29 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
                            s.causal, s.q_pos0, pool());
             require_close(vk::download_floats(*ctx, dout, nq), ref, 2e-5f, 1e-4f);
         }
+}
+
+TEST_CASE("attention takes the blocked kernel for many rows of head_dim <= 64 (causal ones on a CPU device)", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    using P = vk::AttentionPath;
+    const bool room = ctx->info().max_shared_memory >= 26624;  // attention_block.comp's stage
+    CHECK(vk::attention_path(*ctx, 1024, 64, false) == (room ? P::Blocked : P::Tiled));  // a SigLIP tile
+    CHECK(vk::attention_path(*ctx, 577, 128, false) == P::Tiled);
+    const bool cpu = ctx->info().type == vk::DeviceType::Cpu;  // lavapipe: causal prefill blocked too
+    CHECK(vk::attention_path(*ctx, 512, 64, true) == (room && cpu ? P::Blocked : P::PerRow));  // causal prefill
+    CHECK(vk::attention_path(*ctx, 15, 64, false) == P::PerRow);  // few rows
+    CHECK(vk::attention_path(*ctx, 1, 64, true) == P::PerRow);    // decode
+    CHECK(vk::attention_path(*ctx, 1024, 66, false) == P::PerRow);
+    // Forced on (causal prefill too) and off.
+    for (const bool on : {true, false}) {
+        vk::ContextOptions o;
+        o.attention_blocked = on;
+        vk::Context forced(ctx->info().index, o);
+        INFO("attention_blocked = " << on);
+        CHECK(vk::attention_path(forced, 512, 64, true) == (on && room ? P::Blocked : P::PerRow));
+        CHECK(vk::attention_path(forced, 1024, 64, false) == (on && room ? P::Blocked : P::Tiled));
+        CHECK(vk::attention_path(forced, 512, 128, true) == P::PerRow);
+    }
 }
 
 TEST_CASE("vulkan copy (KV-cache write, row picking) moves exactly the range asked", "[vulkan]") {
