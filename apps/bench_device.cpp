@@ -171,6 +171,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
         // The register-blocked attention kernel (vk::attention_path): "by shape", or forced "on" / "off".
         const std::optional<bool> blocked = dev.ctx->options().attention_blocked;
         j["attention_blocked"] = !blocked ? "by shape" : *blocked ? "on" : "off";
+        j["vit_tiles_at_once"] = tiles_at_once(*dev.ctx);  // a group's tiles through each step together
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -68,7 +68,9 @@ bool validation_requested_by_env();
 // An environment switch: "1" on, "0" off; unset or anything else: no say. The switches that
 // set ContextOptions (apps/device_option.cpp), to measure both ways on one device:
 // GLIMPSE_VK_FUSE_NORMS (fuse_norms), GLIMPSE_VK_RECORD_AHEAD (record_ahead),
-// GLIMPSE_VK_PROFILE_DETAIL (profile_detail).
+// GLIMPSE_VK_PROFILE_DETAIL (profile_detail), GLIMPSE_VK_MATMUL_LARGE_TILES
+// (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
+// GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -177,6 +179,9 @@ struct ContextOptions {
     // non-causal attention, and to causal attention (prefill) on a CPU device; true, to
     // causal attention on any device as well; false, never.
     std::optional<bool> attention_blocked;
+    // The vision tower's tiles through each step all at once (glimpse::tiles_at_once): unset,
+    // on every device type but Cpu; true or false forces it.
+    std::optional<bool> vit_tiles_at_once;
 };
 
 class Context {

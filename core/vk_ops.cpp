@@ -45,16 +45,16 @@ struct UnaryPush {  // unary.comp
 struct BinaryPush {  // binary.comp
     uint32_t n, nb;
 };
-struct AttentionPush {  // attention.comp, attention_tiled.comp
+struct AttentionPush {  // attention.comp, attention_tiled.comp, attention_block.comp
     uint32_t n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
-    uint32_t n_split;
+    uint32_t n_split, n_batch;
 };
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
 static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 32);
-static_assert(sizeof(AttentionPush) == 36 && sizeof(SoftmaxPush) == 16);
+static_assert(sizeof(AttentionPush) == 40 && sizeof(SoftmaxPush) == 16);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
 constexpr uint32_t kMaxAttentionHeadDim = 256;
@@ -456,20 +456,28 @@ AttentionPath attention_path(const Context& ctx, int64_t n_q, int64_t head_dim, 
 
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
-               int64_t q_pos0, AttentionPath path, Buffer* partials) {
-    require(n_q >= 0 && n_kv >= 0 && head_dim >= 0 && q_pos0 >= 0, "attention", "negative size");
+               int64_t q_pos0, AttentionPath path, Buffer* partials, int64_t n_batch) {
+    require(n_q >= 0 && n_kv >= 0 && head_dim >= 0 && q_pos0 >= 0 && n_batch >= 0, "attention", "negative size");
     require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention", "n_heads must be a multiple of n_kv_heads");
     require(head_dim <= kMaxAttentionHeadDim, "attention", "head_dim above 256");
-    require_floats(q, n_q * n_heads * head_dim, "attention", "q");
-    require_floats(k, n_kv * n_kv_heads * head_dim, "attention", "k");
-    require_floats(v, n_kv * n_kv_heads * head_dim, "attention", "v");
-    require_floats(o, n_q * n_heads * head_dim, "attention", "out");
-    AttentionPush push{u32(n_q, "attention"),      u32(n_kv, "attention"),
-                       u32(n_heads, "attention"),  u32(n_kv_heads, "attention"),
-                       u32(head_dim, "attention"), causal ? 1u : 0u,
-                       u32(std::min<int64_t>(q_pos0, n_kv), "attention"), scale, 1};
-    u32(n_q * n_heads, "attention");
-    if (n_q == 0 || n_heads == 0 || head_dim == 0) return;
+    require_floats(q, n_batch * n_q * n_heads * head_dim, "attention", "q");
+    require_floats(k, n_batch * n_kv * n_kv_heads * head_dim, "attention", "k");
+    require_floats(v, n_batch * n_kv * n_kv_heads * head_dim, "attention", "v");
+    require_floats(o, n_batch * n_q * n_heads * head_dim, "attention", "out");
+    AttentionPush push{u32(n_q, "attention"),
+                       u32(n_kv, "attention"),
+                       u32(n_heads, "attention"),
+                       u32(n_kv_heads, "attention"),
+                       u32(head_dim, "attention"),
+                       causal ? 1u : 0u,
+                       u32(std::min<int64_t>(q_pos0, n_kv), "attention"),
+                       scale,
+                       1,
+                       u32(n_batch, "attention")};
+    u32(n_batch * n_q * n_heads * head_dim, "attention");
+    u32(n_batch * n_kv * n_kv_heads * head_dim, "attention");
+    if (n_batch == 0 || n_q == 0 || n_heads == 0 || head_dim == 0) return;
+    const int64_t rows = n_batch * n_q;  // query rows of all batches
     Context& ctx = rec.context();
     if (path == AttentionPath::Auto) path = attention_path(ctx, n_q, head_dim, causal);
     if (path == AttentionPath::PerRow) {
@@ -478,16 +486,16 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         // Few (row, head) pairs and many keys (decode): split the keys over more workgroups,
         // kVkAttentionSplitKeys each, into `partials`; the last split of each pair merges.
         const int64_t splits = std::min<int64_t>(kVkAttentionMaxSplits, n_kv / kVkAttentionSplitKeys);
-        if (partials && n_q * n_heads < kVkAttentionSplitBelow && splits > 1 &&
-            partials->size() >= uint64_t(attention_partial_floats(n_q, n_heads, head_dim)) * 4) {
+        if (partials && rows * n_heads < kVkAttentionSplitBelow && splits > 1 &&
+            partials->size() >= uint64_t(attention_partial_floats(rows, n_heads, head_dim)) * 4) {
             push.n_split = uint32_t(splits);
             rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(*partials)}, push,
-                         split_groups(ctx, n_q * n_heads * splits), {wg});
+                         split_groups(ctx, rows * n_heads * splits), {wg});
             return;
         }
         // The partials binding needs a buffer even when unused: o stands in, unwritten.
         rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(o)}, push,
-                     split_groups(ctx, n_q * n_heads), {wg});
+                     split_groups(ctx, rows * n_heads), {wg});
         return;
     }
     if (path == AttentionPath::Blocked) {
@@ -500,7 +508,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
                                                std::to_string(ctx.info().max_shared_memory));
         const int64_t blocks = (n_q + 31) / 32;  // attention_block.comp's BQ
         rec.dispatch(ShaderId::attention_block, {in(q), in(k), in(v), out(o)}, push,
-                     split_groups(ctx, blocks * n_heads), {uint32_t(head_dim)});
+                     split_groups(ctx, n_batch * blocks * n_heads), {uint32_t(head_dim)});
         return;
     }
     require(head_dim <= kVkAttentionTiledMaxDim && head_dim % 4 == 0, "attention",
@@ -512,7 +520,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     const uint32_t wg = head_dim <= 64 ? bq * (128 / bq) : bq;
     const int64_t blocks = (n_q + bq - 1) / bq;
     rec.dispatch(head_dim <= 64 ? ShaderId::attention_tiled : ShaderId::attention_tiled_d128,
-                 {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, blocks * n_heads),
+                 {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, n_batch * blocks * n_heads),
                  {wg, uint32_t(head_dim), bq});
 }
 

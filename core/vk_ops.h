@@ -187,9 +187,13 @@ constexpr int64_t attention_partial_floats(int64_t n_q, int64_t n_heads, int64_t
 // serves any number of attention dispatches, one after the other.
 Buffer attention_partials(Context& ctx, int64_t n_q, int64_t n_heads, int64_t head_dim);
 
-// As ops::attention; head_dim ≤ 256. `partials`: scratch for the split decode (above), or none.
+// As ops::attention, n_batch times over: q and out [n_batch][n_q][n_heads][head_dim], k and v
+// [n_batch][n_kv][n_kv_heads][head_dim], batch b's rows attending to batch b's keys (the
+// ViT's tiles, in one dispatch); head_dim ≤ 256. `partials`: scratch for the split decode
+// (above), or none.
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
-               int64_t q_pos0, AttentionPath path = AttentionPath::Auto, Buffer* partials = nullptr);
+               int64_t q_pos0, AttentionPath path = AttentionPath::Auto, Buffer* partials = nullptr,
+               int64_t n_batch = 1);
 
 }  // namespace glimpse::vk

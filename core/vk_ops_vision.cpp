@@ -14,12 +14,12 @@ namespace glimpse::vk {
 namespace {
 
 struct Im2colPush {  // im2col.comp
-    uint32_t H, W, C, p, grid_w, n_patches, src_offset;
+    uint32_t H, W, C, p, grid_w, n_patches, src_offset, n_images;
 };
 struct PixelShufflePush {  // pixel_shuffle.comp
     uint32_t n_tiles, side, dim, s;
 };
-static_assert(sizeof(Im2colPush) == 28 && sizeof(PixelShufflePush) == 16);
+static_assert(sizeof(Im2colPush) == 32 && sizeof(PixelShufflePush) == 16);
 
 void require(bool ok, const char* op, const std::string& what) {
     if (!ok) throw std::invalid_argument(std::string("vk::") + op + ": " + what);
@@ -53,17 +53,19 @@ std::pair<Groups, uint32_t> elementwise(const Context& ctx, int64_t n) {
 }  // namespace
 
 void im2col(Recorder& rec, const Buffer& image, int64_t image_offset, int64_t C, int64_t H, int64_t W, int64_t p,
-            Buffer& cols) {
-    require(C > 0 && H >= 0 && W >= 0 && p > 0 && image_offset >= 0, "im2col", "bad image or patch size");
+            Buffer& cols, int64_t n_images) {
+    require(C > 0 && H >= 0 && W >= 0 && p > 0 && image_offset >= 0 && n_images >= 0, "im2col",
+            "bad image or patch size");
     const int64_t grid_w = W / p, n_patches = (H / p) * grid_w, K = C * p * p;
-    require_floats(image, image_offset + C * H * W, "im2col", "image");
-    require_floats(cols, n_patches * K, "im2col", "cols");
-    const Im2colPush push{u32(H, "im2col"),      u32(W, "im2col"),         u32(C, "im2col"),
-                          u32(p, "im2col"),      u32(grid_w, "im2col"),    u32(n_patches, "im2col"),
-                          u32(image_offset, "im2col")};
-    u32(n_patches * K, "im2col");
-    if (n_patches == 0) return;
-    const auto [groups, wg] = elementwise(rec.context(), n_patches * K);
+    require_floats(image, image_offset + n_images * C * H * W, "im2col", "image");
+    require_floats(cols, n_images * n_patches * K, "im2col", "cols");
+    const Im2colPush push{u32(H, "im2col"),         u32(W, "im2col"),        u32(C, "im2col"),
+                          u32(p, "im2col"),         u32(grid_w, "im2col"),   u32(n_patches, "im2col"),
+                          u32(image_offset, "im2col"), u32(n_images, "im2col")};
+    u32(image_offset + n_images * C * H * W, "im2col");
+    u32(n_images * n_patches * K, "im2col");
+    if (n_patches == 0 || n_images == 0) return;
+    const auto [groups, wg] = elementwise(rec.context(), n_images * n_patches * K);
     rec.dispatch(ShaderId::im2col, {in(image), out(cols)}, push, groups, {wg});
 }
 

@@ -11,10 +11,11 @@
 
 namespace glimpse::vk {
 
-// cols [n_patches][C·p·p] = the patch rows of image [C][H][W] that starts at float
-// `image_offset` of `image` (n_patches = (H/p)·(W/p), row-major patches; see ops::patch_embed).
+// cols [n_images][n_patches][C·p·p] = the patch rows of n_images images [C][H][W], one after
+// the other from float `image_offset` of `image` (n_patches = (H/p)·(W/p), row-major patches;
+// see ops::patch_embed).
 void im2col(Recorder& rec, const Buffer& image, int64_t image_offset, int64_t C, int64_t H, int64_t W, int64_t p,
-            Buffer& cols);
+            Buffer& cols, int64_t n_images = 1);
 
 // x [n_tiles][seq][dim] -> y [n_tiles][seq/s²][dim·s²] (seq = side², side % s == 0), per tile
 // as ops::pixel_shuffle.

@@ -1,7 +1,8 @@
 #version 450
 // Multi-head attention over a KV cache (core/ops.h attention, MODELS.md §1.2), for few query
 // rows (decode); attention_tiled.comp is the kernel for many.
-// q [n_q][n_heads][head_dim], k and v [n_kv][n_kv_heads][head_dim], out [n_q][n_heads][head_dim].
+// q [n_q][n_heads][head_dim], k and v [n_kv][n_kv_heads][head_dim], out [n_q][n_heads][head_dim],
+// each n_batch times over (batch b's rows see only batch b's keys: the ViT's tiles).
 // One workgroup of WG invocations per (query row i, head h); KV head g = h / (n_heads / n_kv_heads).
 // Keys are visited in chunks of up to CHUNK with an online softmax (running max m and sum l,
 // the output rescaled by exp(m_old − m_new) when the max grows), so the [n_q][n_kv] score
@@ -48,6 +49,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     uint n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
     uint n_split;  // 1: the whole row here, written to o
+    uint n_batch;
 } p;
 
 shared vec4 qs[MAX_D / 4];  // q's row; scalar dim d at qs[d / 4][d % 4]
@@ -83,18 +85,19 @@ float reduce_sum(float val) {
 
 void main() {
     const uint wg_id = linear_group();
-    if (wg_id >= p.n_q * p.n_heads * p.n_split) return;
+    if (wg_id >= p.n_batch * p.n_q * p.n_heads * p.n_split) return;
     const uint t = gl_LocalInvocationID.x;
     const uint row = wg_id / p.n_split, split = wg_id % p.n_split;
     const uint i = row / p.n_heads, h = row % p.n_heads;
     const uint g = h / (p.n_heads / p.n_kv_heads);
     const uint D = p.head_dim;
     const uint kv_stride = p.n_kv_heads * D;
+    const uint kv0 = (i / p.n_q) * p.n_kv * kv_stride;  // the row's batch's keys; i: row of all batches
     for (uint d = t; d < D; d += WG) qs[d / 4u][d % 4u] = q[(i * p.n_heads + h) * D + d];
     barrier();
 
     uint n_vis = p.n_kv;
-    if (p.causal != 0) n_vis = min(p.q_pos0 + i + 1, p.n_kv);
+    if (p.causal != 0) n_vis = min(p.q_pos0 + i % p.n_q + 1, p.n_kv);
     const uint span_keys = (p.n_kv + p.n_split - 1) / p.n_split;
     const uint j_begin = min(split * span_keys, n_vis), j_end = min(j_begin + span_keys, n_vis);
 
@@ -113,7 +116,7 @@ void main() {
         const uint nk = min(CHUNK, j_end - j0);
         float mx = -1.0 / 0.0;
         for (uint c = t; c < nk; c += WG) {
-            const uint kb = (j0 + c) * kv_stride + g * D;
+            const uint kb = kv0 + (j0 + c) * kv_stride + g * D;
             float sum = 0.0;
             if (R == 4u) {  // vec4 loads, four at a time: independent loads in flight
                 const uint kb4 = kb / 4u, D4 = D / 4u;
@@ -149,7 +152,7 @@ void main() {
             for (uint r = 0; r < 4; ++r) acc[c][r] *= alpha;
         if (grp < groups) {
             const uint d0 = lane * R;
-            const uint vb = j0 * kv_stride + g * D + d0;
+            const uint vb = kv0 + j0 * kv_stride + g * D + d0;
             uint c = grp;
             if (R == 4u) {  // four keys' loads in flight before their sums
                 vec4 a = vec4(0.0);

@@ -2,7 +2,8 @@
 // Multi-head attention for many query rows at once, register-blocked: the same result as
 // attention.comp and attention_tiled.comp (core/ops.h attention, MODELS.md §1.2), computed the
 // way the tiled matmul computes y, in blocks held by each invocation.
-// One workgroup of 8×8 invocations per (block of BQ = 32 query rows, head h). The block's
+// One workgroup of 8×8 invocations per (batch, block of BQ = 32 query rows, head h); batch b's
+// rows see only batch b's keys (n_batch > 1: the ViT's tiles in one dispatch). The block's
 // rows of q are staged once in shared memory; the keys are walked in tiles of BKV = 32, each
 // tile's K and V rows staged in shared memory (the next tile's read from global memory into
 // registers while this one is computed). Invocation (ty, tx) owns rows ty + 8i and keys
@@ -41,6 +42,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     uint n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
     uint n_split;  // attention.comp's; 1 here
+    uint n_batch;  // batch b's rows see batch b's keys (the ViT's tiles)
 } p;
 
 shared vec4 qs[BQ * ROW];
@@ -51,13 +53,16 @@ shared float red[8 * BQ];   // red[tx][row]: the row's tile maxima, at the end i
 void main() {
     const uint n_blocks = (p.n_q + BQ - 1) / BQ;
     const uint wg_id = linear_group();
-    if (wg_id >= n_blocks * p.n_heads) return;  // uniform per workgroup
+    if (wg_id >= p.n_batch * n_blocks * p.n_heads) return;  // uniform per workgroup
     const uint t = gl_LocalInvocationID.x;
     const uint tx = t % 8, ty = t / 8;
-    const uint h = wg_id % p.n_heads, b = wg_id / p.n_heads;
+    const uint h = wg_id % p.n_heads, bb = wg_id / p.n_heads;
+    const uint batch = bb / n_blocks, b = bb % n_blocks;
     const uint g = h / (p.n_heads / p.n_kv_heads);
     const uint kv_stride4 = p.n_kv_heads * D4;  // one key row of all KV heads, in vec4s
-    const uint row0 = b * BQ;
+    const uint kv0 = batch * p.n_kv * kv_stride4 + g * D4;  // the batch's keys, head g
+    const uint q0 = batch * p.n_q;                         // the batch's first q (and o) row
+    const uint row0 = b * BQ;                              // the block's first row in the batch
     const uint i_last = min(row0 + BQ, p.n_q) - 1;
     const uint n_block = p.causal != 0 ? min(p.q_pos0 + i_last + 1, p.n_kv) : p.n_kv;
     const float neg_inf = -1.0 / 0.0;
@@ -65,7 +70,7 @@ void main() {
     // The block's q rows (zero past n_q).
     for (uint e = t; e < BQ * D4; e += 64) {
         const uint r = e / D4, c = e % D4, i = row0 + r;
-        qs[r * ROW + c] = i < p.n_q ? q[(i * p.n_heads + h) * D4 + c] : vec4(0.0);
+        qs[r * ROW + c] = i < p.n_q ? q[((q0 + i) * p.n_heads + h) * D4 + c] : vec4(0.0);
     }
     // Keys row ty + 8i sees.
     uint n_vis[4];
@@ -80,7 +85,7 @@ void main() {
     for (uint s = 0; s < LOADS; ++s) {
         const uint e = t + 64 * s, key = e / D4;
         const bool ok = e < BKV * D4 && key < n_block;
-        const uint a = key * kv_stride4 + g * D4 + e % D4;
+        const uint a = kv0 + key * kv_stride4 + e % D4;
         kn[s] = ok ? k[a] : vec4(0.0);
         vn[s] = ok ? v[a] : vec4(0.0);
     }
@@ -107,7 +112,7 @@ void main() {
             for (uint s = 0; s < LOADS; ++s) {
                 const uint e = t + 64 * s, key = j1 + e / D4;
                 const bool ok = e < BKV * D4 && key < n_block;
-                const uint a = key * kv_stride4 + g * D4 + e % D4;
+                const uint a = kv0 + key * kv_stride4 + e % D4;
                 kn[s] = ok ? k[a] : vec4(0.0);
                 vn[s] = ok ? v[a] : vec4(0.0);
             }
@@ -181,7 +186,7 @@ void main() {
         float l = 0.0;
         for (uint x = 0; x < 8; ++x) l += red[x * BQ + r];
         const float inv = l > 0.0 ? 1.0 / l : 0.0;  // a row that sees no key (n_kv = 0) gets zeros
-        const uint ob = (row * p.n_heads + h) * D4;
+        const uint ob = ((q0 + row) * p.n_heads + h) * D4;
         if (tx < D4) o[ob + tx] = acc[i][0] * inv;
         if (tx + 8 < D4) o[ob + tx + 8] = acc[i][1] * inv;
     }

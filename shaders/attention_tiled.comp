@@ -1,7 +1,8 @@
 #version 450
 // Multi-head attention for many query rows at once (prefill, the ViT): the same result as
 // attention.comp (core/ops.h attention, MODELS.md §1.2), laid out for throughput.
-// One workgroup per (block of BQ query rows, head h), WG = BQ · SPLIT invocations: invocation
+// One workgroup per (batch, block of BQ query rows, head h), batch b's rows seeing only batch
+// b's keys (n_batch > 1: the ViT's tiles), WG = BQ · SPLIT invocations: invocation
 // t owns query row b·BQ + t % BQ and every SPLIT-th tile of BK keys, starting at tile t / BQ,
 // and keeps its row of q and its share of the output in registers. The BQ invocations of a
 // split walk the same keys in the same order, so each K/V load has one address for all of
@@ -43,6 +44,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     uint n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
     uint n_split;  // attention.comp's; 1 here
+    uint n_batch;  // batch b's rows see batch b's keys (the ViT's tiles)
 } p;
 
 shared float split_m[MAX_WG], split_l[MAX_WG];  // each invocation's running max and sum
@@ -51,18 +53,21 @@ shared vec4 merged[512];                         // the block's output rows, BQ�
 void main() {
     const uint n_blocks = (p.n_q + BQ - 1) / BQ;
     const uint wg_id = linear_group();
-    if (wg_id >= n_blocks * p.n_heads) return;  // uniform per workgroup
+    if (wg_id >= p.n_batch * n_blocks * p.n_heads) return;  // uniform per workgroup
     const uint t = gl_LocalInvocationID.x;
     const uint r = t % BQ, sp = t / BQ;  // row of the block, key split
-    const uint h = wg_id % p.n_heads, b = wg_id / p.n_heads;
+    const uint h = wg_id % p.n_heads, bb = wg_id / p.n_heads;
+    const uint batch = bb / n_blocks, b = bb % n_blocks;
     const uint g = h / (p.n_heads / p.n_kv_heads);
     const uint kv_stride4 = p.n_kv_heads * D4;  // one key row of all KV heads, in vec4s
-    const uint i = b * BQ + r;
+    const uint kv0 = batch * p.n_kv * kv_stride4;  // the batch's keys
+    const uint i = b * BQ + r;                      // the row within the batch
+    const uint qo = ((batch * p.n_q + i) * p.n_heads + h) * D4;  // its q (and o) row
     const bool in_range = i < p.n_q;
 
     vec4 qr[MAX_DIM / 4], acc[MAX_DIM / 4];  // the first D4 used
     for (uint c = 0; c < D4; ++c) {
-        qr[c] = in_range ? q[(i * p.n_heads + h) * D4 + c] : vec4(0.0);
+        qr[c] = in_range ? q[qo + c] : vec4(0.0);
         acc[c] = vec4(0.0);
     }
     // Keys this row sees, and the most any row of the block sees (its last row's count).
@@ -83,7 +88,7 @@ void main() {
         for (uint jj = 0; jj < BK; ++jj) {
             s[jj] = neg_inf;
             if (jj < nk) {
-                const uint kb = (j0 + jj) * kv_stride4 + g * D4;
+                const uint kb = kv0 + (j0 + jj) * kv_stride4 + g * D4;
                 float d = 0.0;
                 for (uint c = 0; c < D4; ++c) d += dot(qr[c], k[kb + c]);
                 if (j0 + jj < n_vis) s[jj] = p.scale * d;
@@ -97,7 +102,7 @@ void main() {
         for (uint jj = 0; jj < nk; ++jj) {
             const float e = exp(s[jj] - m_new);  // 0 for keys the row does not see
             l_run += e;
-            const uint vb = (j0 + jj) * kv_stride4 + g * D4;
+            const uint vb = kv0 + (j0 + jj) * kv_stride4 + g * D4;
             for (uint c = 0; c < D4; ++c) acc[c] += e * v[vb + c];
         }
         m_run = m_new;
@@ -106,7 +111,7 @@ void main() {
     if (SPLIT == 1) {  // specialized away: no barrier (and no merge) in the unsplit kernel
         if (!in_range) return;
         const float inv = n_vis > 0 ? 1.0 / l_run : 0.0;
-        for (uint c = 0; c < D4; ++c) o[(i * p.n_heads + h) * D4 + c] = acc[c] * inv;
+        for (uint c = 0; c < D4; ++c) o[qo + c] = acc[c] * inv;
         return;
     }
     // Merge the splits of each row: m = max of theirs, each scaled by exp(m_split − m).
@@ -128,5 +133,5 @@ void main() {
     }
     if (sp != 0 || !in_range) return;
     const float inv = n_vis > 0 ? 1.0 / l_row : 0.0;
-    for (uint c = 0; c < D4; ++c) o[(i * p.n_heads + h) * D4 + c] = merged[r * D4 + c] * inv;
+    for (uint c = 0; c < D4; ++c) o[qo + c] = merged[r * D4 + c] * inv;
 }

@@ -224,17 +224,20 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_MATMUL_LARGE_TILES=1 and 0 give the CPU's answ
     }
 }
 
-TEST_CASE("vulkan CLI: GLIMPSE_VK_ATTENTION_BLOCKED=1 and 0 give the CPU's answer, and bench says which ran",
+TEST_CASE("vulkan CLI: GLIMPSE_VK_ATTENTION_BLOCKED and GLIMPSE_VK_VIT_TILES_AT_ONCE =1 and =0 give the CPU's "
+          "answer, and bench says which ran",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
     const std::string image = q(kSource / "examples" / "scene_2.png");
     const auto cpu = run_glimpse("describe " + image + " --device cpu");
     REQUIRE(cpu.exit_code == 0);
-    CHECK(bench_tiny_text(model)["attention_blocked"] == "by shape");
+    const auto by_shape = bench_tiny_text(model);
+    CHECK(by_shape["attention_blocked"] == "by shape");
+    CHECK(by_shape["vit_tiles_at_once"] == (ctx->info().type != vk::DeviceType::Cpu));
     for (const char* on : {"1", "0"}) {
-        INFO("GLIMPSE_VK_ATTENTION_BLOCKED=" << on);
-        const ScopedEnv env("GLIMPSE_VK_ATTENTION_BLOCKED", on);
+        INFO("GLIMPSE_VK_ATTENTION_BLOCKED and GLIMPSE_VK_VIT_TILES_AT_ONCE =" << on);
+        const ScopedEnv env("GLIMPSE_VK_ATTENTION_BLOCKED", on), env2("GLIMPSE_VK_VIT_TILES_AT_ONCE", on);
         // The tiny tower's 64 patch rows (head_dim 32) take the blocked kernel or the tiled one.
         const auto gpu = run_glimpse("describe " + image + " --device vulkan");
         INFO(gpu.err);
@@ -243,7 +246,9 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_ATTENTION_BLOCKED=1 and 0 give the CPU's answe
         // A prompt of 16 tokens or more: its causal prefill takes the blocked kernel or the per-row one.
         same_answer_on_vulkan("generate -m " + model +
                               " -p 'a big red ball rolled down the long green hill and a small blue cube sat still' -n 6");
-        CHECK(bench_tiny_text(model)["attention_blocked"] == (on[0] == '1' ? "on" : "off"));
+        const auto j = bench_tiny_text(model);
+        CHECK(j["attention_blocked"] == (on[0] == '1' ? "on" : "off"));
+        CHECK(j["vit_tiles_at_once"] == (on[0] == '1'));
     }
 }
 

@@ -230,11 +230,23 @@ TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on 
     CHECK(got == want);
 }
 
+// A context on the test's device whose vision tower takes a group's tiles all at once, or one
+// by one (its device type decides by default).
+std::shared_ptr<vk::Context> vit_context(vk::Context* ctx, bool at_once) {
+    vk::ContextOptions o = ctx->options();
+    o.vit_tiles_at_once = at_once;
+    return std::make_shared<vk::Context>(ctx->info().index, o);
+}
+
 TEST_CASE("vulkan vision tower: features and projected embeddings match the CPU", "[vulkan][vk_forward]") {
     VK_OR_SKIP(ctx);
+    const bool at_once = GENERATE(false, true);
+    INFO("tiles at once: " << at_once);
     const VisionModel cpu_model = open_vision_model(kMmproj.string());
     VisionModel vk_model = cpu_model;
-    vk_model.vulkan = std::make_shared<VitVulkan>(borrow(ctx), cpu_model);
+    const auto cx = vit_context(ctx, at_once);
+    REQUIRE(tiles_at_once(*cx) == at_once);
+    vk_model.vulkan = std::make_shared<VitVulkan>(cx, cpu_model);
     const VisionConfig& c = cpu_model.config;
     ThreadPool pool(1);
     // One tile more than a submission group holds: two groups, the second of one tile. The
@@ -261,4 +273,24 @@ TEST_CASE("vulkan vision tower: features and projected embeddings match the CPU"
     const ActivationTrace trace = [](const char*, const float*, int64_t, int64_t) {};
     CHECK_THROWS_WITH(encode_tiles(vk_model, tiles.data(), 1, got.data(), pool, nullptr, &trace),
                       Catch::Contains("CPU only"));
+}
+
+TEST_CASE("vulkan vision tower: a group of CLIP tiles (class rows, pre-LN, F16) matches the CPU", "[vulkan][vk_forward]") {
+    VK_OR_SKIP(ctx);
+    GOLDEN_OR_SKIP(golden);
+    const VisionModel cpu_model = open_vision_model((golden / "llava-tiny" / "mmproj-llava-tiny-f16.gguf").string());
+    const VisionConfig& c = cpu_model.config;
+    REQUIRE(c.has_class_token);
+    VisionModel vk_model = cpu_model;
+    vk_model.vulkan = std::make_shared<VitVulkan>(vit_context(ctx, true), cpu_model);
+    ThreadPool pool(1);
+    // Three different tiles in one group: each tile's class row and positions go to its own rows.
+    const int n_tiles = 3;
+    const size_t tile_floats = 3 * size_t(c.image_size) * size_t(c.image_size);
+    const std::vector<float> tiles = glimpse::test::random_floats(size_t(n_tiles) * tile_floats, 19);
+    const size_t n_feat = size_t(n_tiles) * size_t(c.n_patches()) * size_t(c.n_embd);
+    std::vector<float> want(n_feat), got(n_feat);
+    encode_tiles_features(cpu_model, tiles.data(), n_tiles, want.data(), pool);
+    encode_tiles_features(vk_model, tiles.data(), n_tiles, got.data(), pool);
+    require_close(got, want, 1e-3f, 1e-3f);
 }

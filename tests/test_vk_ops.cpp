@@ -535,6 +535,46 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
         }
 }
 
+TEST_CASE("vulkan attention of a batch (the ViT's tiles) is each batch's own attention, by every kernel",
+          "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Shape {
+        int64_t batch, n_q, n_kv, heads, kv_heads, dim;
+        bool causal;
+        int64_t q_pos0;
+    };
+    const Shape shapes[] = {
+        {3, 40, 40, 3, 3, 64, false, 0}, {2, 33, 50, 4, 2, 32, true, 17}, {4, 2, 200, 2, 1, 64, true, 198},
+        {3, 65, 65, 2, 2, 128, false, 0},
+    };
+    using P = vk::AttentionPath;
+    for (const Shape& s : shapes)
+        for (const P path : {P::PerRow, P::Tiled, P::Blocked}) {
+            if (path != P::PerRow && s.dim > (path == P::Tiled ? vk::kVkAttentionTiledMaxDim : vk::kVkAttentionBlockedMaxDim))
+                continue;
+            INFO("batch=" << s.batch << " n_q=" << s.n_q << " n_kv=" << s.n_kv << " heads=" << s.heads << "/" << s.kv_heads
+                          << " dim=" << s.dim << " causal=" << s.causal << " path=" << int(path));
+            const size_t nq = size_t(s.n_q * s.heads * s.dim), nk = size_t(s.n_kv * s.kv_heads * s.dim);
+            const size_t B = size_t(s.batch);
+            const auto q = random_floats(B * nq, 81, 2.0f), k = random_floats(B * nk, 82, 2.0f);
+            const auto v = random_floats(B * nk, 83);
+            const float scale = 1.0f / std::sqrt(float(s.dim));
+            vk::Buffer dq = vk::upload_floats(*ctx, q), dk = vk::upload_floats(*ctx, k), dv = vk::upload_floats(*ctx, v);
+            vk::Buffer dout(*ctx, B * nq * 4);
+            vk::Buffer partials = vk::attention_partials(*ctx, s.batch * s.n_q, s.heads, s.dim);
+            vk::Recorder rec(*ctx);
+            rec.begin();
+            vk::attention(rec, dq, dk, dv, dout, s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0,
+                          path, &partials, s.batch);
+            rec.submit_and_wait();
+            std::vector<float> ref(B * nq);
+            for (size_t b = 0; b < B; ++b)
+                ops::attention(q.data() + b * nq, k.data() + b * nk, v.data() + b * nk, ref.data() + b * nq, s.n_q,
+                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, pool());
+            require_close(vk::download_floats(*ctx, dout, B * nq), ref, 2e-5f, 1e-4f);
+        }
+}
+
 TEST_CASE("attention takes the blocked kernel for many rows of head_dim <= 64 (causal ones on a CPU device)", "[vulkan]") {
     VK_OR_SKIP(ctx);
     using P = vk::AttentionPath;
@@ -585,7 +625,7 @@ TEST_CASE("vulkan copy (KV-cache write, row picking) moves exactly the range ask
     rec.submit_and_wait();
 }
 
-TEST_CASE("vulkan im2col + matmul equals patch_embed; im2col of a tile at an offset", "[vulkan]") {
+TEST_CASE("vulkan im2col + matmul equals patch_embed; im2col of two tiles at an offset", "[vulkan]") {
     VK_OR_SKIP(ctx);
     struct Shape {
         int64_t C, H, W, p, D;
@@ -595,37 +635,40 @@ TEST_CASE("vulkan im2col + matmul equals patch_embed; im2col of a tile at an off
     for (const Shape& s : shapes) {
         INFO("C=" << s.C << " H=" << s.H << " W=" << s.W << " p=" << s.p << " D=" << s.D);
         const int64_t img = s.C * s.H * s.W, K = s.C * s.p * s.p, P = (s.H / s.p) * (s.W / s.p);
-        // Two images one after another; the second is the one embedded.
-        const auto images = random_floats(size_t(2 * img), 81);
+        // Three images one after another; the second and third are embedded, in one dispatch.
+        const auto images = random_floats(size_t(3 * img), 81);
         const auto kernel = random_floats(size_t(K * s.D), 82, 0.2f);
         Tensor kt = make_weight(DType::F32, K, s.D, kernel);
         Tensor conv = kt;  // the same bytes as ne {p, p, C, D}
         conv.n_dims = 4;
         conv.ne = {s.p, s.p, s.C, s.D};
         conv.nb = contiguous_strides(DType::F32, conv.ne);
-        std::vector<float> ref(size_t(P * s.D));
-        ops::patch_embed(images.data() + img, s.C, s.H, s.W, conv, nullptr, s.p, ref.data(), pool());
+        std::vector<float> ref(size_t(2 * P * s.D));
+        for (int64_t i = 0; i < 2; ++i)
+            ops::patch_embed(images.data() + (1 + i) * img, s.C, s.H, s.W, conv, nullptr, s.p,
+                             ref.data() + i * P * s.D, pool());
 
         vk::Buffer dimg = vk::upload_floats(*ctx, images);
-        vk::Buffer cols(*ctx, uint64_t(P * K) * 4), out(*ctx, uint64_t(P * s.D) * 4);
+        vk::Buffer cols(*ctx, uint64_t(2 * P * K) * 4), out(*ctx, uint64_t(2 * P * s.D) * 4);
         const vk::DeviceMatrix dk = vk::upload_matrix(*ctx, kt);
         vk::Recorder rec(*ctx);
         rec.begin();
-        vk::im2col(rec, dimg, img, s.C, s.H, s.W, s.p, cols);
-        vk::matmul(rec, dk, cols, out, P);
+        vk::im2col(rec, dimg, img, s.C, s.H, s.W, s.p, cols, 2);
+        vk::matmul(rec, dk, cols, out, 2 * P);
         rec.submit_and_wait();
-        require_close(vk::download_floats(*ctx, out, uint64_t(P * s.D)), ref, 1e-4f, 1e-4f);
-        // The rows themselves: cols[r·gw + c][(ch·p + kh)·p + kw] = image[ch][r·p + kh][c·p + kw].
-        const std::vector<float> got = vk::download_floats(*ctx, cols, uint64_t(P * K));
+        require_close(vk::download_floats(*ctx, out, uint64_t(2 * P * s.D)), ref, 1e-4f, 1e-4f);
+        // The rows themselves: cols[i][r·gw + c][(ch·p + kh)·p + kw] = image 1 + i [ch][r·p + kh][c·p + kw].
+        const std::vector<float> got = vk::download_floats(*ctx, cols, uint64_t(2 * P * K));
         const int64_t gw = s.W / s.p;
         bool same = true;
-        for (int64_t patch = 0; patch < P; ++patch)
-            for (int64_t ch = 0; ch < s.C; ++ch)
-                for (int64_t kh = 0; kh < s.p; ++kh)
-                    for (int64_t kw = 0; kw < s.p; ++kw)
-                        same = same && got[size_t(patch * K + (ch * s.p + kh) * s.p + kw)] ==
-                                           images[size_t(img + (ch * s.H + (patch / gw) * s.p + kh) * s.W +
-                                                         (patch % gw) * s.p + kw)];
+        for (int64_t i = 0; i < 2; ++i)
+            for (int64_t patch = 0; patch < P; ++patch)
+                for (int64_t ch = 0; ch < s.C; ++ch)
+                    for (int64_t kh = 0; kh < s.p; ++kh)
+                        for (int64_t kw = 0; kw < s.p; ++kw)
+                            same = same && got[size_t((i * P + patch) * K + (ch * s.p + kh) * s.p + kw)] ==
+                                               images[size_t((1 + i) * img + (ch * s.H + (patch / gw) * s.p + kh) * s.W +
+                                                             (patch % gw) * s.p + kw)];
         CHECK(same);
     }
 }

@@ -102,15 +102,33 @@ VitVulkan::VitVulkan(std::shared_ptr<vk::Context> ctx, const VisionModel& m) : c
 
 VitVulkan::~VitVulkan() = default;
 
-// Buffers for `group` tiles, grown (never shrunk) when a larger group comes.
+bool tiles_at_once(const vk::Context& ctx) {
+    return ctx.options().vit_tiles_at_once.value_or(ctx.info().type != vk::DeviceType::Cpu);
+}
+
+// Tiles a group may hold: kVitVulkanGroup, fewer where a group's largest buffer (the MLP's
+// g·T·n_ff floats, as a rule) would pass what one storage descriptor can address.
+int VitVulkan::max_group() const {
+    const int64_t S = c_.image_size, p = c_.patch_size, P = c_.n_patches(), T = c_.n_positions(), D = c_.n_embd;
+    const uint64_t per_tile = std::max({fbytes(1, 3 * S * S), fbytes(P, 3 * p * p), fbytes(T, std::max<int64_t>(D, c_.n_ff)),
+                                        fbytes(P, std::max<int64_t>(D, c_.projector.n_hidden)),
+                                        fbytes(tokens_per_tile(c_), projected_dim(c_))});
+    const uint64_t fit = ctx_->info().max_storage_buffer_range / std::max<uint64_t>(per_tile, 1);
+    return int(std::clamp<uint64_t>(fit, 1, kVitVulkanGroup));
+}
+
+// Buffers for `group` tiles, grown (never shrunk) when a larger group comes; the activations
+// for the tiles of one pass (tiles_at_once).
 void VitVulkan::reserve(int group) {
     if (group <= group_) return;
     vk::Context& cx = *ctx_;
     const int64_t S = c_.image_size, p = c_.patch_size, P = c_.n_patches(), T = c_.n_positions(), D = c_.n_embd;
-    if (group_ == 0) {  // one tile's activations
-        cols_ = vk::Buffer(cx, fbytes(P, 3 * p * p));
-        for (vk::Buffer* b : {&x_, &h_, &q_, &k_, &v_, &att_}) *b = vk::Buffer(cx, fbytes(T, D));
-        ff_ = vk::Buffer(cx, fbytes(T, c_.n_ff));
+    const int pass = tiles_at_once(*ctx_) ? group : 1;
+    if (pass > pass_) {
+        cols_ = vk::Buffer(cx, fbytes(int64_t(pass) * P, 3 * p * p));
+        for (vk::Buffer* b : {&x_, &h_, &q_, &k_, &v_, &att_}) *b = vk::Buffer(cx, fbytes(int64_t(pass) * T, D));
+        ff_ = vk::Buffer(cx, fbytes(int64_t(pass) * T, c_.n_ff));
+        pass_ = pass;
     }
     tiles_ = vk::Buffer(cx, fbytes(group, 3 * S * S));
     features_ = vk::Buffer(cx, fbytes(int64_t(group) * P, D));
@@ -122,61 +140,75 @@ void VitVulkan::reserve(int group) {
     group_ = group;
 }
 
-// Tile t of the group (tiles_) -> features_ rows [t·P, (t+1)·P).
-void VitVulkan::record_tile(int t) {
+void VitVulkan::record_group(int g) {
+    for (int first = 0; first < g; first += pass_) record_pass(first, std::min(pass_, g - first));
+}
+
+// Tiles [first, first + g) of the group (tiles_) -> features_ rows [first·P, (first + g)·P),
+// all g tiles through each step at once: a layer's matmuls have g·T rows and its attention g
+// batches, so a dispatch has g times the workgroups it would have for one tile.
+void VitVulkan::record_pass(int first, int g) {
     vk::Recorder& r = *rec_;
     const int64_t S = c_.image_size, p = c_.patch_size, P = c_.n_patches(), T = c_.n_positions(), D = c_.n_embd;
-    const int64_t H = c_.n_heads, hd = c_.head_dim();
+    const int64_t H = c_.n_heads, hd = c_.head_dim(), rows = int64_t(g) * T;
     const float eps = c_.layer_norm_eps;
     // out = in · Wᵀ + b, with the bias (if the model has one), the activation (act) or the
     // residual add (residual: out += ...) fused into the matmul's store.
     enum class Then { Store, Activate, AddTo };
     auto linear = [&](const vk::DeviceMatrix& W, const vk::Buffer& b, const vk::Buffer& in, vk::Buffer& out,
-                      int64_t rows, Then then = Then::Store) {
+                      int64_t m, Then then = Then::Store) {
         vk::MatmulEpilogue e;
         e.bias = b ? &b : nullptr;
         e.activate = then == Then::Activate;
         e.act = unary_of(c_.activation);
         e.accumulate = then == Then::AddTo;
-        vk::matmul(r, W, in, out, rows, e);
+        vk::matmul(r, W, in, out, m, e);
     };
     auto opt = [](const vk::Buffer& b) { return b ? &b : nullptr; };
     vk::Buffer* x = &x_;
     vk::Buffer* h = &h_;
 
-    // x = [class;] patch_conv(tile) + bias, + positions, (pre-LN)
-    vk::im2col(r, tiles_, int64_t(t) * 3 * S * S, 3, S, S, p, cols_);
+    // x = [class;] patch_conv(tile) + bias, + positions, (pre-LN), per tile
+    vk::im2col(r, tiles_, int64_t(first) * 3 * S * S, 3, S, S, p, cols_, g);
     if (c_.has_class_token) {
-        linear(patch_, patch_b_, cols_, *h, P);
-        vk::copy(r, class_embd_, 0, *x, 0, D);
-        vk::copy(r, *h, 0, *x, (T - P) * D, P * D);
+        linear(patch_, patch_b_, cols_, *h, int64_t(g) * P);
+        for (int64_t t = 0; t < g; ++t) {
+            vk::copy(r, class_embd_, 0, *x, t * T * D, D);
+            vk::copy(r, *h, t * P * D, *x, (t * T + T - P) * D, P * D);
+        }
     } else {
-        linear(patch_, patch_b_, cols_, *x, P);
+        linear(patch_, patch_b_, cols_, *x, int64_t(g) * P);
     }
-    vk::add(r, *x, position_, *x, T * D);
+    vk::binary(r, vk::BinaryOp::Add, *x, position_, *x, rows * D, T * D);  // each tile + the table
     if (c_.pre_layernorm) {
-        vk::layer_norm(r, *x, opt(pre_ln_w_), opt(pre_ln_b_), *h, T, D, eps);
+        vk::layer_norm(r, *x, opt(pre_ln_w_), opt(pre_ln_b_), *h, rows, D, eps);
         std::swap(x, h);
     }
     const float scale = 1.0f / std::sqrt(float(hd));
     for (const Layer& L : layers_) {
-        // x += o(attention(q, k, v)), q, k, v = ln1(x) · {q,k,v}ᵀ + b (non-causal)
-        vk::layer_norm(r, *x, opt(L.ln1_w), opt(L.ln1_b), *h, T, D, eps);
-        linear(L.q, L.q_b, *h, q_, T);
-        linear(L.k, L.k_b, *h, k_, T);
-        linear(L.v, L.v_b, *h, v_, T);
-        vk::attention(r, q_, k_, v_, att_, T, T, H, H, hd, scale, /*causal=*/false, 0);
-        linear(L.o, L.o_b, att_, *x, T, Then::AddTo);
+        // x += o(attention(q, k, v)), q, k, v = ln1(x) · {q,k,v}ᵀ + b (non-causal, within each tile)
+        vk::layer_norm(r, *x, opt(L.ln1_w), opt(L.ln1_b), *h, rows, D, eps);
+        linear(L.q, L.q_b, *h, q_, rows);
+        linear(L.k, L.k_b, *h, k_, rows);
+        linear(L.v, L.v_b, *h, v_, rows);
+        vk::attention(r, q_, k_, v_, att_, T, T, H, H, hd, scale, /*causal=*/false, 0, vk::AttentionPath::Auto,
+                      nullptr, g);
+        linear(L.o, L.o_b, att_, *x, rows, Then::AddTo);
         // x += fc2(act(fc1(ln2(x))))
-        vk::layer_norm(r, *x, opt(L.ln2_w), opt(L.ln2_b), *h, T, D, eps);
-        linear(L.fc1, L.fc1_b, *h, ff_, T, Then::Activate);
-        linear(L.fc2, L.fc2_b, ff_, *x, T, Then::AddTo);
+        vk::layer_norm(r, *x, opt(L.ln2_w), opt(L.ln2_b), *h, rows, D, eps);
+        linear(L.fc1, L.fc1_b, *h, ff_, rows, Then::Activate);
+        linear(L.fc2, L.fc2_b, ff_, *x, rows, Then::AddTo);
     }
     if (c_.post_layernorm) {
-        vk::layer_norm(r, *x, opt(post_ln_w_), opt(post_ln_b_), *h, T, D, eps);
+        vk::layer_norm(r, *x, opt(post_ln_w_), opt(post_ln_b_), *h, rows, D, eps);
         std::swap(x, h);
     }
-    vk::copy(r, *x, (T - P) * D, features_, int64_t(t) * P * D, P * D);  // drops CLIP's class row
+    if (T == P) {
+        vk::copy(r, *x, 0, features_, int64_t(first) * P * D, int64_t(g) * P * D);
+    } else {
+        for (int64_t t = 0; t < g; ++t)  // drops CLIP's class rows
+            vk::copy(r, *x, (t * T + T - P) * D, features_, (first + t) * P * D, P * D);
+    }
 }
 
 void VitVulkan::record_projector(int n_tiles) {
@@ -204,14 +236,14 @@ void VitVulkan::encode(const float* tiles, int n_tiles, float* out, bool with_pr
     std::lock_guard<std::mutex> lock(mutex_);
     const int64_t S = c_.image_size, P = c_.n_patches(), D = c_.n_embd;
     const int64_t tile_out = with_projector ? int64_t(tokens_per_tile(c_)) * projected_dim(c_) : P * D;
-    reserve(std::min(n_tiles, kVitVulkanGroup));
+    reserve(std::min(n_tiles, max_group()));
     VisionTimings local;
     for (int done = 0; done < n_tiles;) {
         const int g = std::min(group_, n_tiles - done);
         auto t0 = Clock::now();
         vk::upload(*ctx_, tiles_, tiles + int64_t(done) * 3 * S * S, fbytes(g, 3 * S * S));
         rec_->begin();
-        for (int i = 0; i < g; ++i) record_tile(i);
+        record_group(g);
         rec_->submit_and_wait();
         local.device_ms += ms_since(t0);
         t0 = Clock::now();

@@ -17,7 +17,8 @@
 #   prefill with 128x128 forced (=1; by shape it takes 64x64). So is the attention kernel: the
 #   tile with the register-blocked kernel turned off (GLIMPSE_VK_ATTENTION_BLOCKED=0: the
 #   tiled one), and F16 prefill with it turned on for causal attention (=1; by shape a GPU
-#   runs the per-row kernel there).
+#   runs the per-row kernel there). And the tile with the 8 tiles of a call taken one by one
+#   through the layers (GLIMPSE_VK_VIT_TILES_AT_ONCE=0; a GPU takes them all at once).
 # Each step has its own time limit, so the whole run stays under about 8 minutes.
 # GLIMPSE_GPU_QUICK=1: the same steps on tiny sizes (-p 16 -n 4, one tile, one run each), to
 # check the script itself on a slow device such as lavapipe.
@@ -73,6 +74,7 @@ GLIMPSE_VK_RECORD_AHEAD=0 step bench-500m-f16-no-ahead.json 90 $g bench --device
 step bench-500m-q8_0.json 90 $g bench --device vulkan --random smolvlm-500m --type q8_0 "${text[@]}" --json
 step bench-vit.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 GLIMPSE_VK_MATMUL_LARGE_TILES=0 step bench-vit-tiles64.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
+GLIMPSE_VK_VIT_TILES_AT_ONCE=0 step bench-vit-one-by-one.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 GLIMPSE_VK_ATTENTION_BLOCKED=0 step bench-vit-attention-tiled.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 GLIMPSE_VK_ATTENTION_BLOCKED=1 step bench-500m-f16-attention-blocked.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_MATMUL_LARGE_TILES=1 step bench-500m-f16-tiles128.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
@@ -99,11 +101,12 @@ for t in ("f16", "f16-unfused", "f16-no-ahead", "f16-tiles128", "f16-attention-b
               f"decode {j['decode_tps']:.1f} tok/s ({j['decode_tokens']} steps) "
               f"= {j['decode_pct_bound']:.1f} % of the bound {j['decode_bound_tps']:.0f} tok/s "
               f"({j['decode_bytes_per_token'] / 2**20:.0f} MiB a token at {j['device_copy_gbs']:.0f} GB/s copy)")
-for name in ("bench-vit.json", "bench-vit-tiles64.json", "bench-vit-attention-tiled.json"):
+for name in ("bench-vit.json", "bench-vit-tiles64.json", "bench-vit-attention-tiled.json", "bench-vit-one-by-one.json"):
     j = load(name)
     if j:
         print(f"SigLIP-B/16 512x512 tile (matmul tiles {j.get('matmul_tiles', '?')}, "
-              f"blocked attention {j.get('attention_blocked', '?')}): {j['encode_ms_per_tile']:.2f} ms "
+              f"blocked attention {j.get('attention_blocked', '?')}, "
+              f"tiles {'at once' if j.get('vit_tiles_at_once') else 'one by one'}): {j['encode_ms_per_tile']:.2f} ms "
               f"({j['tiles_per_call']} tiles a call), {j['encode_gflops'] / 1000:.1f} TFLOP/s")
 PY
 cat "$out/summary.txt"
