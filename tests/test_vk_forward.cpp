@@ -230,6 +230,8 @@ TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on 
     CHECK(got == want);
 }
 
+namespace {
+
 // A context on the test's device whose vision tower takes a group's tiles all at once, or one
 // by one (its device type decides by default).
 std::shared_ptr<vk::Context> vit_context(vk::Context* ctx, bool at_once) {
@@ -237,6 +239,8 @@ std::shared_ptr<vk::Context> vit_context(vk::Context* ctx, bool at_once) {
     o.vit_tiles_at_once = at_once;
     return std::make_shared<vk::Context>(ctx->info().index, o);
 }
+
+}  // namespace
 
 TEST_CASE("vulkan vision tower: features and projected embeddings match the CPU", "[vulkan][vk_forward]") {
     VK_OR_SKIP(ctx);
