@@ -63,6 +63,14 @@ void require(bool ok, const char* op, const std::string& what) {
     if (!ok) throw std::invalid_argument(std::string("vk::") + op + ": " + what);
 }
 
+// A kernel whose workgroup stages `bytes` of shared memory: a Device error where the device has less.
+void require_shared_memory(const Context& ctx, uint64_t bytes, const std::string& kernel) {
+    if (bytes > ctx.info().max_shared_memory)
+        throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + ": " + kernel + " needs " + std::to_string(bytes) +
+                                           " bytes of shared memory, the device has " +
+                                           std::to_string(ctx.info().max_shared_memory));
+}
+
 uint32_t u32(int64_t v, const char* op) {
     require(v >= 0 && v <= kMaxU32, op, "size " + std::to_string(v) + " outside [0, 2^32)");
     return uint32_t(v);
@@ -266,11 +274,7 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
                        (path == MatmulPath::Tiled && matmul_large_tile(ctx, M, N, epi.glu));
     const uint32_t tm = large ? 8 : 4, tn = tm;  // matmul_stage_bytes assumes TN = TM
     const uint64_t stage_bytes = matmul_stage_bytes(tm, epi.glu);
-    if (stage_bytes > ctx.info().max_shared_memory)
-        throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + ": the " + std::to_string(16 * tm) +
-                                           "-row matmul tile needs " + std::to_string(stage_bytes) +
-                                           " bytes of shared memory, the device has " +
-                                           std::to_string(ctx.info().max_shared_memory));
+    require_shared_memory(ctx, stage_bytes, "the " + std::to_string(16 * tm) + "-row matmul tile");
     const Groups g{group_count(ctx, N, 16 * tn, 0), group_count(ctx, M, 16 * tm, 1), 1};
     rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y), bias}, push, g,
                  {tm, tn, kTiledBK, has_bias, act, accumulate, glu});
@@ -501,11 +505,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     if (path == AttentionPath::Blocked) {
         require(head_dim <= kVkAttentionBlockedMaxDim && head_dim % 4 == 0, "attention",
                 "the blocked kernel takes head_dim ≤ 64, a multiple of 4");
-        if (ctx.info().max_shared_memory < kVkAttentionBlockedShared)
-            throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + ": the blocked attention kernel needs " +
-                                               std::to_string(kVkAttentionBlockedShared) +
-                                               " bytes of shared memory, the device has " +
-                                               std::to_string(ctx.info().max_shared_memory));
+        require_shared_memory(ctx, kVkAttentionBlockedShared, "the blocked attention kernel");
         const int64_t blocks = (n_q + 31) / 32;  // attention_block.comp's BQ
         rec.dispatch(ShaderId::attention_block, {in(q), in(k), in(v), out(o)}, push,
                      split_groups(ctx, n_batch * blocks * n_heads), {uint32_t(head_dim)});

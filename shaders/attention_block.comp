@@ -50,6 +50,19 @@ shared vec4 ks[BKV * ROW];  // a tile's K rows; then its P[row][key], rows PROW 
 shared vec4 vs[BKV * MAX_D4];
 shared float red[8 * BQ];   // red[tx][row]: the row's tile maxima, at the end its sums
 
+// This invocation's share of the K and V rows of the tile at key j0 (zero past n_block), read
+// from global memory. Element e = t + 64·s of a tile's stage is key e / D4, vec4 e % D4:
+// consecutive invocations read consecutive vec4s of a key row.
+void fetch_tile(uint j0, uint n_block, uint kv0, uint kv_stride4, out vec4 kn[LOADS], out vec4 vn[LOADS]) {
+    for (uint s = 0; s < LOADS; ++s) {
+        const uint e = gl_LocalInvocationID.x + 64 * s, key = j0 + e / D4;
+        const bool ok = e < BKV * D4 && key < n_block;
+        const uint a = kv0 + key * kv_stride4 + e % D4;
+        kn[s] = ok ? k[a] : vec4(0.0);
+        vn[s] = ok ? v[a] : vec4(0.0);
+    }
+}
+
 void main() {
     const uint n_blocks = (p.n_q + BQ - 1) / BQ;
     const uint wg_id = linear_group();
@@ -79,16 +92,8 @@ void main() {
         n_vis[i] = row >= p.n_q ? 0 : p.causal != 0 ? min(p.q_pos0 + row + 1, p.n_kv) : p.n_kv;
     }
 
-    // Element e = t + 64·s of a tile's K (V) stage is key e / D4, vec4 e % D4: consecutive
-    // invocations read consecutive vec4s of a key row.
     vec4 kn[LOADS], vn[LOADS];
-    for (uint s = 0; s < LOADS; ++s) {
-        const uint e = t + 64 * s, key = e / D4;
-        const bool ok = e < BKV * D4 && key < n_block;
-        const uint a = kv0 + key * kv_stride4 + e % D4;
-        kn[s] = ok ? k[a] : vec4(0.0);
-        vn[s] = ok ? v[a] : vec4(0.0);
-    }
+    fetch_tile(0, n_block, kv0, kv_stride4, kn, vn);
 
     vec4 acc[4][2];
     float m_run[4], l_part[4];
@@ -108,14 +113,7 @@ void main() {
         }
         barrier();
         const uint j1 = j0 + BKV;
-        if (j1 < n_block)
-            for (uint s = 0; s < LOADS; ++s) {
-                const uint e = t + 64 * s, key = j1 + e / D4;
-                const bool ok = e < BKV * D4 && key < n_block;
-                const uint a = kv0 + key * kv_stride4 + e % D4;
-                kn[s] = ok ? k[a] : vec4(0.0);
-                vn[s] = ok ? v[a] : vec4(0.0);
-            }
+        if (j1 < n_block) fetch_tile(j1, n_block, kv0, kv_stride4, kn, vn);
 
         // S = scale · q·Kᵀ for rows ty + 8i, keys tx + 8j; −inf where the row does not see the key.
         float s[4][4];

@@ -61,6 +61,23 @@ float x_at(uint m, uint k) { return (m < p.M && k < p.K) ? x[m * p.K + k] : 0.0;
 float wt_at(uint n, uint k) { return (n < p.N && k < p.K) ? w_at(n, k, p.K) : 0.0; }
 float wt2_at(uint n, uint k) { return (n < p.N && k < p.K) ? w_at(n + p.N, k, p.K) : 0.0; }
 
+// The next stage, in this invocation's registers (private, not shared; global so that one
+// function fills them, its sizes coming from specialization constants).
+float xn[XLOADS], wn[WLOADS], wn2[GLU != 0 ? WLOADS : 1];
+
+// Reads this invocation's share of the stage at k0 of the tile at (m0, n0) into xn, wn, wn2.
+void fetch_stage(uint tid, uint m0, uint n0, uint k0) {
+    for (uint s = 0; s < XLOADS; ++s) {
+        const uint e = tid + 256 * s;
+        xn[s] = x_at(m0 + e / BK, k0 + e % BK);
+    }
+    for (uint s = 0; s < WLOADS; ++s) {
+        const uint e = tid + 256 * s;
+        wn[s] = wt_at(n0 + e / BK, k0 + e % BK);
+        if (GLU != 0) wn2[s] = wt2_at(n0 + e / BK, k0 + e % BK);
+    }
+}
+
 void main() {
     const uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
     const uint tid = ty * 16 + tx;
@@ -69,17 +86,7 @@ void main() {
     for (uint i = 0; i < TM; ++i)
         for (uint j = 0; j < TN / 4; ++j) acc[i][j] = acc2[i][j] = vec4(0.0);
 
-    // The next stage in registers.
-    float xn[XLOADS], wn[WLOADS], wn2[GLU != 0 ? WLOADS : 1];
-    for (uint s = 0; s < XLOADS; ++s) {
-        const uint e = tid + 256 * s;
-        xn[s] = x_at(m0 + e / BK, e % BK);
-    }
-    for (uint s = 0; s < WLOADS; ++s) {
-        const uint e = tid + 256 * s;
-        wn[s] = wt_at(n0 + e / BK, e % BK);
-        if (GLU != 0) wn2[s] = wt2_at(n0 + e / BK, e % BK);
-    }
+    fetch_stage(tid, m0, n0, 0);
 
     for (uint k0 = 0; k0 < p.K; k0 += BK) {
         for (uint s = 0; s < XLOADS; ++s) {
@@ -93,17 +100,7 @@ void main() {
         }
         barrier();
         const uint k1 = k0 + BK;
-        if (k1 < p.K) {
-            for (uint s = 0; s < XLOADS; ++s) {
-                const uint e = tid + 256 * s;
-                xn[s] = x_at(m0 + e / BK, k1 + e % BK);
-            }
-            for (uint s = 0; s < WLOADS; ++s) {
-                const uint e = tid + 256 * s;
-                wn[s] = wt_at(n0 + e / BK, k1 + e % BK);
-                if (GLU != 0) wn2[s] = wt2_at(n0 + e / BK, k1 + e % BK);
-            }
-        }
+        if (k1 < p.K) fetch_stage(tid, m0, n0, k1);
         for (uint c = 0; c < BK; ++c) {
             vec4 xr[TM / 4], wr[TN / 4];
             for (uint i = 0; i < TM / 4; ++i) xr[i] = xs[c * XROW + i * 16 + ty];
