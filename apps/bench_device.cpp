@@ -172,6 +172,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
         const std::optional<bool> blocked = dev.ctx->options().attention_blocked;
         j["attention_blocked"] = !blocked ? "by shape" : *blocked ? "on" : "off";
         j["vit_tiles_at_once"] = tiles_at_once(*dev.ctx);  // a group's tiles through each step together
+        j["fuse_qkv"] = dev.ctx->fuse_qkv();  // the decoder's Q, K, V as one matmul and one rope_qkv
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

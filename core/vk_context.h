@@ -70,7 +70,7 @@ bool validation_requested_by_env();
 // GLIMPSE_VK_FUSE_NORMS (fuse_norms), GLIMPSE_VK_RECORD_AHEAD (record_ahead),
 // GLIMPSE_VK_PROFILE_DETAIL (profile_detail), GLIMPSE_VK_MATMUL_LARGE_TILES
 // (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
-// GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once).
+// GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -182,6 +182,12 @@ struct ContextOptions {
     // The vision tower's tiles through each step all at once (glimpse::tiles_at_once): unset,
     // on every device type but Cpu; true or false forces it.
     std::optional<bool> vit_tiles_at_once;
+    // The decoder's Q, K and V projections as one matmul of the stacked wq, wk, wv rows, split
+    // into q and the KV cache (and Q and K rotated) by one rope_qkv dispatch: two dispatches a
+    // layer where three products and a rope take four (LlamaVulkanWeights). Decided when the
+    // weights are uploaded. Unset: on (a layer whose three matrices differ in type, or are
+    // too large for one buffer together, keeps them apart either way).
+    std::optional<bool> fuse_qkv;
 };
 
 class Context {
@@ -214,6 +220,8 @@ public:
     bool use_subgroups() const { return use_subgroups_; }
     // Whether decode fuses its norms into the matvecs (ContextOptions::fuse_norms).
     bool fuse_norms() const { return options_.fuse_norms.value_or(info_.type != DeviceType::Cpu); }
+    // Whether the decoder stacks its Q, K and V projections (ContextOptions::fuse_qkv).
+    bool fuse_qkv() const { return options_.fuse_qkv.value_or(true); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 

@@ -38,6 +38,11 @@ struct RopePush {  // rope.comp
     uint32_t x_offset;
     uint32_t n_heads2, x2_offset;
 };
+struct RopeQkvPush {  // rope_qkv.comp
+    uint32_t n_tokens, n_heads, n_kv_heads, head_dim, style;
+    float theta_scale;
+    uint32_t kv_offset;
+};
 struct UnaryPush {  // unary.comp
     uint32_t n;
     float s;
@@ -54,7 +59,7 @@ struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
 static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 32);
-static_assert(sizeof(AttentionPush) == 40 && sizeof(SoftmaxPush) == 16);
+static_assert(sizeof(AttentionPush) == 40 && sizeof(SoftmaxPush) == 16 && sizeof(RopeQkvPush) == 28);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
 constexpr uint32_t kMaxAttentionHeadDim = 256;
@@ -189,8 +194,11 @@ void check_uploadable(Context& ctx, const Tensor& W) {
                                            " lacks");
 }
 
+}  // namespace
+
 // The row blocks of every tensor in `parts` (checked alike) one after the other in one buffer.
-DeviceMatrix upload_stacked_rows(Context& ctx, std::initializer_list<const Tensor*> parts) {
+DeviceMatrix upload_stacked(Context& ctx, std::initializer_list<const Tensor*> parts) {
+    require(parts.size() > 0, "upload_stacked", "no matrices");
     const Tensor& first = **parts.begin();
     DeviceMatrix m;
     m.name = first.name;
@@ -217,13 +225,7 @@ DeviceMatrix upload_stacked_rows(Context& ctx, std::initializer_list<const Tenso
     return m;
 }
 
-}  // namespace
-
-DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) { return upload_stacked_rows(ctx, {&W}); }
-
-DeviceMatrix upload_stacked(Context& ctx, const Tensor& A, const Tensor& B) {
-    return upload_stacked_rows(ctx, {&A, &B});
-}
+DeviceMatrix upload_matrix(Context& ctx, const Tensor& W) { return upload_stacked(ctx, {&W}); }
 
 void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, int64_t M, const MatmulEpilogue& epi,
             MatmulPath path) {
@@ -370,6 +372,40 @@ void rope(Recorder& rec, const RopeTarget& a, const RopeTarget* b, const Buffer&
     const uint32_t wg = wg_size(rec.context(), 256);
     // Without a second tensor the first stands in for its binding, untouched.
     rec.dispatch(ShaderId::rope, {out(*a.x), in(positions), in(table.inv_freq), out(b ? *b->x : *a.x)}, push,
+                 elementwise_groups(rec.context(), pairs, wg), {wg});
+}
+
+void rope_qkv(Recorder& rec, const Buffer& qkv, const QkvSplit& to, const Buffer& positions, const RopeTable& table,
+              int64_t n_tokens) {
+    const int64_t hd = table.head_dim;
+    require(to.q && to.k_cache && to.v_cache, "rope_qkv", "a destination is missing");
+    require(n_tokens >= 0 && to.n_heads >= 0 && to.n_kv_heads >= 0 && to.cache_offset >= 0, "rope_qkv",
+            "negative size or offset");
+    require(to.k_cache->handle() != to.v_cache->handle() && to.q->handle() != to.k_cache->handle() &&
+                to.q->handle() != to.v_cache->handle() && qkv.handle() != to.q->handle() &&
+                qkv.handle() != to.k_cache->handle() && qkv.handle() != to.v_cache->handle(),
+            "rope_qkv", "the four tensors must be different buffers");
+    const int64_t slots = to.n_heads + 2 * to.n_kv_heads;
+    require_floats(qkv, n_tokens * slots * hd, "rope_qkv", "qkv");
+    require_floats(*to.q, n_tokens * to.n_heads * hd, "rope_qkv", "q");
+    const int64_t cache_end = to.cache_offset + n_tokens * to.n_kv_heads * hd;
+    require_floats(*to.k_cache, cache_end, "rope_qkv", "k_cache");
+    require_floats(*to.v_cache, cache_end, "rope_qkv", "v_cache");
+    require_floats(positions, n_tokens, "rope_qkv", "positions");
+    u32(cache_end, "rope_qkv");
+    const int64_t pairs = n_tokens * slots * (hd / 2);
+    u32(n_tokens * slots * hd, "rope_qkv");
+    const RopeQkvPush push{u32(n_tokens, "rope_qkv"),
+                           u32(to.n_heads, "rope_qkv"),
+                           u32(to.n_kv_heads, "rope_qkv"),
+                           u32(hd, "rope_qkv"),
+                           table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
+                           table.theta_scale,
+                           u32(to.cache_offset, "rope_qkv")};
+    if (pairs == 0) return;
+    const uint32_t wg = wg_size(rec.context(), 256);
+    rec.dispatch(ShaderId::rope_qkv,
+                 {in(qkv), in(positions), in(table.inv_freq), out(*to.q), out(*to.k_cache), out(*to.v_cache)}, push,
                  elementwise_groups(rec.context(), pairs, wg), {wg});
 }
 

@@ -35,9 +35,9 @@ bool get_rows_supports(DType t);
 // Uploads W (2-D, contiguous rows). Throws Error(Model) naming the tensor for a type Vulkan
 // cannot use or a layout it cannot read, Error(Device) if it does not fit the device.
 DeviceMatrix upload_matrix(Context& ctx, const Tensor& W);
-// A and B (the same type and row length) as one matrix: A's rows, then B's (a GLU's gate and
-// up projections, for MatmulEpilogue::glu).
-DeviceMatrix upload_stacked(Context& ctx, const Tensor& A, const Tensor& B);
+// Matrices of one type and row length as one: the first's rows, then the next's, ... (a GLU's
+// gate and up projections, for MatmulEpilogue::glu; a layer's wq, wk, wv, for rope_qkv).
+DeviceMatrix upload_stacked(Context& ctx, std::initializer_list<const Tensor*> parts);
 
 // Tiled: the tiled kernel with its tile chosen by the shape (matmul_large_tile);
 // Tiled64 / Tiled128 force 64×64 or 128×128 tiles of y (tests, comparisons).
@@ -115,6 +115,19 @@ inline void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTa
                  int64_t n_heads, int64_t x_offset = 0) {
     rope(rec, RopeTarget{&x, n_heads, x_offset}, nullptr, positions, table, n_tokens);
 }
+// A fused Q·K·V product split and rotated in one dispatch (rope_qkv.comp): qkv [n_tokens][(n_heads
+// + 2·n_kv_heads)·head_dim], each row Q's heads, K's, V's; q [n_tokens][n_heads·head_dim] gets
+// Q rotated, the caches' rows from `cache_offset` floats ([n_tokens][n_kv_heads·head_dim]) get
+// K rotated and V as it is. The same values as rope on q and the K rows after separate products.
+struct QkvSplit {
+    Buffer* q = nullptr;
+    Buffer* k_cache = nullptr;
+    Buffer* v_cache = nullptr;
+    int64_t n_heads = 0, n_kv_heads = 0;
+    int64_t cache_offset = 0;
+};
+void rope_qkv(Recorder& rec, const Buffer& qkv, const QkvSplit& to, const Buffer& positions, const RopeTable& table,
+              int64_t n_tokens);
 
 // y [n] = f(x); in place allowed (pass the same buffer). `s` is the factor of Scale.
 void unary(Recorder& rec, UnaryOp op, const Buffer& x, Buffer& y, int64_t n, float s = 1.0f);

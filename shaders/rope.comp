@@ -26,25 +26,7 @@ layout(push_constant) uniform Push {  // mirrors RopePush in core/vk_ops.cpp
     uint n_heads2, x2_offset;
 } p;
 
-// sin and cos of a to a few ulp. Vulkan only promises 2^-11 absolute error for the built-in
-// sin/cos (and lavapipe is that coarse), too little for positions in the thousands: reduce by
-// π/2 in three parts (Cody–Waite: q·C1 is exact for |q| < 2^16) and use Cephes' single-precision
-// minimax polynomials on [−π/4, π/4].
-void sincos_accurate(float a, out float s, out float c) {
-    const float q = round(a * 0.63661977236758134);
-    float r = a - q * 1.5703125;
-    r = r - q * 4.837512969970703125e-4;
-    r = r - q * 7.54978995489188216e-8;
-    const float z = r * r;
-    const float sr = r + r * z * ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1);
-    const float cr = 1.0 - 0.5 * z + z * z * ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z +
-                                              4.166664568298827e-2);
-    const int quadrant = int(q) & 3;  // two's complement: −1 & 3 = 3, as wanted
-    if (quadrant == 0) { s = sr; c = cr; }
-    else if (quadrant == 1) { s = cr; c = -sr; }
-    else if (quadrant == 2) { s = -sr; c = -cr; }
-    else { s = -cr; c = sr; }
-}
+#include "rope.glsl"
 
 void main() {
     const uint half_d = p.head_dim / 2;
@@ -61,16 +43,9 @@ void main() {
     const float pos = float(positions[token]);
     float a;
     uint iu, iv;
-    if (p.style == 0) {
-        a = pos;
-        for (uint j = 0; j < i; ++j) a *= p.theta_scale;
-        iu = base + 2 * i;
-        iv = iu + 1;
-    } else {
-        a = pos * inv_freq[i];
-        iu = base + i;
-        iv = iu + half_d;
-    }
+    rope_pair(pos, i, p.head_dim, a, iu, iv);
+    iu += base;
+    iv += base;
     float s, c;
     sincos_accurate(a, s, c);
     if (second) {

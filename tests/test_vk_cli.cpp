@@ -188,6 +188,23 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_NORMS=1 and 0 give the CPU's answer, and 
     }
 }
 
+TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_QKV=1 and 0 give the CPU's answer, and bench says which ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    CHECK(bench_tiny_text(model)["fuse_qkv"].get<bool>());
+    for (const char* fuse : {"1", "0"}) {
+        INFO("GLIMPSE_VK_FUSE_QKV=" << fuse);
+        const ScopedEnv env("GLIMPSE_VK_FUSE_QKV", fuse);
+        // A prompt of more than 8 tokens: its prefill takes the tiled matmul, decode the matvec.
+        same_answer_on_vulkan("generate -m " + model + " -p 'a big red ball rolled down the long green hill' -n 8");
+        const auto j = bench_tiny_text(model);
+        CHECK(j["fuse_qkv"].get<bool>() == (fuse[0] == '1'));
+        if (!j["profile"].is_null())
+            CHECK(j["profile"]["decode"]["shaders"].contains("rope_qkv") == (fuse[0] == '1'));
+    }
+}
+
 TEST_CASE("vulkan CLI: GLIMPSE_VK_RECORD_AHEAD=0 and GLIMPSE_VK_PROFILE_DETAIL=1: bench says which ran",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);

@@ -127,6 +127,9 @@ TEST_CASE("vulkan text forward as on a discrete GPU: unmappable memory, norms fu
             CHECK(p.submissions == 1);
             CHECK(p.shaders.count("rms_norm") == 0);
             CHECK(p.shaders.count("matvec_f32_sg") + p.shaders.count("matvec_f32") == 1);
+            // Q, K and V are one matvec a layer, split and rotated by one rope_qkv.
+            CHECK(p.shaders.count("rope") == 0);
+            CHECK(p.shaders.count("rope_qkv") == 1);
             CHECK(p.record_ms > 0);
             if (step == 0) CHECK(p.record_ahead_ms == 0);
             else CHECK(p.record_ahead_ms == p.record_ms);
@@ -147,16 +150,16 @@ TEST_CASE("vulkan text forward as on a discrete GPU: unmappable memory, norms fu
 
 namespace {
 
-// The same tensor in BF16 (rounded by quantize_row), owning its storage.
-Tensor to_bf16(const Tensor& t) {
+// The same tensor in type `type` (rounded by quantize_row), owning its storage.
+Tensor converted(const Tensor& t, DType type) {
     Tensor out = t;
-    out.dtype = DType::BF16;
-    out.nb = contiguous_strides(DType::BF16, t.ne);
+    out.dtype = type;
+    out.nb = contiguous_strides(type, t.ne);
     auto buf = std::shared_ptr<uint8_t[]>(new uint8_t[out.bytes()]);
     std::vector<float> row(static_cast<size_t>(t.ne[0]));
     for (int64_t r = 0; r < t.rows(); ++r) {
         dequantize_row(t.dtype, t.row(r), row.data(), t.ne[0]);
-        quantize_row(DType::BF16, row.data(), buf.get() + uint64_t(r) * out.nb[1], t.ne[0]);
+        quantize_row(type, row.data(), buf.get() + uint64_t(r) * out.nb[1], t.ne[0]);
     }
     out.data = buf.get();
     out.storage = std::shared_ptr<const void>(buf, buf.get());
@@ -165,15 +168,65 @@ Tensor to_bf16(const Tensor& t) {
 
 }  // namespace
 
+TEST_CASE("vulkan text forward: Q, K and V stacked or apart (by the option, by mixed types) match the CPU",
+          "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    // The same model with wv in F16: its three projections cannot share one matrix.
+    LlamaModel mixed = cpu_model;
+    for (LlamaLayerWeights& L : mixed.weights.layers) L.wv = converted(L.wv, DType::F16);
+    struct Case {
+        const char* name;
+        bool fuse;
+        const LlamaModel* model;
+        bool stacked;
+    };
+    for (const Case c : {Case{"fused", true, &cpu_model, true}, Case{"option off", false, &cpu_model, false},
+                         Case{"mixed types", true, &mixed, false}}) {
+        INFO(c.name);
+        vk::ContextOptions o = shared_ctx->options();
+        o.fuse_qkv = c.fuse;
+        o.fuse_norms = true;  // decode takes the matvec with its norm prologue, prefill the tiled matmul
+        auto ctx = std::make_shared<vk::Context>(shared_ctx->info().index, o);
+        LlamaModel vk_model = *c.model;
+        vk_model.vulkan = upload_llama_weights(ctx, *c.model);
+        for (const auto& L : vk_model.vulkan->layers) CHECK(L.qkv_stacked == c.stacked);
+        ThreadPool pool(1);
+        LlamaContext cpu(*c.model, pool, 64, 16);
+        LlamaContext gpu(vk_model, pool, 64, 16);
+        const int64_t V = c.model->config.n_vocab;
+        std::vector<int32_t> prompt;
+        for (int i = 0; i < 11; ++i) prompt.push_back(int32_t((i * 53 + 2) % V));
+        std::vector<float> lw(static_cast<size_t>(V)), lg(static_cast<size_t>(V));
+        cpu.forward(prompt.data(), 11, 0, lw.data());
+        gpu.forward(prompt.data(), 11, 0, lg.data());
+        require_close(lg, lw, kAbs, kRel);
+        const bool timed = ctx->set_profiling(true);
+        for (int step = 0; step < 3; ++step) {
+            INFO("decode step " << step);
+            int32_t next = argmax(lw);
+            cpu.forward(&next, 1, cpu.n_past(), lw.data());
+            gpu.forward(&next, 1, gpu.n_past(), lg.data());
+            require_close(lg, lw, kAbs, kRel);
+            REQUIRE(argmax(lg) == argmax(lw));
+        }
+        if (timed) {
+            const vk::DeviceProfile p = ctx->take_profile();
+            CHECK(p.shaders.count("rope_qkv") == (c.stacked ? 1u : 0u));
+            CHECK(p.shaders.count("rope") == (c.stacked ? 0u : 1u));
+        }
+    }
+}
+
 TEST_CASE("vulkan text forward: a BF16 model (matrices and embeddings) matches the CPU", "[vulkan][vk_forward]") {
     VK_OR_SKIP(ctx);
     LlamaModel cpu_model = open_llama_model(kText.string());
     const bool tied = cpu_model.weights.output.data == cpu_model.weights.token_embd.data;
-    cpu_model.weights.token_embd = to_bf16(cpu_model.weights.token_embd);
-    cpu_model.weights.output = tied ? cpu_model.weights.token_embd : to_bf16(cpu_model.weights.output);
+    cpu_model.weights.token_embd = converted(cpu_model.weights.token_embd, DType::BF16);
+    cpu_model.weights.output = tied ? cpu_model.weights.token_embd : converted(cpu_model.weights.output, DType::BF16);
     for (LlamaLayerWeights& L : cpu_model.weights.layers)
         for (Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-            if (&L != &cpu_model.weights.layers[0] || w != &L.w_up) *w = to_bf16(*w);
+            if (&L != &cpu_model.weights.layers[0] || w != &L.w_up) *w = converted(*w, DType::BF16);
     LlamaModel vk_model = cpu_model;
     vk_model.vulkan = upload_llama_weights(borrow(ctx), cpu_model);
     // Layer 0's gate (BF16) and up (left F32) cannot share the GLU matmul: two matmuls and

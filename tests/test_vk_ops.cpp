@@ -163,7 +163,7 @@ TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset, GL
     {  // GLU: gate and up stacked in one matrix, silu(x·gate) ⊙ x·up in one dispatch
         INFO(dtype_name(type) << " M=" << M << " glu");
         const Tensor U = make_weight(type, K, N, random_floats(size_t(K * N), 46));
-        const vk::DeviceMatrix du = vk::upload_matrix(*ctx, U), stacked = vk::upload_stacked(*ctx, W, U);
+        const vk::DeviceMatrix du = vk::upload_matrix(*ctx, U), stacked = vk::upload_stacked(*ctx, {&W, &U});
         CHECK(stacked.N == 2 * N);
         vk::Buffer g(*ctx, uint64_t(M * N) * 4), u(*ctx, uint64_t(M * N) * 4), y(*ctx, uint64_t(M * N) * 4);
         vk::Recorder rec(*ctx);
@@ -180,7 +180,7 @@ TEST_CASE("vulkan matmul epilogue (bias, activation, residual, output offset, GL
         // Rows of another type or length cannot be stacked; glu takes nothing else.
         const Tensor other = make_weight(type == DType::F32 ? DType::F16 : DType::F32, K, N,
                                          random_floats(size_t(K * N), 47));
-        CHECK_THROWS_AS(vk::upload_stacked(*ctx, W, other), Error);
+        CHECK_THROWS_AS(vk::upload_stacked(*ctx, {&W, &other}), Error);
         e.accumulate = true;
         CHECK_THROWS_AS(vk::matmul(rec, stacked, dx, y, M, e, path), std::invalid_argument);
     }
@@ -388,6 +388,61 @@ TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
         require_close(std::vector<float>(alone.begin() + off, alone.begin() + off + int64_t(x2.size())), ref2, 2e-5f,
                       1e-4f);
     }
+}
+
+TEST_CASE("vulkan rope_qkv splits a fused Q·K·V product into q and the caches, Q and K rotated", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const ops::RopeStyle style = GENERATE(ops::RopeStyle::AdjacentPairs, ops::RopeStyle::HalfSplit);
+    struct Shape {
+        int64_t tokens, heads, kv_heads, dim;
+    };
+    for (const Shape s : {Shape{1, 1, 1, 2}, Shape{7, 3, 1, 64}, Shape{13, 6, 2, 30}, Shape{5, 4, 4, 128}}) {
+        INFO("tokens=" << s.tokens << " heads=" << s.heads << " kv_heads=" << s.kv_heads << " dim=" << s.dim);
+        const int64_t qd = s.heads * s.dim, kvd = s.kv_heads * s.dim, row = qd + 2 * kvd;
+        const auto qkv = random_floats(size_t(s.tokens * row), 31);
+        std::vector<int32_t> pos(size_t(s.tokens));
+        for (int64_t t = 0; t < s.tokens; ++t) pos[size_t(t)] = int32_t(40 + t * 131);
+        // The CPU: each token's row cut into Q, K and V; Q and K rotated.
+        std::vector<float> q_ref, k_ref, v_ref;
+        for (int64_t t = 0; t < s.tokens; ++t) {
+            const float* r = qkv.data() + t * row;
+            q_ref.insert(q_ref.end(), r, r + qd);
+            k_ref.insert(k_ref.end(), r + qd, r + qd + kvd);
+            v_ref.insert(v_ref.end(), r + qd + kvd, r + row);
+        }
+        ops::rope(q_ref.data(), pos.data(), s.tokens, s.heads, s.dim, 10000.f, style);
+        ops::rope(k_ref.data(), pos.data(), s.tokens, s.kv_heads, s.dim, 10000.f, style);
+        // The caches hold other rows before and after the ones written (cache_offset: two rows in).
+        const int64_t off = 2 * kvd, cache = off + s.tokens * kvd + kvd;
+        const std::vector<float> k_old(size_t(cache), 3.25f), v_old(size_t(cache), -1.5f);
+        vk::Buffer dqkv = vk::upload_floats(*ctx, qkv), dq(*ctx, uint64_t(s.tokens * qd) * 4);
+        vk::Buffer dk = vk::upload_floats(*ctx, k_old), dv = vk::upload_floats(*ctx, v_old);
+        vk::Buffer dpos(*ctx, pos.size() * 4);
+        vk::upload(*ctx, dpos, pos.data(), pos.size() * 4);
+        const vk::RopeTable table = vk::make_rope_table(*ctx, s.dim, 10000.f, style);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::rope_qkv(rec, dqkv, vk::QkvSplit{&dq, &dk, &dv, s.heads, s.kv_heads, off}, dpos, table, s.tokens);
+        rec.submit_and_wait();
+        require_close(vk::download_floats(*ctx, dq, uint64_t(s.tokens * qd)), q_ref, 2e-5f, 1e-4f);
+        const auto k = vk::download_floats(*ctx, dk, uint64_t(cache)), v = vk::download_floats(*ctx, dv, uint64_t(cache));
+        require_close(std::vector<float>(k.begin() + off, k.begin() + off + int64_t(k_ref.size())), k_ref, 2e-5f, 1e-4f);
+        REQUIRE(std::vector<float>(v.begin() + off, v.begin() + off + int64_t(v_ref.size())) == v_ref);
+        for (int64_t i = 0; i < cache; ++i)
+            if (i < off || i >= off + s.tokens * kvd) {
+                INFO("cache float " << i);
+                REQUIRE(k[size_t(i)] == 3.25f);
+                REQUIRE(v[size_t(i)] == -1.5f);
+            }
+    }
+    // A destination that is also the source is refused.
+    vk::Buffer a(*ctx, 64 * 4), b(*ctx, 64 * 4), c(*ctx, 64 * 4), pos(*ctx, 4);
+    const vk::RopeTable table = vk::make_rope_table(*ctx, 2, 10000.f, style);
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    CHECK_THROWS_AS(vk::rope_qkv(rec, a, vk::QkvSplit{&a, &b, &c, 1, 1, 0}, pos, table, 1), std::invalid_argument);
+    CHECK_THROWS_AS(vk::rope_qkv(rec, a, vk::QkvSplit{&b, &c, &c, 1, 1, 0}, pos, table, 1), std::invalid_argument);
+    rec.submit_and_wait();
 }
 
 TEST_CASE("vulkan activations and element-wise ops match the CPU", "[vulkan]") {

@@ -36,15 +36,23 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
         LlamaVulkanWeights::Layer d;
         d.attn_norm = upload_norm(c, L.attn_norm);
         d.ffn_norm = upload_norm(c, L.ffn_norm);
-        d.wq = matrix(L.wq);
-        d.wk = matrix(L.wk);
-        d.wv = matrix(L.wv);
+        d.qkv_stacked = c.fuse_qkv() && L.wq.dtype == L.wk.dtype && L.wq.dtype == L.wv.dtype &&
+                        L.wq.ne[0] == L.wk.ne[0] && L.wq.ne[0] == L.wv.ne[0] &&
+                        L.wq.bytes() + L.wk.bytes() + L.wv.bytes() <= c.info().max_storage_buffer_range;
+        if (d.qkv_stacked) {
+            d.wq = vk::upload_stacked(c, {&L.wq, &L.wk, &L.wv});
+            w->bytes += d.wq.buffer.size();
+        } else {
+            d.wq = matrix(L.wq);
+            d.wk = matrix(L.wk);
+            d.wv = matrix(L.wv);
+        }
         d.wo = matrix(L.wo);
         // Stacked only where one buffer may hold both (maxStorageBufferRange: 128 MiB on lavapipe).
         d.stacked = L.w_gate.dtype == L.w_up.dtype && L.w_gate.ne[0] == L.w_up.ne[0] &&
                     L.w_gate.bytes() + L.w_up.bytes() <= c.info().max_storage_buffer_range;
         if (d.stacked) {
-            d.w_gate_up = vk::upload_stacked(c, L.w_gate, L.w_up);
+            d.w_gate_up = vk::upload_stacked(c, {&L.w_gate, &L.w_up});
             w->bytes += d.w_gate_up.buffer.size();
         } else {
             d.w_gate_up = matrix(L.w_gate);
@@ -71,6 +79,9 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     x_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     xb_ = vk::Buffer(ctx_, fbytes(B, c.n_embd));
     q_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
+    const bool any_stacked = std::any_of(w_->layers.begin(), w_->layers.end(),
+                                         [](const LlamaVulkanWeights::Layer& L) { return L.qkv_stacked; });
+    if (any_stacked) qkv_ = vk::Buffer(ctx_, fbytes(B, c.q_dim() + 2 * c.kv_dim()));
     att_ = vk::Buffer(ctx_, fbytes(B, c.q_dim()));
     att_partials_ = vk::attention_partials(ctx_, 1, c.n_heads, c.head_dim);
     ff_ = vk::Buffer(ctx_, fbytes(B, c.n_ff));
@@ -98,14 +109,16 @@ vk::MatmulEpilogue LlamaVulkanRun::normed(const vk::Buffer& weight, bool fuse, v
     return e;
 }
 
-// x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x). The K and V products
-// are stored straight into cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which
-// vk::attention reads directly) and K is rotated there; the output and down products add
-// themselves to x, gate, up and SwiGLU are one matmul (the matmul epilogue; two matmuls and
-// swiglu where gate and up differ in type), and Q and K are rotated in one dispatch: 10
-// dispatches a layer. Batches of at most 8 rows (decode), which the matvec kernel takes, fuse
-// each norm into the matvecs that read it where the device is a GPU (vk::Context::fuse_norms):
-// 8 a layer.
+// x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rms_norm(x). The K and V rows go to
+// cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which vk::attention reads
+// directly), K rotated; the output and down products add themselves to x, and gate, up and
+// SwiGLU are one matmul (the matmul epilogue; two matmuls and swiglu where gate and up differ
+// in type). Q, K and V: with the three stacked (qkv_stacked), one matmul into qkv_ and one
+// rope_qkv dispatch that rotates Q into q_ and K into the cache and copies V there: 8
+// dispatches a layer. Otherwise the K and V products are stored straight into the cache and Q
+// and K rotated in one rope dispatch: 10. Batches of at most 8 rows (decode), which the matvec
+// kernel takes, fuse each norm into the matvecs that read it where the device is a GPU
+// (vk::Context::fuse_norms): 6 (or 8) a layer.
 void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
     const int64_t row0 = int64_t(pos0) * c.kv_dim();
@@ -117,11 +130,16 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
     residual.accumulate = true;
     const bool fuse = fuse_norms(T);
     const vk::Buffer& n = norm_input(rec, x_, L.attn_norm, T, fuse);
-    vk::matmul(rec, L.wq, n, q_, T, normed(L.attn_norm, fuse));
-    vk::matmul(rec, L.wk, n, kc, T, normed(L.attn_norm, fuse, to_cache));
-    vk::matmul(rec, L.wv, n, vc, T, normed(L.attn_norm, fuse, to_cache));
-    const vk::RopeTarget k_rows{&kc, c.n_kv_heads, row0};
-    vk::rope(rec, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
+    if (L.qkv_stacked) {
+        vk::matmul(rec, L.wq, n, qkv_, T, normed(L.attn_norm, fuse));
+        vk::rope_qkv(rec, qkv_, vk::QkvSplit{&q_, &kc, &vc, c.n_heads, c.n_kv_heads, row0}, pos_, w_->rope, T);
+    } else {
+        vk::matmul(rec, L.wq, n, q_, T, normed(L.attn_norm, fuse));
+        vk::matmul(rec, L.wk, n, kc, T, normed(L.attn_norm, fuse, to_cache));
+        vk::matmul(rec, L.wv, n, vc, T, normed(L.attn_norm, fuse, to_cache));
+        const vk::RopeTarget k_rows{&kc, c.n_kv_heads, row0};
+        vk::rope(rec, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
+    }
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
     vk::attention(rec, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
                   /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);

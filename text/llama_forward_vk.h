@@ -40,7 +40,10 @@ namespace glimpse {
 struct LlamaVulkanWeights {
     struct Layer {
         vk::Buffer attn_norm, ffn_norm;  // [D]
+        // Q, K and V stacked (wq's rows, wk's, wv's) in wq where qkv_stacked (Context::fuse_qkv,
+        // the three of one type and fitting one buffer together); wk and wv then hold nothing.
         vk::DeviceMatrix wq, wk, wv, wo, w_down;
+        bool qkv_stacked = false;
         // Gate and up stacked (gate rows, then up rows) for the GLU matmul; gate and up of
         // different types, or too large for one buffer together, stay apart (w_gate_up then
         // holds the gate alone).
@@ -98,6 +101,7 @@ private:
     int n_past_ = 0;
     std::vector<vk::Buffer> k_cache_, v_cache_;  // per layer [n_ctx][KV·hd]
     vk::Buffer x_, xb_, q_, att_, ff_, up_, pos_, last_, logits_;
+    vk::Buffer qkv_;  // [n_batch][q_dim + 2·kv_dim]: the stacked Q·K·V product (qkv_stacked layers)
     vk::Buffer att_partials_;  // a decode step's split attention (vk::attention_partials)
     // Host-visible: a batch's input rows [n_batch][D] then its positions (int32 [n_batch]),
     // and one row of logits [V] coming back.
