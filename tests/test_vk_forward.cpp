@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -41,6 +42,21 @@ int32_t argmax(const std::vector<float>& v) { return int32_t(std::max_element(v.
 
 // Logits are O(10); float sums in another order differ by ~1e-5 relative per layer.
 constexpr float kAbs = 2e-3f, kRel = 1e-3f;
+
+// `steps` greedy decode steps on both contexts from the logits in lw, each step's logits (lw
+// on the CPU, lg on the device) within tolerance; after_step(step), if given, after each.
+void decode_steps(LlamaContext& cpu, LlamaContext& gpu, int steps, std::vector<float>& lw, std::vector<float>& lg,
+                  const std::function<void(int)>& after_step = {}) {
+    for (int step = 0; step < steps; ++step) {
+        INFO("decode step " << step);
+        int32_t next = argmax(lw);
+        cpu.forward(&next, 1, cpu.n_past(), lw.data());
+        gpu.forward(&next, 1, gpu.n_past(), lg.data());
+        require_close(lg, lw, kAbs, kRel);
+        REQUIRE(argmax(lg) == argmax(lw));
+        if (after_step) after_step(step);
+    }
+}
 
 }  // namespace
 
@@ -112,12 +128,7 @@ TEST_CASE("vulkan text forward as on a discrete GPU: unmappable memory, norms fu
     gpu.forward(prompt.data(), 5, 0, lg.data());
     require_close(lg, lw, kAbs, kRel);
     const bool timed = ctx->set_profiling(true);
-    for (int step = 0; step < 3; ++step) {
-        INFO("decode step " << step);
-        int32_t next = argmax(lw);
-        cpu.forward(&next, 1, cpu.n_past(), lw.data());
-        gpu.forward(&next, 1, gpu.n_past(), lg.data());
-        require_close(lg, lw, kAbs, kRel);
+    decode_steps(cpu, gpu, 3, lw, lg, [&](int step) {
         // The input row and position go in, and the logits come out, inside the step's own
         // command stream: no staged copy before or after it.
         // Every norm rides on a matvec.
@@ -134,7 +145,7 @@ TEST_CASE("vulkan text forward as on a discrete GPU: unmappable memory, norms fu
             if (step == 0) CHECK(p.record_ahead_ms == 0);
             else CHECK(p.record_ahead_ms == p.record_ms);
         }
-    }
+    });
     // A step at another position than the one recorded ahead (a rewind) is recorded anew.
     int32_t next = argmax(lw);
     cpu.forward(&next, 1, 3, lw.data());
@@ -202,14 +213,7 @@ TEST_CASE("vulkan text forward: Q, K and V stacked or apart (by the option, by m
         gpu.forward(prompt.data(), 11, 0, lg.data());
         require_close(lg, lw, kAbs, kRel);
         const bool timed = ctx->set_profiling(true);
-        for (int step = 0; step < 3; ++step) {
-            INFO("decode step " << step);
-            int32_t next = argmax(lw);
-            cpu.forward(&next, 1, cpu.n_past(), lw.data());
-            gpu.forward(&next, 1, gpu.n_past(), lg.data());
-            require_close(lg, lw, kAbs, kRel);
-            REQUIRE(argmax(lg) == argmax(lw));
-        }
+        decode_steps(cpu, gpu, 3, lw, lg);
         if (timed) {
             const vk::DeviceProfile p = ctx->take_profile();
             CHECK(p.shaders.count("rope_qkv") == (c.stacked ? 1u : 0u));
