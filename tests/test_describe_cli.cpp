@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/helpers.h"
+#include "vision/image.h"
 #include "weights/random_model.h"
 
 using namespace glimpse;
@@ -159,4 +160,28 @@ TEST_CASE("tokenize --image: the tile grid, image tokens and prompt layout of ev
         CHECK(w == 8 + cols * (S + 8) + 8 + S + 8);
         CHECK(h == 8 + rows * (S + 8));
     }
+}
+
+TEST_CASE("describe CLI: a damaged BMP or TIFF is one line on stderr, with none of the decoder's own", "[describe][cli]") {
+    test::TempDir tmp;
+    RgbImage img(40, 30);
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t(i * 7);
+    std::string args;
+    for (const char* ext : {"bmp", "tiff"}) {
+        const std::vector<uint8_t> bytes = encode_image(img, ext);
+        REQUIRE(bytes.size() > 200);
+        // Cut inside the pixel data: the header promises rows that are not there.
+        const fs::path f = tmp / (std::string("cut.") + ext);
+        test::write_file(f, std::vector<uint8_t>(bytes.begin(), bytes.begin() + int64_t(bytes.size() / 2)));
+        args += ' ';
+        args += q(f);
+    }
+    const auto r = run_glimpse(std::string("describe") + args);
+    INFO(r.err);
+    CHECK(r.exit_code == 2);
+    // One line per file naming it, then the summary; OpenCV's "imdecode_(...)" lines are gone.
+    CHECK(count_lines(r.err) == 3);
+    CHECK(r.err.find("cut.bmp: truncated or corrupt BMP") != std::string::npos);
+    CHECK(r.err.find("cut.tiff: truncated or corrupt TIFF") != std::string::npos);
+    CHECK(r.err.find("imdecode") == std::string::npos);
 }

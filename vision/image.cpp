@@ -33,8 +33,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <mutex>
+#include <streambuf>
 #ifndef GLIMPSE_NO_OPENCV
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
@@ -72,6 +74,36 @@ void silence_opencv() {
     // OpenCV logs decoder failures to stderr; glimpse reports them as one Error line instead.
     std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
 }
+
+// std::cerr writes nothing while one of these lives. OpenCV 4.6's imdecode prints the exception
+// of a failed decoder straight to std::cerr ("imdecode_(''): can't read data: ..."), past its
+// logger, which silence_opencv quiets. glimpse itself never writes to std::cerr (its messages
+// go through stdio), so muting it only mutes OpenCV. Decodes on several threads share one
+// muting: the first to start swaps the stream's buffer, the last to finish puts it back.
+class CerrMuted {
+public:
+    CerrMuted() {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (depth_++ == 0) saved_ = std::cerr.rdbuf(&discard_);
+    }
+    ~CerrMuted() {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (--depth_ == 0) std::cerr.rdbuf(saved_);  // rdbuf() also clears the stream's state
+    }
+    CerrMuted(const CerrMuted&) = delete;
+    CerrMuted& operator=(const CerrMuted&) = delete;
+
+private:
+    // Accepts every character and keeps none (the default overflow would fail the stream).
+    struct Discard : std::streambuf {
+        int overflow(int c) override { return traits_type::not_eof(c); }
+        std::streamsize xsputn(const char*, std::streamsize n) override { return n; }
+    };
+    static inline std::mutex mutex_;
+    static inline int depth_ = 0;
+    static inline std::streambuf* saved_ = nullptr;
+    static inline Discard discard_;
+};
 
 // One pixel of an OpenCV image (BGR order, 1-4 channels, 8 or 16 bits) as RGB over white.
 // 16-bit samples keep their high byte (v >> 8), as Pillow does when it opens 16-bit RGB PNGs.
@@ -115,6 +147,7 @@ RgbImage decode_opencv(const uint8_t* data, size_t size, probe::Format fmt, cons
     cv::Mat decoded;
     try {
         const cv::Mat buf(1, int(size), CV_8U, const_cast<uint8_t*>(data));
+        const CerrMuted quiet;
         decoded = cv::imdecode(buf, cv::IMREAD_UNCHANGED);
     } catch (const cv::Exception&) {
         decoded.release();
