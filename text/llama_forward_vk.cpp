@@ -3,6 +3,7 @@
 #include "text/llama_forward_vk.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
 
 #include "core/error.h"
@@ -18,6 +19,18 @@ vk::Buffer upload_norm(vk::Context& ctx, const Tensor& t) {
 }
 
 uint64_t fbytes(int64_t rows, int64_t cols) { return uint64_t(rows) * uint64_t(cols) * 4; }
+
+// Whether `parts` may be one stacked matrix (vk::upload_stacked): one type, one row length, and
+// one buffer may hold them all (maxStorageBufferRange: 128 MiB on lavapipe).
+bool stackable(const vk::Context& c, std::initializer_list<const Tensor*> parts) {
+    const Tensor& first = **parts.begin();
+    uint64_t bytes = 0;
+    for (const Tensor* t : parts) {
+        if (t->dtype != first.dtype || t->ne[0] != first.ne[0]) return false;
+        bytes += t->bytes();
+    }
+    return bytes <= c.info().max_storage_buffer_range;
+}
 
 }  // namespace
 
@@ -36,9 +49,7 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
         LlamaVulkanWeights::Layer d;
         d.attn_norm = upload_norm(c, L.attn_norm);
         d.ffn_norm = upload_norm(c, L.ffn_norm);
-        d.qkv_stacked = c.fuse_qkv() && L.wq.dtype == L.wk.dtype && L.wq.dtype == L.wv.dtype &&
-                        L.wq.ne[0] == L.wk.ne[0] && L.wq.ne[0] == L.wv.ne[0] &&
-                        L.wq.bytes() + L.wk.bytes() + L.wv.bytes() <= c.info().max_storage_buffer_range;
+        d.qkv_stacked = c.fuse_qkv() && stackable(c, {&L.wq, &L.wk, &L.wv});
         if (d.qkv_stacked) {
             d.wq = vk::upload_stacked(c, {&L.wq, &L.wk, &L.wv});
             w->bytes += d.wq.buffer.size();
@@ -48,9 +59,7 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
             d.wv = matrix(L.wv);
         }
         d.wo = matrix(L.wo);
-        // Stacked only where one buffer may hold both (maxStorageBufferRange: 128 MiB on lavapipe).
-        d.stacked = L.w_gate.dtype == L.w_up.dtype && L.w_gate.ne[0] == L.w_up.ne[0] &&
-                    L.w_gate.bytes() + L.w_up.bytes() <= c.info().max_storage_buffer_range;
+        d.stacked = stackable(c, {&L.w_gate, &L.w_up});
         if (d.stacked) {
             d.w_gate_up = vk::upload_stacked(c, {&L.w_gate, &L.w_up});
             w->bytes += d.w_gate_up.buffer.size();
