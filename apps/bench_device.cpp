@@ -77,23 +77,42 @@ struct TextFigures {
     double prefill_tps = 0, decode_tps = 0;
 };
 
+// A text model's context with the bench's prompt and generated tokens (bench_tokens), as the
+// timed runs and the --profile run take them.
+struct TextRun {
+    TextRun(const LlamaModel& m, int prompt, int gen, ThreadPool& pool)
+        : ctx(m, pool, prompt + gen, std::max(prompt, 1)),
+          prompt_tokens(bench_tokens(prompt, m.config.n_vocab, 1)),
+          gen_tokens(bench_tokens(gen, m.config.n_vocab, 2)),
+          logits(static_cast<size_t>(m.config.n_vocab)) {}
+    int prompt() const { return int(prompt_tokens.size()); }
+    int gen() const { return int(gen_tokens.size()); }
+    // The whole prompt from position 0, then every generated token one step at a time after it.
+    void prefill() { ctx.forward(prompt_tokens.data(), prompt(), 0, logits.data()); }
+    void decode() {
+        for (int i = 0; i < gen(); ++i) ctx.forward(&gen_tokens[size_t(i)], 1, prompt() + i, logits.data());
+    }
+
+    LlamaContext ctx;
+    std::vector<int32_t> prompt_tokens, gen_tokens;
+    std::vector<float> logits;
+};
+
 TextFigures bench_text(const LlamaModel& m, int prompt, int gen, int repeats, ThreadPool& pool) {
-    const int V = m.config.n_vocab;
-    LlamaContext ctx(m, pool, prompt + gen, std::max(prompt, 1));
-    const auto p = bench_tokens(prompt, V, 1), g = bench_tokens(gen, V, 2);
-    std::vector<float> logits(static_cast<size_t>(V));
-    ctx.forward(p.data(), std::min(prompt, 8), 0, logits.data());  // warm-up: pipelines, pages
-    ctx.forward(g.data(), 1, ctx.n_past(), logits.data());
+    TextRun run(m, prompt, gen, pool);
+    // Warm-up: pipelines, pages.
+    run.ctx.forward(run.prompt_tokens.data(), std::min(prompt, 8), 0, run.logits.data());
+    run.ctx.forward(run.gen_tokens.data(), 1, run.ctx.n_past(), run.logits.data());
     std::vector<double> pre, dec;
     for (int r = 0; r < repeats; ++r) {
-        ctx.reset();
+        run.ctx.reset();
         auto t0 = Clock::now();
         if (prompt > 0) {
-            ctx.forward(p.data(), prompt, 0, logits.data());
+            run.prefill();
             pre.push_back(prompt / (ms_since(t0) / 1000.0));
         }
         t0 = Clock::now();
-        for (int i = 0; i < gen; ++i) ctx.forward(&g[size_t(i)], 1, prompt + i, logits.data());
+        run.decode();
         dec.push_back(gen / (ms_since(t0) / 1000.0));
     }
     return {median(pre), median(dec)};
@@ -133,18 +152,15 @@ void profile_runs(vk::Context& dev, const VisionModel* vm, const LlamaModel* tm,
                ms_since(t0));
     }
     if (tm) {
-        const int V = tm->config.n_vocab;
-        LlamaContext ctx(*tm, pool, o.prompt + o.gen, std::max(o.prompt, 1));
-        const auto p = bench_tokens(o.prompt, V, 1), g = bench_tokens(o.gen, V, 2);
-        std::vector<float> logits(static_cast<size_t>(V));
+        TextRun run(*tm, o.prompt, o.gen, pool);
         if (o.prompt > 0) {
             const auto t0 = Clock::now();
-            ctx.forward(p.data(), o.prompt, 0, logits.data());
+            run.prefill();
             report("prefill", "prefill of " + std::to_string(o.prompt) + " tokens, GPU time by shader (per call):", 1,
                    ms_since(t0));
         }
         const auto t0 = Clock::now();
-        for (int i = 0; i < o.gen; ++i) ctx.forward(&g[size_t(i)], 1, o.prompt + i, logits.data());
+        run.decode();
         report("decode", "decode, " + std::to_string(o.gen) + " steps, GPU time by shader (per token):", o.gen,
                ms_since(t0));
     }
