@@ -40,6 +40,9 @@ nlohmann::json device_json(const vk::DeviceInfo& d) {
         {"storage_16bit", d.storage_16bit},
         {"storage_8bit", d.storage_8bit},
         {"cooperative_matrix", d.cooperative_matrix},
+        {"cooperative_matrix_khr", d.coopmat_khr},
+        {"cooperative_matrix_nv", d.coopmat_nv},
+        {"cooperative_matrix_nv_shapes", d.coopmat_nv_shapes},
     };
 }
 
@@ -57,7 +60,14 @@ void print_device(const vk::DeviceInfo& d) {
     std::printf("  subgroup size     %u (arithmetic: %s)\n", d.subgroup_size, yes_no(d.subgroup_arithmetic));
     std::printf("  fp16 / int8 math  %s / %s\n", yes_no(d.fp16_arithmetic), yes_no(d.int8_arithmetic));
     std::printf("  16/8-bit storage  %s / %s\n", yes_no(d.storage_16bit), yes_no(d.storage_8bit));
-    std::printf("  cooperative matrix %s\n", yes_no(d.cooperative_matrix));
+    std::string coop = yes_no(d.cooperative_matrix);
+    if (d.cooperative_matrix) {
+        coop += std::string(" (") + (d.coopmat_khr ? "KHR" : "") + (d.coopmat_khr && d.coopmat_nv ? ", " : "") +
+                (d.coopmat_nv ? "NV" : "") + ")";
+        for (size_t i = 0; i < d.coopmat_nv_shapes.size(); ++i)
+            coop += (i == 0 ? "; NV shapes: " : ", ") + d.coopmat_nv_shapes[i];
+    }
+    std::printf("  cooperative matrix %s\n", coop.c_str());
 }
 
 int run_devices(bool json) {

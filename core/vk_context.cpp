@@ -92,7 +92,41 @@ struct FeatureChain {
     }
 };
 
-DeviceInfo describe(VkPhysicalDevice pd, uint32_t index) {
+const char* component_name(VkComponentTypeNV t) {
+    switch (t) {
+        case VK_COMPONENT_TYPE_FLOAT16_NV: return "f16";
+        case VK_COMPONENT_TYPE_FLOAT32_NV: return "f32";
+        case VK_COMPONENT_TYPE_FLOAT64_NV: return "f64";
+        case VK_COMPONENT_TYPE_SINT8_NV: return "s8";
+        case VK_COMPONENT_TYPE_SINT32_NV: return "s32";
+        case VK_COMPONENT_TYPE_UINT8_NV: return "u8";
+        case VK_COMPONENT_TYPE_UINT32_NV: return "u32";
+        default: return "other";
+    }
+}
+
+// VK_NV_cooperative_matrix's subgroup-scope shapes (DeviceInfo::coopmat_nv_shapes); none where
+// the loader cannot give the query.
+std::vector<std::string> nv_coopmat_shapes(VkInstance instance, VkPhysicalDevice pd) {
+    const auto query = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV>(
+        vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"));
+    std::vector<std::string> shapes;
+    uint32_t n = 0;
+    if (!query || query(pd, &n, nullptr) != VK_SUCCESS) return shapes;
+    std::vector<VkCooperativeMatrixPropertiesNV> props(
+        n, init<VkCooperativeMatrixPropertiesNV>(VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV));
+    const VkResult r = query(pd, &n, props.data());
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) return shapes;
+    props.resize(n);
+    for (const VkCooperativeMatrixPropertiesNV& c : props)
+        if (c.scope == VK_SCOPE_SUBGROUP_NV)
+            shapes.push_back(std::to_string(c.MSize) + "x" + std::to_string(c.NSize) + "x" + std::to_string(c.KSize) +
+                             " " + component_name(c.AType) + "*" + component_name(c.BType) + "+" +
+                             component_name(c.CType) + "->" + component_name(c.DType));
+    return shapes;
+}
+
+DeviceInfo describe(VkInstance instance, VkPhysicalDevice pd, uint32_t index) {
     DeviceInfo d;
     d.index = index;
     VkPhysicalDeviceProperties p0;
@@ -143,7 +177,10 @@ DeviceInfo describe(VkPhysicalDevice pd, uint32_t index) {
     d.storage_8bit = f.has_s8 && f.s8.storageBuffer8BitAccess;
     d.fp16_arithmetic = f.has_f16i8 && f.f16i8.shaderFloat16;
     d.int8_arithmetic = f.has_f16i8 && f.f16i8.shaderInt8;
-    d.cooperative_matrix = contains(ext, "VK_KHR_cooperative_matrix") || contains(ext, "VK_NV_cooperative_matrix");
+    d.coopmat_khr = contains(ext, "VK_KHR_cooperative_matrix");
+    d.coopmat_nv = contains(ext, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    d.cooperative_matrix = d.coopmat_khr || d.coopmat_nv;
+    if (d.coopmat_nv) d.coopmat_nv_shapes = nv_coopmat_shapes(instance, pd);
     return d;
 }
 
@@ -259,7 +296,7 @@ Instance::Instance(Validation validation) {
         er = vkEnumeratePhysicalDevices(instance_, &n, physical_.data());
         physical_.resize(er == VK_SUCCESS || er == VK_INCOMPLETE ? n : 0);
     }
-    for (uint32_t i = 0; i < physical_.size(); ++i) devices_.push_back(describe(physical_[i], i));
+    for (uint32_t i = 0; i < physical_.size(); ++i) devices_.push_back(describe(instance_, physical_[i], i));
 }
 
 Instance::~Instance() {

@@ -56,6 +56,11 @@ struct DeviceInfo {
     bool storage_16bit = false;        // storageBuffer16BitAccess
     bool storage_8bit = false;         // storageBuffer8BitAccess
     bool cooperative_matrix = false;   // VK_KHR_cooperative_matrix or VK_NV_cooperative_matrix
+    bool coopmat_khr = false, coopmat_nv = false;  // which of the two the device has
+    // VK_NV_cooperative_matrix's subgroup-scope shapes, from vkGetPhysicalDeviceCooperativeMatrixPropertiesNV,
+    // as "MxNxK A*B+C->D" ("16x16x16 f16*f16+f32->f32"): what a GLSL GL_NV_cooperative_matrix
+    // kernel, the one tensor-core route Debian 12's glslc compiles (docs/VULKAN.md), could use.
+    std::vector<std::string> coopmat_nv_shapes;
 };
 
 std::string api_version_string(uint32_t v);  // "1.3.230"

@@ -322,9 +322,16 @@ TEST_CASE("glimpse devices --json lists the CPU and the Vulkan devices", "[vulka
         CHECK(d["name"] == ctx->info().name);
         CHECK(d["subgroup_size"] == ctx->info().subgroup_size);
         CHECK(d["storage_16bit"] == ctx->info().storage_16bit);
+        // Cooperative matrices: which extension, and the NV one's shapes only where it is offered.
+        CHECK(d["cooperative_matrix"] == (d["cooperative_matrix_khr"].get<bool>() || d["cooperative_matrix_nv"].get<bool>()));
+        REQUIRE(d["cooperative_matrix_nv_shapes"].is_array());
+        if (!d["cooperative_matrix_nv"].get<bool>()) CHECK(d["cooperative_matrix_nv_shapes"].empty());
+        for (const auto& shape : d["cooperative_matrix_nv_shapes"])
+            CHECK_THAT(shape.get<std::string>(), Catch::Matches(R"(\d+x\d+x\d+ \w+\*\w+\+\w+->\w+)"));
         if (ctx->info().type == vk::DeviceType::Cpu && j["vulkan"].size() == 1) CHECK(j["auto"] == "cpu");
     }
     const auto t = test::run_glimpse("devices");
     CHECK(t.exit_code == 0);
     CHECK(t.out.find("--device auto picks") != std::string::npos);
+    if (test::vk_test_context()) CHECK(t.out.find("cooperative matrix ") != std::string::npos);
 }
