@@ -1,0 +1,131 @@
+// Parity of the Vulkan rotary-embedding ops with the CPU's ops::rope (the rest of the ops:
+// test_vk_ops.cpp): rope in place, at an offset and on two tensors at once, and rope_qkv,
+// which splits a fused Q·K·V product into q and the KV cache. Tolerances as there.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/vk_ops.h"
+#include "tests/test_vk_helpers.h"
+
+using namespace glimpse;
+using glimpse::test::random_floats;
+using glimpse::test::require_close;
+
+TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const ops::RopeStyle style = GENERATE(ops::RopeStyle::AdjacentPairs, ops::RopeStyle::HalfSplit);
+    struct Shape {
+        int64_t tokens, heads, dim;
+        float base;
+    };
+    for (const Shape s : {Shape{1, 1, 2, 10000.f}, Shape{7, 3, 64, 10000.f}, Shape{13, 5, 128, 100000.f}, Shape{3, 2, 30, 500.f}}) {
+        INFO("tokens=" << s.tokens << " heads=" << s.heads << " dim=" << s.dim);
+        const size_t total = size_t(s.tokens * s.heads * s.dim);
+        const auto x = random_floats(total, 21);
+        std::vector<int32_t> pos(size_t(s.tokens));
+        for (int64_t t = 0; t < s.tokens; ++t) pos[size_t(t)] = int32_t(t * 97 + (t % 2 ? 1000 : 3));  // up to ~2200
+        vk::Buffer dx = vk::upload_floats(*ctx, x);
+        vk::Buffer dpos(*ctx, pos.size() * 4);
+        vk::upload(*ctx, dpos, pos.data(), pos.size() * 4);
+        const vk::RopeTable table = vk::make_rope_table(*ctx, s.dim, s.base, style);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::rope(rec, dx, dpos, table, s.tokens, s.heads);
+        rec.submit_and_wait();
+        auto ref = x;
+        ops::rope(ref.data(), pos.data(), s.tokens, s.heads, s.dim, s.base, style);
+        // Angles up to ~2200 rad: float's own spacing there is 2.4e-4.
+        require_close(vk::download_floats(*ctx, dx, total), ref, 2e-5f, 1e-4f);
+        // The same rows at an offset (a KV-cache row): rotated there, the floats around untouched.
+        const int64_t off = 2 * s.dim + 1;
+        std::vector<float> padded(size_t(off) + total + 5, 7.5f);
+        std::copy(x.begin(), x.end(), padded.begin() + off);
+        vk::Buffer dp = vk::upload_floats(*ctx, padded);
+        rec.begin();
+        vk::rope(rec, dp, dpos, table, s.tokens, s.heads, off);
+        rec.submit_and_wait();
+        const auto rotated = vk::download_floats(*ctx, dx, total);
+        std::copy(rotated.begin(), rotated.end(), padded.begin() + off);
+        REQUIRE(vk::download_floats(*ctx, dp, padded.size()) == padded);
+        // Two tensors in one dispatch (Q, and K rows at a cache offset with other heads): each
+        // exactly as rotated alone.
+        const int64_t heads2 = s.heads + 2;
+        const auto x2 = random_floats(size_t(s.tokens * heads2 * s.dim), 22);
+        std::vector<float> padded2(size_t(off) + x2.size() + 3, -2.5f);
+        std::copy(x2.begin(), x2.end(), padded2.begin() + off);
+        vk::Buffer da = vk::upload_floats(*ctx, x), db = vk::upload_floats(*ctx, padded2);
+        vk::Buffer db_alone = vk::upload_floats(*ctx, padded2);
+        rec.begin();
+        const vk::RopeTarget second{&db, heads2, off};
+        vk::rope(rec, vk::RopeTarget{&da, s.heads, 0}, &second, dpos, table, s.tokens);
+        vk::rope(rec, db_alone, dpos, table, s.tokens, heads2, off);
+        rec.submit_and_wait();
+        REQUIRE(vk::download_floats(*ctx, da, total) == rotated);
+        const auto alone = vk::download_floats(*ctx, db_alone, padded2.size());
+        REQUIRE(vk::download_floats(*ctx, db, padded2.size()) == alone);
+        REQUIRE(alone[size_t(off - 1)] == -2.5f);
+        auto ref2 = x2;
+        ops::rope(ref2.data(), pos.data(), s.tokens, heads2, s.dim, s.base, style);
+        require_close(std::vector<float>(alone.begin() + off, alone.begin() + off + int64_t(x2.size())), ref2, 2e-5f,
+                      1e-4f);
+    }
+}
+
+TEST_CASE("vulkan rope_qkv splits a fused Q·K·V product into q and the caches, Q and K rotated", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const ops::RopeStyle style = GENERATE(ops::RopeStyle::AdjacentPairs, ops::RopeStyle::HalfSplit);
+    struct Shape {
+        int64_t tokens, heads, kv_heads, dim;
+    };
+    for (const Shape s : {Shape{1, 1, 1, 2}, Shape{7, 3, 1, 64}, Shape{13, 6, 2, 30}, Shape{5, 4, 4, 128}}) {
+        INFO("tokens=" << s.tokens << " heads=" << s.heads << " kv_heads=" << s.kv_heads << " dim=" << s.dim);
+        const int64_t qd = s.heads * s.dim, kvd = s.kv_heads * s.dim, row = qd + 2 * kvd;
+        const auto qkv = random_floats(size_t(s.tokens * row), 31);
+        std::vector<int32_t> pos(size_t(s.tokens));
+        for (int64_t t = 0; t < s.tokens; ++t) pos[size_t(t)] = int32_t(40 + t * 131);
+        // The CPU: each token's row cut into Q, K and V; Q and K rotated.
+        std::vector<float> q_ref, k_ref, v_ref;
+        for (int64_t t = 0; t < s.tokens; ++t) {
+            const float* r = qkv.data() + t * row;
+            q_ref.insert(q_ref.end(), r, r + qd);
+            k_ref.insert(k_ref.end(), r + qd, r + qd + kvd);
+            v_ref.insert(v_ref.end(), r + qd + kvd, r + row);
+        }
+        ops::rope(q_ref.data(), pos.data(), s.tokens, s.heads, s.dim, 10000.f, style);
+        ops::rope(k_ref.data(), pos.data(), s.tokens, s.kv_heads, s.dim, 10000.f, style);
+        // The caches hold other rows before and after the ones written (cache_offset: two rows in).
+        const int64_t off = 2 * kvd, cache = off + s.tokens * kvd + kvd;
+        const std::vector<float> k_old(size_t(cache), 3.25f), v_old(size_t(cache), -1.5f);
+        vk::Buffer dqkv = vk::upload_floats(*ctx, qkv), dq(*ctx, uint64_t(s.tokens * qd) * 4);
+        vk::Buffer dk = vk::upload_floats(*ctx, k_old), dv = vk::upload_floats(*ctx, v_old);
+        vk::Buffer dpos(*ctx, pos.size() * 4);
+        vk::upload(*ctx, dpos, pos.data(), pos.size() * 4);
+        const vk::RopeTable table = vk::make_rope_table(*ctx, s.dim, 10000.f, style);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::rope_qkv(rec, dqkv, vk::QkvSplit{&dq, &dk, &dv, s.heads, s.kv_heads, off}, dpos, table, s.tokens);
+        rec.submit_and_wait();
+        require_close(vk::download_floats(*ctx, dq, uint64_t(s.tokens * qd)), q_ref, 2e-5f, 1e-4f);
+        const auto k = vk::download_floats(*ctx, dk, uint64_t(cache)), v = vk::download_floats(*ctx, dv, uint64_t(cache));
+        require_close(std::vector<float>(k.begin() + off, k.begin() + off + int64_t(k_ref.size())), k_ref, 2e-5f, 1e-4f);
+        REQUIRE(std::vector<float>(v.begin() + off, v.begin() + off + int64_t(v_ref.size())) == v_ref);
+        for (int64_t i = 0; i < cache; ++i)
+            if (i < off || i >= off + s.tokens * kvd) {
+                INFO("cache float " << i);
+                REQUIRE(k[size_t(i)] == 3.25f);
+                REQUIRE(v[size_t(i)] == -1.5f);
+            }
+    }
+    // A destination that is also the source is refused.
+    vk::Buffer a(*ctx, 64 * 4), b(*ctx, 64 * 4), c(*ctx, 64 * 4), pos(*ctx, 4);
+    const vk::RopeTable table = vk::make_rope_table(*ctx, 2, 10000.f, style);
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    CHECK_THROWS_AS(vk::rope_qkv(rec, a, vk::QkvSplit{&a, &b, &c, 1, 1, 0}, pos, table, 1), std::invalid_argument);
+    CHECK_THROWS_AS(vk::rope_qkv(rec, a, vk::QkvSplit{&b, &c, &c, 1, 1, 0}, pos, table, 1), std::invalid_argument);
+    rec.submit_and_wait();
+}
