@@ -189,6 +189,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["attention_blocked"] = !blocked ? "by shape" : *blocked ? "on" : "off";
         j["vit_tiles_at_once"] = tiles_at_once(*dev.ctx);  // a group's tiles through each step together
         j["fuse_qkv"] = dev.ctx->fuse_qkv();  // the decoder's Q, K, V as one matmul and one rope_qkv
+        j["fuse_rope"] = dev.ctx->fuse_rope();  // decode's rope_qkv inside its attention (attention_qkv)
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -75,7 +75,8 @@ bool validation_requested_by_env();
 // GLIMPSE_VK_FUSE_NORMS (fuse_norms), GLIMPSE_VK_RECORD_AHEAD (record_ahead),
 // GLIMPSE_VK_PROFILE_DETAIL (profile_detail), GLIMPSE_VK_MATMUL_LARGE_TILES
 // (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
-// GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv).
+// GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv),
+// GLIMPSE_VK_FUSE_ROPE (fuse_rope).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -193,6 +194,10 @@ struct ContextOptions {
     // weights are uploaded. Unset: on (a layer whose three matrices differ in type, or are
     // too large for one buffer together, keeps them apart either way).
     std::optional<bool> fuse_qkv;
+    // Where Q, K and V are stacked, a decode step's rotation inside its attention dispatch
+    // (vk::attention_qkv) rather than a rope_qkv dispatch before it: one dispatch a layer fewer.
+    // Unset: on.
+    std::optional<bool> fuse_rope;
 };
 
 class Context {
@@ -227,6 +232,8 @@ public:
     bool fuse_norms() const { return options_.fuse_norms.value_or(info_.type != DeviceType::Cpu); }
     // Whether the decoder stacks its Q, K and V projections (ContextOptions::fuse_qkv).
     bool fuse_qkv() const { return options_.fuse_qkv.value_or(true); }
+    // Whether decode rotates Q and K inside its attention dispatch (ContextOptions::fuse_rope).
+    bool fuse_rope() const { return options_.fuse_rope.value_or(true); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 

@@ -55,11 +55,17 @@ struct AttentionPush {  // attention.comp, attention_tiled.comp, attention_block
     float scale;
     uint32_t n_split, n_batch;
 };
+struct AttentionQkvPush {  // attention.comp with FROM_QKV
+    AttentionPush a;
+    uint32_t style;
+    float theta_scale;
+};
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
 static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 32);
 static_assert(sizeof(AttentionPush) == 40 && sizeof(SoftmaxPush) == 16 && sizeof(RopeQkvPush) == 28);
+static_assert(sizeof(AttentionQkvPush) == 48);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
 constexpr uint32_t kMaxAttentionHeadDim = 256;
@@ -482,6 +488,18 @@ Buffer attention_partials(Context& ctx, int64_t n_q, int64_t n_heads, int64_t he
     return b;
 }
 
+namespace {
+
+// How many workgroups share each (row, head)'s keys in the per-row kernel (1: unsplit): decode's
+// few pairs with many keys, where `partials` can hold them (kVkAttentionSplitBelow).
+int64_t attention_splits(const Buffer* partials, int64_t rows, int64_t n_heads, int64_t n_kv, int64_t head_dim) {
+    const int64_t splits = std::min<int64_t>(kVkAttentionMaxSplits, n_kv / kVkAttentionSplitKeys);
+    const bool fits = partials && partials->size() >= uint64_t(attention_partial_floats(rows, n_heads, head_dim)) * 4;
+    return fits && rows * n_heads < kVkAttentionSplitBelow && splits > 1 ? splits : 1;
+}
+
+}  // namespace
+
 AttentionPath attention_path(const Context& ctx, int64_t n_q, int64_t head_dim, bool causal) {
     if (n_q < kVkAttentionTiledMinQ || head_dim % 4 != 0) return AttentionPath::PerRow;
     // Causal attention only on a CPU device by default: a prefill's few blocks of 32 rows
@@ -525,17 +543,11 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         const uint32_t wg = wg_size(ctx, 256);
         // Few (row, head) pairs and many keys (decode): split the keys over more workgroups,
         // kVkAttentionSplitKeys each, into `partials`; the last split of each pair merges.
-        const int64_t splits = std::min<int64_t>(kVkAttentionMaxSplits, n_kv / kVkAttentionSplitKeys);
-        if (partials && rows * n_heads < kVkAttentionSplitBelow && splits > 1 &&
-            partials->size() >= uint64_t(attention_partial_floats(rows, n_heads, head_dim)) * 4) {
-            push.n_split = uint32_t(splits);
-            rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(*partials)}, push,
-                         split_groups(ctx, rows * n_heads * splits), {wg});
-            return;
-        }
-        // The partials binding needs a buffer even when unused: o stands in, unwritten.
-        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(o)}, push,
-                     split_groups(ctx, rows * n_heads), {wg});
+        // Unsplit, the partials binding still needs a buffer: o stands in, unwritten.
+        const int64_t splits = attention_splits(partials, rows, n_heads, n_kv, head_dim);
+        push.n_split = uint32_t(splits);
+        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(splits > 1 ? *partials : o)}, push,
+                     split_groups(ctx, rows * n_heads * splits), {wg});
         return;
     }
     if (path == AttentionPath::Blocked) {
@@ -558,6 +570,44 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     rec.dispatch(head_dim <= 64 ? ShaderId::attention_tiled : ShaderId::attention_tiled_d128,
                  {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, n_batch * blocks * n_heads),
                  {wg, uint32_t(head_dim), bq});
+}
+
+bool attention_qkv_fits(int64_t n_q, int64_t head_dim) {
+    return n_q > 0 && n_q < kVkAttentionTiledMinQ && head_dim > 0 && head_dim % 2 == 0 &&
+           head_dim <= kMaxAttentionHeadDim && n_q * ((head_dim + 3) / 4 * 4) <= kVkAttentionFreshFloats;
+}
+
+void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, const RopeTable& table, Buffer& k_cache,
+                   Buffer& v_cache, Buffer& o, int64_t n_q, int64_t q_pos0, int64_t n_heads, int64_t n_kv_heads,
+                   float scale, Buffer* partials) {
+    const int64_t hd = table.head_dim;
+    require(q_pos0 >= 0, "attention_qkv", "negative position");
+    require(attention_qkv_fits(n_q, hd), "attention_qkv",
+            "takes 1 to 15 rows of an even head_dim ≤ 256, rows · head_dim ≤ 1024");
+    require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention_qkv", "n_heads must be a multiple of n_kv_heads");
+    const VkBuffer handles[] = {qkv.handle(), k_cache.handle(), v_cache.handle(), o.handle()};
+    for (size_t i = 0; i < 4; ++i)
+        for (size_t j = i + 1; j < 4; ++j)
+            require(handles[i] != handles[j], "attention_qkv", "the four tensors must be different buffers");
+    const int64_t slots = n_heads + 2 * n_kv_heads, n_kv = q_pos0 + n_q;
+    require_floats(qkv, n_q * slots * hd, "attention_qkv", "qkv");
+    require_floats(k_cache, n_kv * n_kv_heads * hd, "attention_qkv", "k_cache");
+    require_floats(v_cache, n_kv * n_kv_heads * hd, "attention_qkv", "v_cache");
+    require_floats(o, n_q * n_heads * hd, "attention_qkv", "out");
+    require_floats(positions, n_q, "attention_qkv", "positions");
+    u32(n_kv * n_kv_heads * hd, "attention_qkv");
+    const int64_t splits = attention_splits(partials, n_q, n_heads, n_kv, hd);
+    const AttentionQkvPush push{{u32(n_q, "attention_qkv"), u32(n_kv, "attention_qkv"), u32(n_heads, "attention_qkv"),
+                                 u32(n_kv_heads, "attention_qkv"), u32(hd, "attention_qkv"), 1u,
+                                 u32(q_pos0, "attention_qkv"), scale, uint32_t(splits), 1u},
+                                table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
+                                table.theta_scale};
+    Context& ctx = rec.context();
+    // WG ≥ 128 on every device: head_dim/2 ≤ WG, so one pass rotates a row.
+    rec.dispatch(ShaderId::attention_qkv,
+                 {in(qkv), out(k_cache), out(v_cache), out(o), out(splits > 1 ? *partials : o), in(positions),
+                  in(table.inv_freq)},
+                 push, split_groups(ctx, n_q * n_heads * splits), {wg_size(ctx, 256)});
 }
 
 }  // namespace glimpse::vk

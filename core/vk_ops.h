@@ -209,4 +209,20 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
                int64_t q_pos0, AttentionPath path = AttentionPath::Auto, Buffer* partials = nullptr,
                int64_t n_batch = 1);
 
+// Decode's attention straight from the stacked Q·K·V product, with rope_qkv's work inside it
+// (attention.comp built with FROM_QKV): n_q query rows whose Q, K and V heads are qkv's rows as
+// rope_qkv takes them, at `positions` (q_pos0 + i), attend causally to the caches' rows
+// 0 .. q_pos0 − 1 and to the step's own keys, which come rotated from qkv; and the step's K
+// (rotated) and V rows are written into the caches' rows q_pos0 .. q_pos0 + n_q − 1, as
+// rope_qkv writes them. The same result as rope_qkv then attention (the per-row kernel, its
+// keys split as there with `partials`) in one dispatch instead of two. Takes what
+// attention_qkv_fits says: fewer than kVkAttentionTiledMinQ rows (the per-row kernel's), an
+// even head_dim ≤ 256, and the fresh keys' rows (head_dim rounded up to 4) within
+// kVkAttentionFreshFloats, the shader's shared array for them.
+constexpr int64_t kVkAttentionFreshFloats = 1024;
+bool attention_qkv_fits(int64_t n_q, int64_t head_dim);
+void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, const RopeTable& table, Buffer& k_cache,
+                   Buffer& v_cache, Buffer& out, int64_t n_q, int64_t q_pos0, int64_t n_heads, int64_t n_kv_heads,
+                   float scale, Buffer* partials = nullptr);
+
 }  // namespace glimpse::vk

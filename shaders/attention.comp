@@ -16,6 +16,15 @@
 // The groups' partial outputs are added once, at the end. Causal: row i sees keys
 // 0 .. q_pos0 + i (clamped). head_dim ≤ 2·WG ≤ 512 (checked on the host: WG ≥ 128 on every
 // Vulkan device, head_dim ≤ 256). A row that sees no key gets 0.
+//
+// FROM_QKV (core/vk_ops.h attention_qkv): a decode step's attention straight from the stacked
+// Q·K·V product, rope_qkv.comp's work done here. qkv [n_q][n_heads + 2·n_kv_heads][head_dim]
+// holds the step's rows; the caches hold rows 0 .. q_pos0 − 1, and the step's keys are
+// positions q_pos0 .. q_pos0 + n_q − 1. Each workgroup rotates its q row as it loads it; the
+// keys from q_pos0 on ("fresh") come from qkv, K rotated into shared memory by the workgroups
+// that see them, V read from qkv; and workgroup (row 0, split 0) of each KV head's first query
+// head writes the step's K (rotated) and V rows into the caches for the steps after. No
+// workgroup reads a cache row at or after q_pos0, so those writes race with nothing.
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -23,12 +32,22 @@ layout(constant_id = 0) const uint WG = 256;
 const uint MAX_D = 256;
 const uint CHUNK = 2048;
 
+#ifdef FROM_QKV
+layout(binding = 0) readonly buffer QkvBuf { float qkv[]; };
+#else
 layout(binding = 0) readonly buffer QBuf { float q[]; };
+#endif
 layout(binding = 1) readonly buffer KBuf { float k[]; };
 layout(binding = 1) readonly buffer KBuf4 { vec4 k4[]; };  // the same keys, for head_dim % 4 == 0
 layout(binding = 2) readonly buffer VBuf { float v[]; };
 layout(binding = 2) readonly buffer VBuf4 { vec4 v4[]; };  // the same values, for head_dim % 4 == 0
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
+#ifdef FROM_QKV
+layout(binding = 1) writeonly buffer KOut { float k_out[]; };  // the cache rows from q_pos0
+layout(binding = 2) writeonly buffer VOut { float v_out[]; };
+layout(binding = 5) readonly buffer Pos { int positions[]; };  // [n_q]
+layout(binding = 6) readonly buffer Freq { float inv_freq[]; };
+#endif
 // Split mode (n_split > 1): workgroup (row i, head h, split s) sees only keys
 // [s·L, (s+1)·L), L = ⌈n_kv / n_split⌉, and writes its partial result unnormalized, as
 // [m, l, acc[head_dim]], to part[COUNTERS + ((i·n_heads + h)·n_split + s)·(head_dim + 2)].
@@ -50,7 +69,29 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     float scale;
     uint n_split;  // 1: the whole row here, written to o
     uint n_batch;
+#ifdef FROM_QKV
+    uint style;  // rope_pair's (rope.glsl)
+    float theta_scale;
+#endif
 } p;
+
+#ifdef FROM_QKV
+#include "rope.glsl"
+const uint MAX_FRESH = 1024;  // kVkAttentionFreshFloats: n_q keys of head_dim rounded up to 4
+shared vec4 fresh_k[MAX_FRESH / 4];  // the fresh keys this workgroup sees, rotated, (D + 3) / 4 vec4s each
+
+// Pair ip of head slot `slot` (Q heads, then K's, then V's) of token tok's qkv row, rotated at
+// the token's position; iu and iv: the pair's two dims.
+vec2 qkv_rotated(uint tok, uint slot, uint ip, out uint iu, out uint iv) {
+    float a;
+    rope_pair(float(positions[tok]), ip, p.head_dim, a, iu, iv);
+    const uint src = (tok * (p.n_heads + 2u * p.n_kv_heads) + slot) * p.head_dim;
+    return rotated(qkv[src + iu], qkv[src + iv], a);
+}
+#define V_AT(fresh, idx) ((fresh) ? qkv[idx] : v[idx])
+#else
+#define V_AT(fresh, idx) v[idx]
+#endif
 
 shared vec4 qs[MAX_D / 4];  // q's row; scalar dim d at qs[d / 4][d % 4]
 shared float scores[CHUNK];
@@ -93,13 +134,45 @@ void main() {
     const uint D = p.head_dim;
     const uint kv_stride = p.n_kv_heads * D;
     const uint kv0 = (i / p.n_q) * p.n_kv * kv_stride;  // the row's batch's keys; i: row of all batches
-    for (uint d = t; d < D; d += WG) qs[d / 4u][d % 4u] = q[(i * p.n_heads + h) * D + d];
-    barrier();
-
     uint n_vis = p.n_kv;
     if (p.causal != 0) n_vis = min(p.q_pos0 + i % p.n_q + 1, p.n_kv);
     const uint span_keys = (p.n_kv + p.n_split - 1) / p.n_split;
     const uint j_begin = min(split * span_keys, n_vis), j_end = min(j_begin + span_keys, n_vis);
+#ifdef FROM_QKV
+    const uint half_d = D / 2u, slots = p.n_heads + 2u * p.n_kv_heads;
+    const uint fresh0 = p.q_pos0;  // the step's first key; n_batch = 1, causal
+    if (i == 0u && split == 0u && h % (p.n_heads / p.n_kv_heads) == 0u) {
+        for (uint e = t; e < p.n_q * half_d; e += WG) {  // KV head g's rows of the step's tokens
+            const uint tok = e / half_d;
+            uint iu, iv;
+            const vec2 r = qkv_rotated(tok, p.n_heads + g, e % half_d, iu, iv);
+            const uint dst = (fresh0 + tok) * kv_stride + g * D;
+            const uint vsrc = (tok * slots + p.n_heads + p.n_kv_heads + g) * D;
+            k_out[dst + iu] = r.x;
+            k_out[dst + iv] = r.y;
+            v_out[dst + iu] = qkv[vsrc + iu];
+            v_out[dst + iv] = qkv[vsrc + iv];
+        }
+    }
+    for (uint ip = t; ip < half_d; ip += WG) {
+        uint iu, iv;
+        const vec2 r = qkv_rotated(i, h, ip, iu, iv);
+        qs[iu / 4u][iu % 4u] = r.x;
+        qs[iv / 4u][iv % 4u] = r.y;
+    }
+    const uint f_begin = max(j_begin, fresh0);  // this workgroup's fresh keys: [f_begin, j_end)
+    const uint fd4 = (D + 3u) / 4u;
+    for (uint e = t; f_begin < j_end && e < (j_end - f_begin) * half_d; e += WG) {
+        const uint c = e / half_d;
+        uint iu, iv;
+        const vec2 r = qkv_rotated(f_begin - fresh0 + c, p.n_heads + g, e % half_d, iu, iv);
+        fresh_k[c * fd4 + iu / 4u][iu % 4u] = r.x;
+        fresh_k[c * fd4 + iv / 4u][iv % 4u] = r.y;
+    }
+#else
+    for (uint d = t; d < D; d += WG) qs[d / 4u][d % 4u] = q[(i * p.n_heads + h) * D + d];
+#endif
+    barrier();
 
     // The value phase's layout: `lanes` invocations cover a key's row, lane owning R = 4
     // consecutive dims (R = 1 where head_dim is not a multiple of 4), and again `span` dims
@@ -114,11 +187,26 @@ void main() {
     float m_run = -1.0 / 0.0, l_run = 0.0;
     for (uint j0 = j_begin; j0 < j_end; j0 += CHUNK) {
         const uint nk = min(CHUNK, j_end - j0);
+        // The chunk's keys from the cache: all of them, or (FROM_QKV) those before the fresh
+        // ones, the last n_q keys (in the last chunk, or the last two).
+#ifdef FROM_QKV
+        const uint n_cached = fresh0 > j0 ? min(nk, fresh0 - j0) : 0u;
+#else
+        const uint n_cached = nk;
+#endif
         float mx = -1.0 / 0.0;
         for (uint c = t; c < nk; c += WG) {
             const uint kb = kv0 + (j0 + c) * kv_stride + g * D;
             float sum = 0.0;
-            if (R == 4u) {  // vec4 loads, four at a time: independent loads in flight
+            if (c >= n_cached) {
+#ifdef FROM_QKV
+                const uint f = j0 + c - f_begin;  // the fresh key's place in fresh_k
+                if (R == 4u)
+                    for (uint d4 = 0; d4 < D / 4u; ++d4) sum += dot(qs[d4], fresh_k[f * fd4 + d4]);
+                else
+                    for (uint d = 0; d < D; ++d) sum += qs[d / 4u][d % 4u] * fresh_k[f * fd4 + d / 4u][d % 4u];
+#endif
+            } else if (R == 4u) {  // vec4 loads, four at a time: independent loads in flight
                 const uint kb4 = kb / 4u, D4 = D / 4u;
                 uint d4 = 0;
                 for (; d4 + 8u <= D4; d4 += 8u) {  // head_dim 64: two rounds of loads, not four
@@ -154,10 +242,10 @@ void main() {
             const uint d0 = lane * R;
             const uint vb = kv0 + j0 * kv_stride + g * D + d0;
             uint c = grp;
-            if (R == 4u) {  // four keys' loads in flight before their sums
+            if (R == 4u) {  // four keys' loads in flight before their sums (cached keys only)
                 vec4 a = vec4(0.0);
                 const uint vb4 = vb / 4u, st4 = kv_stride / 4u;
-                for (; c + 3u * groups < nk; c += 4u * groups) {
+                for (; c + 3u * groups < n_cached; c += 4u * groups) {
                     const vec4 v0 = v4[vb4 + c * st4], v1 = v4[vb4 + (c + groups) * st4];
                     const vec4 v2 = v4[vb4 + (c + 2u * groups) * st4], v3 = v4[vb4 + (c + 3u * groups) * st4];
                     a += scores[c] * v0 + scores[c + groups] * v1 + scores[c + 2u * groups] * v2 +
@@ -167,11 +255,19 @@ void main() {
             }
             for (; c < nk; c += groups) {
                 const float e = scores[c];
+#ifdef FROM_QKV
+                // A fresh key's V: the V head of its token's qkv row.
+                const bool fresh = c >= n_cached;
+                const uint base = fresh ? ((j0 + c - fresh0) * slots + p.n_heads + p.n_kv_heads + g) * D + d0
+                                        : vb + c * kv_stride;
+#else
+                const bool fresh = false;
                 const uint base = vb + c * kv_stride;
+#endif
                 for (uint r = 0; r < 4; ++r)
-                    if (r < R) acc[0][r] += e * v[base + r];
+                    if (r < R) acc[0][r] += e * V_AT(fresh, base + r);
                 if (span + d0 < D)  // R = 1 here
-                    acc[1][0] += e * v[base + span];
+                    acc[1][0] += e * V_AT(fresh, base + span);
             }
         }
         m_run = m_new;

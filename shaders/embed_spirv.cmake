@@ -1,8 +1,10 @@
 # Turns one compiled shader (SPIR-V) into a C++ source that defines its entry of the shader
 # table. Run by shaders/CMakeLists.txt at build time:
-#   cmake -DNAME=matvec_f32 -DSPV=x.spv -DSRC=matvec.comp -DOUT=shader_matvec_f32.cpp -P embed_spirv.cmake
-# The binding count is the largest `binding = N` in the .comp plus one (bindings live in the
-# .comp files, never in the shared .glsl), so the Recorder can check each dispatch's buffers.
+#   cmake -DNAME=matvec_f32 -DSPV=x.spv -DSRC=matvec.comp -DPRE=x.pre.comp -DOUT=shader_matvec_f32.cpp
+#         -P embed_spirv.cmake
+# The binding count is the largest `binding = N` in PRE, the .comp preprocessed with this
+# variant's defines (so bindings under an #ifdef count only where it holds), plus one; the
+# Recorder checks each dispatch's buffers against it.
 file(READ "${SPV}" hex HEX)
 string(LENGTH "${hex}" hex_len)
 math(EXPR n_bytes "${hex_len} / 2")
@@ -12,7 +14,7 @@ endif()
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
 string(REGEX REPLACE "((0x..,){24})" "\\1\n    " bytes "${bytes}")
 
-file(READ "${SRC}" source)
+file(READ "${PRE}" source)
 string(REGEX MATCHALL "binding[ \t]*=[ \t]*[0-9]+" bindings "${source}")
 set(n_bindings 0)
 foreach(b IN LISTS bindings)

@@ -46,15 +46,13 @@ void main() {
     rope_pair(pos, i, p.head_dim, a, iu, iv);
     iu += base;
     iv += base;
-    float s, c;
-    sincos_accurate(a, s, c);
     if (second) {
-        const float u = x2[iu], v = x2[iv];
-        x2[iu] = u * c - v * s;
-        x2[iv] = u * s + v * c;
+        const vec2 r = rotated(x2[iu], x2[iv], a);
+        x2[iu] = r.x;
+        x2[iv] = r.y;
     } else {
-        const float u = x[iu], v = x[iv];
-        x[iu] = u * c - v * s;
-        x[iv] = u * s + v * c;
+        const vec2 r = rotated(x[iu], x[iv], a);
+        x[iu] = r.x;
+        x[iv] = r.y;
     }
 }

@@ -1,5 +1,6 @@
-// Rotary position embedding's arithmetic, shared by rope.comp (in place) and rope_qkv.comp (from a
-// fused Q·K·V product): the angle of pair i at a position and an accurate sin/cos of it.
+// Rotary position embedding's arithmetic, shared by rope.comp (in place), rope_qkv.comp (from a
+// fused Q·K·V product) and attention.comp's FROM_QKV variant (the same, inside the attention):
+// the angle of pair i at a position, an accurate sin/cos of it, and the rotation.
 // Needs the push constants p.style and p.theta_scale and the binding inv_freq[] declared first.
 
 // sin and cos of a to a few ulp. Vulkan only promises 2^-11 absolute error for the built-in
@@ -20,6 +21,13 @@ void sincos_accurate(float a, out float s, out float c) {
     else if (quadrant == 1) { s = cr; c = -sr; }
     else if (quadrant == 2) { s = -sr; c = -cr; }
     else { s = -cr; c = sr; }
+}
+
+// (u, v) turned by the angle a: a pair's rotation.
+vec2 rotated(float u, float v, float a) {
+    float s, c;
+    sincos_accurate(a, s, c);
+    return vec2(u * c - v * s, u * s + v * c);
 }
 
 // Pair i of a head of head_dim values at `pos`: its angle a and the offsets iu, iv of its two

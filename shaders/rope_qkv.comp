@@ -47,16 +47,14 @@ void main() {
         vc[dst + iv] = v;
         return;
     }
-    float s, c;
-    sincos_accurate(a, s, c);
-    const float ru = u * c - v * s, rv = u * s + v * c;
+    const vec2 r = rotated(u, v, a);
     if (slot < p.n_heads) {
         const uint dst = (token * p.n_heads + slot) * p.head_dim;
-        q[dst + iu] = ru;
-        q[dst + iv] = rv;
+        q[dst + iu] = r.x;
+        q[dst + iv] = r.y;
     } else {
         const uint dst = kv_row + (slot - p.n_heads) * p.head_dim;
-        kc[dst + iu] = ru;
-        kc[dst + iv] = rv;
+        kc[dst + iu] = r.x;
+        kc[dst + iv] = r.y;
     }
 }

@@ -173,36 +173,48 @@ nlohmann::json bench_tiny_text(const std::string& model) {
 
 }  // namespace
 
+namespace {
+
+// An on/off switch of the decoder's recording: with `env` =1 and =0 the tiny text model gives
+// the CPU's answer to `prompt` on the device, bench's JSON field `key` says which ran, and the
+// decode profile holds `shader` exactly when the switch is on (`shader_when_on`) or off.
+void switch_gives_cpu_answer(const char* env, const std::string& prompt, const char* key, const char* shader,
+                             bool shader_when_on) {
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    for (const bool on : {true, false}) {
+        INFO(env << "=" << on);
+        const ScopedEnv e(env, on ? "1" : "0");
+        same_answer_on_vulkan("generate -m " + model + " -p '" + prompt + "' -n 12");
+        const auto j = bench_tiny_text(model);
+        CHECK(j[key].get<bool>() == on);
+        if (!j["profile"].is_null()) CHECK(j["profile"]["decode"]["shaders"].contains(shader) == (on == shader_when_on));
+    }
+}
+
+// More than 8 tokens: the prefill takes the tiled matmul and rope_qkv, decode the matvec and attention_qkv.
+const char* const kLongPrompt = "a big red ball rolled down the long green hill";
+
+}  // namespace
+
 TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_NORMS=1 and 0 give the CPU's answer, and bench says which ran",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
-    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
-    for (const char* fuse : {"1", "0"}) {
-        INFO("GLIMPSE_VK_FUSE_NORMS=" << fuse);
-        const ScopedEnv env("GLIMPSE_VK_FUSE_NORMS", fuse);
-        same_answer_on_vulkan("generate -m " + model + " -p 'a big red' -n 12");
-        const auto j = bench_tiny_text(model);
-        CHECK(j["fuse_norms"].get<bool>() == (fuse[0] == '1'));
-        if (!j["profile"].is_null())
-            CHECK(j["profile"]["decode"]["shaders"].contains("rms_norm") == (fuse[0] == '0'));
-    }
+    switch_gives_cpu_answer("GLIMPSE_VK_FUSE_NORMS", "a big red", "fuse_norms", "rms_norm", false);
 }
 
 TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_QKV=1 and 0 give the CPU's answer, and bench says which ran",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
-    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
-    CHECK(bench_tiny_text(model)["fuse_qkv"].get<bool>());
-    for (const char* fuse : {"1", "0"}) {
-        INFO("GLIMPSE_VK_FUSE_QKV=" << fuse);
-        const ScopedEnv env("GLIMPSE_VK_FUSE_QKV", fuse);
-        // A prompt of more than 8 tokens: its prefill takes the tiled matmul, decode the matvec.
-        same_answer_on_vulkan("generate -m " + model + " -p 'a big red ball rolled down the long green hill' -n 8");
-        const auto j = bench_tiny_text(model);
-        CHECK(j["fuse_qkv"].get<bool>() == (fuse[0] == '1'));
-        if (!j["profile"].is_null())
-            CHECK(j["profile"]["decode"]["shaders"].contains("rope_qkv") == (fuse[0] == '1'));
-    }
+    CHECK(bench_tiny_text(q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf"))["fuse_qkv"].get<bool>());
+    // Apart, decode rotates Q and K with rope; stacked, inside its attention.
+    switch_gives_cpu_answer("GLIMPSE_VK_FUSE_QKV", kLongPrompt, "fuse_qkv", "rope", false);
+}
+
+TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_ROPE=1 and 0 give the CPU's answer, and bench says which ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    CHECK(bench_tiny_text(q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf"))["fuse_rope"].get<bool>());
+    switch_gives_cpu_answer("GLIMPSE_VK_FUSE_ROPE", kLongPrompt, "fuse_rope", "attention_qkv", true);
 }
 
 TEST_CASE("vulkan CLI: GLIMPSE_VK_RECORD_AHEAD=0 and GLIMPSE_VK_PROFILE_DETAIL=1: bench says which ran",
@@ -295,7 +307,8 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(j["encode_gflops"].get<double>() ==
           Approx(j["encode_gflop_per_tile"].get<double>() / j["encode_ms_per_tile"].get<double>() * 1000.0));
     // --profile: GPU time by shader of one encode, one prefill and the decode steps; a decode
-    // step runs the per-row attention shader once per layer, a (causal) prefill of 16 tokens
+    // step runs the per-row attention shader from the stacked Q·K·V product (attention_qkv)
+    // once per layer, a (causal) prefill of 16 tokens
     // the per-row one or the blocked one (vk::attention_path), the encoder the blocked one.
     if (ctx->timestamp_bits() > 0) {
         const auto cfg = open_llama_model((kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf").string()).config;
@@ -304,7 +317,8 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
             INFO(phase);
             CHECK(j["profile"][phase]["gpu_ms"].get<double>() > 0);
         }
-        CHECK(j["profile"]["decode"]["shaders"]["attention"]["dispatches"].get<double>() == layers);
+        CHECK(j["profile"]["decode"]["shaders"]["attention_qkv"]["dispatches"].get<double>() == layers);
+        CHECK_FALSE(j["profile"]["decode"]["shaders"].contains("attention"));
         const bool blocked = vk::attention_path(*ctx, 16, cfg.head_dim, true) == vk::AttentionPath::Blocked;
         CHECK(j["profile"]["prefill"]["shaders"][blocked ? "attention_block" : "attention"]["dispatches"].get<double>() ==
               layers);

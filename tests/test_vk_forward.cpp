@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/quant.h"
@@ -138,9 +139,11 @@ TEST_CASE("vulkan text forward as on a discrete GPU: unmappable memory, norms fu
             CHECK(p.submissions == 1);
             CHECK(p.shaders.count("rms_norm") == 0);
             CHECK(p.shaders.count("matvec_f32_sg") + p.shaders.count("matvec_f32") == 1);
-            // Q, K and V are one matvec a layer, split and rotated by one rope_qkv.
+            // Q, K and V are one matvec a layer, rotated and split by the attention.
             CHECK(p.shaders.count("rope") == 0);
-            CHECK(p.shaders.count("rope_qkv") == 1);
+            CHECK(p.shaders.count("rope_qkv") == 0);
+            CHECK(p.shaders.count("attention") == 0);
+            CHECK(p.shaders.count("attention_qkv") == 1);
             CHECK(p.record_ms > 0);
             if (step == 0) CHECK(p.record_ahead_ms == 0);
             else CHECK(p.record_ahead_ms == p.record_ms);
@@ -179,7 +182,8 @@ Tensor converted(const Tensor& t, DType type) {
 
 }  // namespace
 
-TEST_CASE("vulkan text forward: Q, K and V stacked or apart (by the option, by mixed types) match the CPU",
+TEST_CASE("vulkan text forward: Q, K and V stacked or apart (by the option, by mixed types), rotated in the "
+          "attention or before it, match the CPU",
           "[vulkan][vk_forward]") {
     VK_OR_SKIP(shared_ctx);
     const LlamaModel cpu_model = open_llama_model(kText.string());
@@ -188,15 +192,19 @@ TEST_CASE("vulkan text forward: Q, K and V stacked or apart (by the option, by m
     for (LlamaLayerWeights& L : mixed.weights.layers) L.wv = converted(L.wv, DType::F16);
     struct Case {
         const char* name;
-        bool fuse;
+        bool fuse, fuse_rope;
         const LlamaModel* model;
         bool stacked;
+        const char* rotation;  // the decode step's shader that rotates Q and K
     };
-    for (const Case c : {Case{"fused", true, &cpu_model, true}, Case{"option off", false, &cpu_model, false},
-                         Case{"mixed types", true, &mixed, false}}) {
+    for (const Case c : {Case{"fused", true, true, &cpu_model, true, "attention_qkv"},
+                         Case{"rope apart", true, false, &cpu_model, true, "rope_qkv"},
+                         Case{"option off", false, true, &cpu_model, false, "rope"},
+                         Case{"mixed types", true, true, &mixed, false, "rope"}}) {
         INFO(c.name);
         vk::ContextOptions o = shared_ctx->options();
         o.fuse_qkv = c.fuse;
+        o.fuse_rope = c.fuse_rope;
         o.fuse_norms = true;  // decode takes the matvec with its norm prologue, prefill the tiled matmul
         auto ctx = std::make_shared<vk::Context>(shared_ctx->info().index, o);
         LlamaModel vk_model = *c.model;
@@ -207,17 +215,23 @@ TEST_CASE("vulkan text forward: Q, K and V stacked or apart (by the option, by m
         LlamaContext gpu(vk_model, pool, 64, 16);
         const int64_t V = c.model->config.n_vocab;
         std::vector<int32_t> prompt;
-        for (int i = 0; i < 11; ++i) prompt.push_back(int32_t((i * 53 + 2) % V));
+        for (int i = 0; i < 27; ++i) prompt.push_back(int32_t((i * 53 + 2) % V));
         std::vector<float> lw(static_cast<size_t>(V)), lg(static_cast<size_t>(V));
+        // 11 tokens (attention_qkv takes them where it is on), then 16 more (rope_qkv: too many rows).
         cpu.forward(prompt.data(), 11, 0, lw.data());
         gpu.forward(prompt.data(), 11, 0, lg.data());
+        require_close(lg, lw, kAbs, kRel);
+        cpu.forward(prompt.data() + 11, 16, 11, lw.data());
+        gpu.forward(prompt.data() + 11, 16, 11, lg.data());
         require_close(lg, lw, kAbs, kRel);
         const bool timed = ctx->set_profiling(true);
         decode_steps(cpu, gpu, 3, lw, lg);
         if (timed) {
             const vk::DeviceProfile p = ctx->take_profile();
-            CHECK(p.shaders.count("rope_qkv") == (c.stacked ? 1u : 0u));
-            CHECK(p.shaders.count("rope") == (c.stacked ? 0u : 1u));
+            for (const char* shader : {"attention_qkv", "rope_qkv", "rope"}) {
+                INFO(shader);
+                CHECK(p.shaders.count(shader) == (std::string(shader) == c.rotation ? 1u : 0u));
+            }
         }
     }
 }

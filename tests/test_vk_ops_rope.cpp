@@ -1,13 +1,16 @@
 // Parity of the Vulkan rotary-embedding ops with the CPU's ops::rope (the rest of the ops:
-// test_vk_ops.cpp): rope in place, at an offset and on two tensors at once, and rope_qkv,
-// which splits a fused Q·K·V product into q and the KV cache. Tolerances as there.
+// test_vk_ops.cpp): rope in place, at an offset and on two tensors at once; rope_qkv, which
+// splits a fused Q·K·V product into q and the KV cache; and attention_qkv, a decode step's
+// attention that does rope_qkv's work itself. Tolerances as there.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "core/ops.h"
+#include "core/thread_pool.h"
 #include "core/vk_ops.h"
 #include "tests/test_vk_helpers.h"
 
@@ -127,5 +130,99 @@ TEST_CASE("vulkan rope_qkv splits a fused Q·K·V product into q and the caches,
     rec.begin();
     CHECK_THROWS_AS(vk::rope_qkv(rec, a, vk::QkvSplit{&a, &b, &c, 1, 1, 0}, pos, table, 1), std::invalid_argument);
     CHECK_THROWS_AS(vk::rope_qkv(rec, a, vk::QkvSplit{&b, &c, &c, 1, 1, 0}, pos, table, 1), std::invalid_argument);
+    rec.submit_and_wait();
+}
+
+TEST_CASE("vulkan attention_qkv equals rope_qkv then attention: the output and the cache rows it writes",
+          "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const ops::RopeStyle style = GENERATE(ops::RopeStyle::AdjacentPairs, ops::RopeStyle::HalfSplit);
+    struct Shape {
+        int64_t n_q, heads, kv_heads, dim, q_pos0;
+        bool split;  // with a partials buffer, so the keys split where attention splits them
+    };
+    // An empty cache; a short one (unsplit); the keys split 10 ways (decode of SmolVLM's
+    // heads); a head_dim not a multiple of 4 (scalar loads) with 3 new keys; 8 new keys of
+    // head_dim 128 (the 1024 floats the shader stages); head_dim 256 (two rows); keys past
+    // one 2048-key chunk, split, and unsplit with the new keys on both sides of the chunk's end.
+    const Shape shapes[] = {{1, 1, 1, 2, 0, true},     {1, 4, 2, 64, 5, true},  {1, 15, 5, 64, 700, true},
+                            {3, 3, 1, 30, 200, true},  {8, 4, 4, 128, 130, true}, {2, 2, 1, 256, 64, true},
+                            {7, 6, 2, 64, 121, true},  {1, 2, 1, 64, 2500, true}, {5, 2, 1, 64, 2045, false}};
+    int64_t most = 0;
+    for (const Shape& s : shapes) most = std::max(most, vk::attention_partial_floats(s.n_q, s.heads, s.dim));
+    vk::Buffer partials(*ctx, uint64_t(most) * 4);
+    vk::upload(*ctx, partials, std::vector<uint32_t>(size_t(most), 0u).data(), uint64_t(most) * 4);
+    ThreadPool pool(1);
+    for (const Shape& s : shapes) {
+        INFO("n_q=" << s.n_q << " heads=" << s.heads << "/" << s.kv_heads << " dim=" << s.dim << " q_pos0=" << s.q_pos0
+                    << (s.split ? "" : " unsplit"));
+        REQUIRE(vk::attention_qkv_fits(s.n_q, s.dim));
+        const int64_t qd = s.heads * s.dim, kvd = s.kv_heads * s.dim, row = qd + 2 * kvd;
+        const int64_t n_kv = s.q_pos0 + s.n_q, cache = (n_kv + 1) * kvd;  // one row past the step's
+        const auto qkv = random_floats(size_t(s.n_q * row), 41, 2.0f);
+        auto k_old = random_floats(size_t(cache), 42, 2.0f), v_old = random_floats(size_t(cache), 43);
+        std::vector<int32_t> pos(size_t(s.n_q));
+        for (int64_t t = 0; t < s.n_q; ++t) pos[size_t(t)] = int32_t(s.q_pos0 + t);
+        // The CPU: Q, K and V cut from qkv, Q and K rotated, the step's K and V after the cache's rows.
+        std::vector<float> q, k(k_old.begin(), k_old.begin() + n_kv * kvd), v(v_old.begin(), v_old.begin() + n_kv * kvd);
+        for (int64_t t = 0; t < s.n_q; ++t) {
+            const float* r = qkv.data() + t * row;
+            q.insert(q.end(), r, r + qd);
+            std::copy(r + qd, r + qd + kvd, k.begin() + (s.q_pos0 + t) * kvd);
+            std::copy(r + qd + kvd, r + row, v.begin() + (s.q_pos0 + t) * kvd);
+        }
+        ops::rope(q.data(), pos.data(), s.n_q, s.heads, s.dim, 10000.f, style);
+        ops::rope(k.data() + s.q_pos0 * kvd, pos.data(), s.n_q, s.kv_heads, s.dim, 10000.f, style);
+        const float scale = 1.0f / std::sqrt(float(s.dim));
+        std::vector<float> ref(size_t(s.n_q * qd));
+        ops::attention(q.data(), k.data(), v.data(), ref.data(), s.n_q, n_kv, s.heads, s.kv_heads, s.dim, scale,
+                       /*causal=*/true, s.q_pos0, pool);
+
+        vk::Buffer dqkv = vk::upload_floats(*ctx, qkv), dpos(*ctx, pos.size() * 4);
+        vk::upload(*ctx, dpos, pos.data(), pos.size() * 4);
+        const vk::RopeTable table = vk::make_rope_table(*ctx, s.dim, 10000.f, style);
+        vk::Buffer dk = vk::upload_floats(*ctx, k_old), dv = vk::upload_floats(*ctx, v_old);
+        vk::Buffer dk2 = vk::upload_floats(*ctx, k_old), dv2 = vk::upload_floats(*ctx, v_old);
+        vk::Buffer dout(*ctx, uint64_t(s.n_q * qd) * 4), dout2(*ctx, uint64_t(s.n_q * qd) * 4);
+        vk::Buffer dq(*ctx, uint64_t(s.n_q * qd) * 4);
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        vk::attention_qkv(rec, dqkv, dpos, table, dk, dv, dout, s.n_q, s.q_pos0, s.heads, s.kv_heads, scale,
+                          s.split ? &partials : nullptr);
+        vk::rope_qkv(rec, dqkv, vk::QkvSplit{&dq, &dk2, &dv2, s.heads, s.kv_heads, s.q_pos0 * kvd}, dpos, table,
+                     s.n_q);
+        vk::attention(rec, dq, dk2, dv2, dout2, s.n_q, n_kv, s.heads, s.kv_heads, s.dim, scale, true, s.q_pos0,
+                      vk::AttentionPath::PerRow, s.split ? &partials : nullptr);
+        rec.submit_and_wait();
+        const auto out = vk::download_floats(*ctx, dout, uint64_t(s.n_q * qd));
+        require_close(out, ref, 2e-5f, 1e-4f);
+        require_close(out, vk::download_floats(*ctx, dout2, uint64_t(s.n_q * qd)), 1e-6f, 1e-5f);
+        // The caches: the step's rows as rope_qkv writes them, the rows before and after untouched.
+        const auto gk = vk::download_floats(*ctx, dk, uint64_t(cache)), gv = vk::download_floats(*ctx, dv, uint64_t(cache));
+        const auto gk2 = vk::download_floats(*ctx, dk2, uint64_t(cache));
+        const int64_t s0 = s.q_pos0 * kvd, s1 = n_kv * kvd;  // the step's floats in each cache
+        auto want_v = v_old;
+        std::copy(v.begin() + s0, v.end(), want_v.begin() + s0);
+        REQUIRE(gv == want_v);
+        auto k_around = gk;
+        std::copy(k_old.begin() + s0, k_old.begin() + s1, k_around.begin() + s0);
+        REQUIRE(k_around == k_old);
+        const std::vector<float> k_step(gk.begin() + s0, gk.begin() + s1);
+        require_close(k_step, std::vector<float>(gk2.begin() + s0, gk2.begin() + s1), 1e-6f, 1e-5f);
+        require_close(k_step, std::vector<float>(k.begin() + s0, k.end()), 2e-5f, 1e-4f);
+    }
+    // What it does not take: 16 rows (the tiled kernels' size), an odd head_dim, more fresh
+    // floats than the shader stages, the cache as the product.
+    CHECK_FALSE(vk::attention_qkv_fits(16, 64));
+    CHECK_FALSE(vk::attention_qkv_fits(1, 63));
+    CHECK_FALSE(vk::attention_qkv_fits(5, 256));
+    CHECK(vk::attention_qkv_fits(15, 64));
+    vk::Buffer a(*ctx, 64 * 4), b(*ctx, 64 * 4), c(*ctx, 64 * 4), pos(*ctx, 4);
+    const vk::RopeTable table = vk::make_rope_table(*ctx, 2, 10000.f, style);
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    CHECK_THROWS_AS(vk::attention_qkv(rec, a, pos, table, a, b, c, 1, 0, 1, 1, 1.0f), std::invalid_argument);
+    CHECK_THROWS_AS(vk::attention_qkv(rec, a, pos, table, b, c, c, 1, 0, 1, 1, 1.0f), std::invalid_argument);
+    CHECK_THROWS_AS(vk::attention_qkv(rec, a, pos, table, b, c, pos, 16, 0, 1, 1, 1.0f), std::invalid_argument);
     rec.submit_and_wait();
 }

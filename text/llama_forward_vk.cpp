@@ -122,12 +122,14 @@ vk::MatmulEpilogue LlamaVulkanRun::normed(const vk::Buffer& weight, bool fuse, v
 // cache rows pos0 .. pos0+T-1 (the cache layout is [pos][KV·hd], which vk::attention reads
 // directly), K rotated; the output and down products add themselves to x, and gate, up and
 // SwiGLU are one matmul (the matmul epilogue; two matmuls and swiglu where gate and up differ
-// in type). Q, K and V: with the three stacked (qkv_stacked), one matmul into qkv_ and one
-// rope_qkv dispatch that rotates Q into q_ and K into the cache and copies V there: 8
-// dispatches a layer. Otherwise the K and V products are stored straight into the cache and Q
-// and K rotated in one rope dispatch: 10. Batches of at most 8 rows (decode), which the matvec
-// kernel takes, fuse each norm into the matvecs that read it where the device is a GPU
-// (vk::Context::fuse_norms): 6 (or 8) a layer.
+// in type). Q, K and V: with the three stacked (qkv_stacked), one matmul into qkv_, then for a
+// batch of fewer than 16 rows (decode) the attention takes its rows from qkv_, rotating them
+// itself and writing K and V to the cache (vk::attention_qkv; Context::fuse_rope): 7
+// dispatches a layer; for a prompt one rope_qkv dispatch rotates Q into q_ and K into the
+// cache and copies V there first: 8. Otherwise the K and V products are stored straight into
+// the cache and Q and K rotated in one rope dispatch: 10. Batches of at most 8 rows, which the
+// matvec kernel takes, fuse each norm into the matvecs that read it where the device is a GPU
+// (vk::Context::fuse_norms): 5 a layer (6 with rope_qkv, 8 apart).
 void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
     const LlamaConfig& c = w_->config;
     const int64_t row0 = int64_t(pos0) * c.kv_dim();
@@ -139,9 +141,12 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
     residual.accumulate = true;
     const bool fuse = fuse_norms(T);
     const vk::Buffer& n = norm_input(rec, x_, L.attn_norm, T, fuse);
+    // Stacked, a decode step rotates Q and K inside its attention (vk::attention_qkv).
+    const bool rope_in_attention = L.qkv_stacked && ctx_.fuse_rope() && vk::attention_qkv_fits(T, c.head_dim);
     if (L.qkv_stacked) {
         vk::matmul(rec, L.wq, n, qkv_, T, normed(L.attn_norm, fuse));
-        vk::rope_qkv(rec, qkv_, vk::QkvSplit{&q_, &kc, &vc, c.n_heads, c.n_kv_heads, row0}, pos_, w_->rope, T);
+        if (!rope_in_attention)
+            vk::rope_qkv(rec, qkv_, vk::QkvSplit{&q_, &kc, &vc, c.n_heads, c.n_kv_heads, row0}, pos_, w_->rope, T);
     } else {
         vk::matmul(rec, L.wq, n, q_, T, normed(L.attn_norm, fuse));
         vk::matmul(rec, L.wk, n, kc, T, normed(L.attn_norm, fuse, to_cache));
@@ -150,8 +155,12 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
         vk::rope(rec, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
     }
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    vk::attention(rec, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
-                  /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);
+    if (rope_in_attention)
+        vk::attention_qkv(rec, qkv_, pos_, w_->rope, kc, vc, att_, T, pos0, c.n_heads, c.n_kv_heads, scale,
+                          &att_partials_);
+    else
+        vk::attention(rec, q_, kc, vc, att_, T, int64_t(pos0) + T, c.n_heads, c.n_kv_heads, c.head_dim, scale,
+                      /*causal=*/true, pos0, vk::AttentionPath::Auto, &att_partials_);
     vk::matmul(rec, L.wo, att_, x_, T, residual);
     // x += w_down · (silu(w_gate·n) ⊙ w_up·n), n = rms_norm(x)
     const vk::Buffer& n2 = norm_input(rec, x_, L.ffn_norm, T, fuse);

@@ -20,7 +20,9 @@
 #   runs the per-row kernel there). And the tile with the 8 tiles of a call taken one by one
 #   through the layers (GLIMPSE_VK_VIT_TILES_AT_ONCE=0; a GPU takes them all at once). And F16
 #   decode and prefill with the Q, K and V projections as three products and a rope
-#   (GLIMPSE_VK_FUSE_QKV=0; by default one product and one rope_qkv).
+#   (GLIMPSE_VK_FUSE_QKV=0; by default one product), and F16 decode with the stacked product's
+#   rope_qkv dispatch before the attention (GLIMPSE_VK_FUSE_ROPE=0; by default the attention
+#   rotates Q and K itself: attention_qkv).
 # Each step has its own time limit, so the whole run stays under about 8 minutes.
 # GLIMPSE_GPU_QUICK=1: the same steps on tiny sizes (-p 16 -n 4, one tile, one run each), to
 # check the script itself on a slow device such as lavapipe.
@@ -73,6 +75,7 @@ step tests.txt 150 build-gpu/tests/glimpse_tests "${GLIMPSE_GPU_TESTS:-[vulkan]}
 step bench-500m-f16.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_FUSE_NORMS=0 step bench-500m-f16-unfused.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_FUSE_QKV=0 step bench-500m-f16-qkv-apart.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
+GLIMPSE_VK_FUSE_ROPE=0 step bench-500m-f16-rope-apart.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_RECORD_AHEAD=0 step bench-500m-f16-no-ahead.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 step bench-500m-q8_0.json 90 $g bench --device vulkan --random smolvlm-500m --type q8_0 "${text[@]}" --json
 step bench-vit.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
@@ -94,11 +97,12 @@ def load(name):
     except Exception as e:
         print(f"{name}: no figures ({e.__class__.__name__})")
         return None
-for t in ("f16", "f16-unfused", "f16-qkv-apart", "f16-no-ahead", "f16-tiles128", "f16-attention-blocked", "q8_0"):
+for t in ("f16", "f16-unfused", "f16-qkv-apart", "f16-rope-apart", "f16-no-ahead", "f16-tiles128", "f16-attention-blocked", "q8_0"):
     j = load(f"bench-500m-{t}.json")
     if j:
         norms = "norms fused" if j.get("fuse_norms") else "norms apart"
         norms += ", qkv stacked" if j.get("fuse_qkv") else ", qkv apart"
+        norms += ", rope in attention" if j.get("fuse_qkv") and j.get("fuse_rope") else ", rope apart"
         ahead = "recorded ahead" if j.get("record_ahead") else "recorded in turn"
         tiles = f"matmul tiles {j.get('matmul_tiles', '?')}, blocked attention {j.get('attention_blocked', '?')}"
         print(f"SmolVLM-500M-shaped text, {t} ({norms}, {ahead}, {tiles}): prefill {j['prefill_tps']:.0f} tok/s ({j['prefill_tokens']} tokens), "
