@@ -30,18 +30,21 @@ vec2 rotated(float u, float v, float a) {
     return vec2(u * c - v * s, u * s + v * c);
 }
 
-// Pair i of a head of head_dim values at `pos`: its angle a and the offsets iu, iv of its two
-// values from the head's first (style 0: 2i, 2i+1 with a = pos·s^i multiplied one factor at a
-// time; style 1: i, i + d/2 with a = pos·inv_freq[i]).
+// The offsets iu, iv of pair i's two values from its head's first (style 0: 2i, 2i+1; style 1:
+// i, i + d/2).
+void rope_dims(uint i, uint head_dim, out uint iu, out uint iv) {
+    iu = p.style == 0 ? 2 * i : i;
+    iv = p.style == 0 ? iu + 1 : i + head_dim / 2;
+}
+
+// Pair i of a head of head_dim values at `pos`: its angle a (style 0: pos·s^i multiplied one
+// factor at a time; style 1: pos·inv_freq[i]) and its dims iu, iv (rope_dims).
 void rope_pair(float pos, uint i, uint head_dim, out float a, out uint iu, out uint iv) {
+    rope_dims(i, head_dim, iu, iv);
     if (p.style == 0) {
         a = pos;
         for (uint j = 0; j < i; ++j) a *= p.theta_scale;
-        iu = 2 * i;
-        iv = iu + 1;
     } else {
         a = pos * inv_freq[i];
-        iu = i;
-        iv = i + head_dim / 2;
     }
 }

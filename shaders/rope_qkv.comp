@@ -36,18 +36,18 @@ void main() {
     const uint slot = (idx / half_d) % slots;
     const uint token = idx / (half_d * slots);
     const uint src = (token * slots + slot) * p.head_dim;
-    float a;
-    uint iu, iv;
-    rope_pair(float(positions[token]), i, p.head_dim, a, iu, iv);
-    const float u = qkv[src + iu], v = qkv[src + iv];
     const uint kv_row = p.kv_offset + token * p.n_kv_heads * p.head_dim;
-    if (slot >= p.n_heads + p.n_kv_heads) {  // V: copied
+    uint iu, iv;
+    if (slot >= p.n_heads + p.n_kv_heads) {  // V: copied, no angle
+        rope_dims(i, p.head_dim, iu, iv);
         const uint dst = kv_row + (slot - p.n_heads - p.n_kv_heads) * p.head_dim;
-        vc[dst + iu] = u;
-        vc[dst + iv] = v;
+        vc[dst + iu] = qkv[src + iu];
+        vc[dst + iv] = qkv[src + iv];
         return;
     }
-    const vec2 r = rotated(u, v, a);
+    float a;
+    rope_pair(float(positions[token]), i, p.head_dim, a, iu, iv);
+    const vec2 r = rotated(qkv[src + iu], qkv[src + iv], a);
     if (slot < p.n_heads) {
         const uint dst = (token * p.n_heads + slot) * p.head_dim;
         q[dst + iu] = r.x;

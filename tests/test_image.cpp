@@ -189,6 +189,19 @@ TEST_CASE("JPEG decodes close to the encoded image", "[image]") {
     CHECK(worst <= 12);
 }
 
+// A w×h picture of `channels` 8-bit channels: a gradient in x and y per channel plus noise
+// from an LCG, so that partial blocks, chroma upsampling and compression all show.
+cv::Mat noisy_picture(int w, int h, int channels, uint32_t seed) {
+    cv::Mat m(h, w, CV_8UC(channels));
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+            for (int c = 0; c < channels; ++c) {
+                seed = seed * 1664525u + 1013904223u;
+                m.ptr<uint8_t>(y)[x * channels + c] = uint8_t(x * (5 + 2 * c) + y * (3 + 4 * c) + (seed >> 27));
+            }
+    return m;
+}
+
 // OpenCV's decoding of a JPEG (libjpeg-turbo behind its own wrapper), as RGB.
 RgbImage opencv_rgb(const Bytes& jpeg) {
     const cv::Mat buf(1, int(jpeg.size()), CV_8U, const_cast<uint8_t*>(jpeg.data()));
@@ -206,14 +219,7 @@ RgbImage opencv_rgb(const Bytes& jpeg) {
 TEST_CASE("JPEG pixels are OpenCV's (and so Pillow's) for every kind of JPEG", "[image]") {
     // A noisy picture with odd sides, so that partial MCUs and chroma upsampling both matter.
     const int w = 37, h = 23;
-    cv::Mat bgr(h, w, CV_8UC3), grey(h, w, CV_8UC1);
-    uint32_t seed = 7;
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x) {
-            seed = seed * 1664525u + 1013904223u;
-            bgr.at<cv::Vec3b>(y, x) = cv::Vec3b(uint8_t(x * 7 + (seed >> 28)), uint8_t(y * 11), uint8_t((seed >> 16) & 255));
-            grey.at<uint8_t>(y, x) = uint8_t(x * 5 + y * 3 + (seed >> 29));
-        }
+    const cv::Mat bgr = noisy_picture(w, h, 3, 7), grey = noisy_picture(w, h, 1, 8);
     struct Kind {
         const char* name;
         bool grey;
@@ -251,16 +257,11 @@ TEST_CASE("JPEG pixels are OpenCV's (and so Pillow's) for every kind of JPEG", "
 
 TEST_CASE("WebP pixels are OpenCV's (and so Pillow's): lossy and lossless, with and without alpha", "[image]") {
     const int w = 29, h = 17;
-    cv::Mat bgra(h, w, CV_8UC4), bgr(h, w, CV_8UC3);
-    uint32_t seed = 11;
+    cv::Mat bgra = noisy_picture(w, h, 4, 11), bgr(h, w, CV_8UC3);
     for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x) {
-            seed = seed * 1664525u + 1013904223u;
-            bgra.at<cv::Vec4b>(y, x) = cv::Vec4b(uint8_t(x * 9 + (seed >> 28)), uint8_t(y * 13), uint8_t((seed >> 16) & 255),
-                                                 uint8_t(x < 10 ? 255 : (seed >> 8) & 255));
-            const cv::Vec4b p = bgra.at<cv::Vec4b>(y, x);
-            bgr.at<cv::Vec3b>(y, x) = cv::Vec3b(p[0], p[1], p[2]);
-        }
+        for (int x = 0; x < 10; ++x) bgra.at<cv::Vec4b>(y, x)[3] = 255;  // opaque on the left, varied on the right
+    const int bgr_of_bgra[] = {0, 0, 1, 1, 2, 2};
+    cv::mixChannels(&bgra, 1, &bgr, 1, bgr_of_bgra, 3);
     for (const bool alpha : {false, true}) {
         for (const int quality : {80, 101}) {  // 101: lossless
             INFO((alpha ? "BGRA" : "BGR") << ", quality " << quality);
