@@ -583,7 +583,8 @@ void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, co
     const int64_t hd = table.head_dim;
     require(q_pos0 >= 0, "attention_qkv", "negative position");
     require(attention_qkv_fits(n_q, hd), "attention_qkv",
-            "takes 1 to 15 rows of an even head_dim ≤ 256, rows · head_dim ≤ 1024");
+            "takes 1 to " + std::to_string(kVkAttentionTiledMinQ - 1) + " rows of an even head_dim ≤ " +
+                std::to_string(kMaxAttentionHeadDim) + ", rows · head_dim ≤ " + std::to_string(kVkAttentionFreshFloats));
     require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention_qkv", "n_heads must be a multiple of n_kv_heads");
     const VkBuffer handles[] = {qkv.handle(), k_cache.handle(), v_cache.handle(), o.handle()};
     for (size_t i = 0; i < 4; ++i)
