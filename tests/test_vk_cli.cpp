@@ -171,10 +171,6 @@ nlohmann::json bench_tiny_text(const std::string& model) {
     return nlohmann::json::parse(b.out);
 }
 
-}  // namespace
-
-namespace {
-
 // An on/off switch of the decoder's recording: with `env` =1 and =0 the tiny text model gives
 // the CPU's answer to `prompt` on the device, bench's JSON field `key` says which ran, and the
 // decode profile holds `shader` exactly when the switch is on (`shader_when_on`) or off.
@@ -308,8 +304,8 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
           Approx(j["encode_gflop_per_tile"].get<double>() / j["encode_ms_per_tile"].get<double>() * 1000.0));
     // --profile: GPU time by shader of one encode, one prefill and the decode steps; a decode
     // step runs the per-row attention shader from the stacked Q·K·V product (attention_qkv)
-    // once per layer, a (causal) prefill of 16 tokens
-    // the per-row one or the blocked one (vk::attention_path), the encoder the blocked one.
+    // once per layer, a (causal) prefill of 16 tokens the per-row one or the blocked one
+    // (vk::attention_path), the encoder the blocked one.
     if (ctx->timestamp_bits() > 0) {
         const auto cfg = open_llama_model((kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf").string()).config;
         const int layers = cfg.n_layers;
