@@ -141,7 +141,7 @@ public:
     }
 
     uint32_t dispatch_count() const { return dispatches_; }
-    uint32_t barrier_count() const { return barriers_; }
+    uint32_t barrier_count() const { return barriers_; }  // inside the stream (not begin()'s own)
     size_t cached_sets() const { return sets_.size(); }
     static constexpr size_t kMaxCachedSets = 4096;
 
