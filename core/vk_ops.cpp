@@ -87,6 +87,12 @@ uint32_t u32(int64_t v, const char* op) {
     return uint32_t(v);
 }
 
+// Throws unless the buffers are all different (no two handles the same).
+void require_distinct(std::initializer_list<const Buffer*> buffers, const char* op, const std::string& what) {
+    for (auto a = buffers.begin(); a != buffers.end(); ++a)
+        for (auto b = a + 1; b != buffers.end(); ++b) require((*a)->handle() != (*b)->handle(), op, what);
+}
+
 void require_floats(const Buffer& b, int64_t count, const char* op, const char* name) {
     require(count >= 0 && b.size() >= uint64_t(count) * 4, op,
             std::string(name) + " holds " + std::to_string(b.size() / 4) + " floats, " + std::to_string(count) +
@@ -387,10 +393,7 @@ void rope_qkv(Recorder& rec, const Buffer& qkv, const QkvSplit& to, const Buffer
     require(to.q && to.k_cache && to.v_cache, "rope_qkv", "a destination is missing");
     require(n_tokens >= 0 && to.n_heads >= 0 && to.n_kv_heads >= 0 && to.cache_offset >= 0, "rope_qkv",
             "negative size or offset");
-    require(to.k_cache->handle() != to.v_cache->handle() && to.q->handle() != to.k_cache->handle() &&
-                to.q->handle() != to.v_cache->handle() && qkv.handle() != to.q->handle() &&
-                qkv.handle() != to.k_cache->handle() && qkv.handle() != to.v_cache->handle(),
-            "rope_qkv", "the four tensors must be different buffers");
+    require_distinct({&qkv, to.q, to.k_cache, to.v_cache}, "rope_qkv", "the four tensors must be different buffers");
     const int64_t slots = to.n_heads + 2 * to.n_kv_heads;
     require_floats(qkv, n_tokens * slots * hd, "rope_qkv", "qkv");
     require_floats(*to.q, n_tokens * to.n_heads * hd, "rope_qkv", "q");
@@ -586,10 +589,7 @@ void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, co
             "takes 1 to " + std::to_string(kVkAttentionTiledMinQ - 1) + " rows of an even head_dim ≤ " +
                 std::to_string(kMaxAttentionHeadDim) + ", rows · head_dim ≤ " + std::to_string(kVkAttentionFreshFloats));
     require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention_qkv", "n_heads must be a multiple of n_kv_heads");
-    const VkBuffer handles[] = {qkv.handle(), k_cache.handle(), v_cache.handle(), o.handle()};
-    for (size_t i = 0; i < 4; ++i)
-        for (size_t j = i + 1; j < 4; ++j)
-            require(handles[i] != handles[j], "attention_qkv", "the four tensors must be different buffers");
+    require_distinct({&qkv, &k_cache, &v_cache, &o}, "attention_qkv", "the four tensors must be different buffers");
     const int64_t slots = n_heads + 2 * n_kv_heads, n_kv = q_pos0 + n_q;
     require_floats(qkv, n_q * slots * hd, "attention_qkv", "qkv");
     require_floats(k_cache, n_kv * n_kv_heads * hd, "attention_qkv", "k_cache");

@@ -80,12 +80,14 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
 const uint MAX_FRESH = 1024;  // kVkAttentionFreshFloats: n_q keys of head_dim rounded up to 4
 shared vec4 fresh_k[MAX_FRESH / 4];  // the fresh keys this workgroup sees, rotated, (D + 3) / 4 vec4s each
 
-// Pair ip of head slot `slot` (Q heads, then K's, then V's) of token tok's qkv row, rotated at
-// the token's position; iu and iv: the pair's two dims.
+// Where head slot `slot` (Q heads, then K's, then V's) of token tok's qkv row starts.
+uint qkv_head(uint tok, uint slot) { return (tok * (p.n_heads + 2u * p.n_kv_heads) + slot) * p.head_dim; }
+
+// Pair ip of that head, rotated at the token's position; iu and iv: the pair's two dims.
 vec2 qkv_rotated(uint tok, uint slot, uint ip, out uint iu, out uint iv) {
     float a;
     rope_pair(float(positions[tok]), ip, p.head_dim, a, iu, iv);
-    const uint src = (tok * (p.n_heads + 2u * p.n_kv_heads) + slot) * p.head_dim;
+    const uint src = qkv_head(tok, slot);
     return rotated(qkv[src + iu], qkv[src + iv], a);
 }
 #define V_AT(fresh, idx) ((fresh) ? qkv[idx] : v[idx])
@@ -139,7 +141,7 @@ void main() {
     const uint span_keys = (p.n_kv + p.n_split - 1) / p.n_split;
     const uint j_begin = min(split * span_keys, n_vis), j_end = min(j_begin + span_keys, n_vis);
 #ifdef FROM_QKV
-    const uint half_d = D / 2u, slots = p.n_heads + 2u * p.n_kv_heads;
+    const uint half_d = D / 2u, v_slot = p.n_heads + p.n_kv_heads + g;  // KV head g's V in qkv
     const uint fresh0 = p.q_pos0;  // the step's first key; n_batch = 1, causal
     if (i == 0u && split == 0u && h % (p.n_heads / p.n_kv_heads) == 0u) {
         for (uint e = t; e < p.n_q * half_d; e += WG) {  // KV head g's rows of the step's tokens
@@ -147,7 +149,7 @@ void main() {
             uint iu, iv;
             const vec2 r = qkv_rotated(tok, p.n_heads + g, e % half_d, iu, iv);
             const uint dst = (fresh0 + tok) * kv_stride + g * D;
-            const uint vsrc = (tok * slots + p.n_heads + p.n_kv_heads + g) * D;
+            const uint vsrc = qkv_head(tok, v_slot);
             k_out[dst + iu] = r.x;
             k_out[dst + iv] = r.y;
             v_out[dst + iu] = qkv[vsrc + iu];
@@ -258,8 +260,7 @@ void main() {
 #ifdef FROM_QKV
                 // A fresh key's V: the V head of its token's qkv row.
                 const bool fresh = c >= n_cached;
-                const uint base = fresh ? ((j0 + c - fresh0) * slots + p.n_heads + p.n_kv_heads + g) * D + d0
-                                        : vb + c * kv_stride;
+                const uint base = fresh ? qkv_head(j0 + c - fresh0, v_slot) + d0 : vb + c * kv_stride;
 #else
                 const bool fresh = false;
                 const uint base = vb + c * kv_stride;
