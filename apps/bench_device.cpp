@@ -89,8 +89,18 @@ struct TextRun {
     int gen() const { return int(gen_tokens.size()); }
     // The whole prompt from position 0, then every generated token one step at a time after it.
     void prefill() { ctx.forward(prompt_tokens.data(), prompt(), 0, logits.data()); }
-    void decode() {
-        for (int i = 0; i < gen(); ++i) ctx.forward(&gen_tokens[size_t(i)], 1, prompt() + i, logits.data());
+    // Where the context picks greedy tokens on the device (LlamaContext::decode_greedy), the
+    // steps feed the model's own picks after the first bench token, the device running each
+    // step without waiting for the host; elsewhere each bench token is one forward(), whose
+    // logits come back to the host. The same work a step either way.
+    void decode() { decode(gen()); }
+    void decode(int steps) {
+        if (ctx.greedy_on_device()) {
+            std::vector<int32_t> picks(static_cast<size_t>(steps));
+            ctx.decode_greedy(gen_tokens[0], steps, picks.data(), [](int32_t) { return true; });
+            return;
+        }
+        for (int i = 0; i < steps; ++i) ctx.forward(&gen_tokens[size_t(i)], 1, ctx.n_past(), logits.data());
     }
 
     LlamaContext ctx;
@@ -102,7 +112,7 @@ TextFigures bench_text(const LlamaModel& m, int prompt, int gen, int repeats, Th
     TextRun run(m, prompt, gen, pool);
     // Warm-up: pipelines, pages.
     run.ctx.forward(run.prompt_tokens.data(), std::min(prompt, 8), 0, run.logits.data());
-    run.ctx.forward(run.gen_tokens.data(), 1, run.ctx.n_past(), run.logits.data());
+    run.decode(std::min(gen, 2));
     std::vector<double> pre, dec;
     for (int r = 0; r < repeats; ++r) {
         run.ctx.reset();
@@ -190,6 +200,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["vit_tiles_at_once"] = tiles_at_once(*dev.ctx);  // a group's tiles through each step together
         j["fuse_qkv"] = dev.ctx->fuse_qkv();  // the decoder's Q, K, V as one matmul and one rope_qkv
         j["fuse_rope"] = dev.ctx->fuse_rope();  // decode's rope_qkv inside its attention (attention_qkv)
+        j["greedy_pick"] = dev.ctx->greedy_pick();  // decode picks its tokens on the device (greedy_pick)
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -76,7 +76,7 @@ bool validation_requested_by_env();
 // GLIMPSE_VK_PROFILE_DETAIL (profile_detail), GLIMPSE_VK_MATMUL_LARGE_TILES
 // (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
 // GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv),
-// GLIMPSE_VK_FUSE_ROPE (fuse_rope).
+// GLIMPSE_VK_FUSE_ROPE (fuse_rope), GLIMPSE_VK_GREEDY_PICK (greedy_pick).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -198,6 +198,11 @@ struct ContextOptions {
     // (vk::attention_qkv) rather than a rope_qkv dispatch before it: one dispatch a layer fewer.
     // Unset: on.
     std::optional<bool> fuse_rope;
+    // Greedy decoding (temperature 0, no repetition penalty, nothing that reads the logits) picks
+    // each token on the device (vk::greedy_pick), and the next step, which reads the pick there,
+    // is submitted before the host has seen it (LlamaVulkanRun::decode_greedy): the device never
+    // waits for the host between tokens, and no logits come back. Unset: on.
+    std::optional<bool> greedy_pick;
 };
 
 class Context {
@@ -234,6 +239,8 @@ public:
     bool fuse_qkv() const { return options_.fuse_qkv.value_or(true); }
     // Whether decode rotates Q and K inside its attention dispatch (ContextOptions::fuse_rope).
     bool fuse_rope() const { return options_.fuse_rope.value_or(true); }
+    // Whether greedy decoding picks its tokens on the device (ContextOptions::greedy_pick).
+    bool greedy_pick() const { return options_.greedy_pick.value_or(true); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 

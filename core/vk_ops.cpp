@@ -22,7 +22,11 @@ struct MatmulPush {  // matvec.comp, matmul.comp (which declares the first four)
     float norm_eps;     // matvec.comp's NORM prologue
 };
 struct GetRowsPush {  // get_rows.comp
-    uint32_t dim, n_ids, n_rows;
+    uint32_t dim, n_ids, n_rows, ids_offset;
+};
+struct GreedyPickPush {  // greedy_pick.comp
+    uint32_t n, out_slot, has_position;
+    int32_t next_position;
 };
 struct NormPush {  // rms_norm.comp, layer_norm.comp
     uint32_t rows, n, has_weight, has_bias;
@@ -447,18 +451,35 @@ void check_row_ids(const DeviceMatrix& table, const int32_t* ids, int64_t n_ids)
                                               std::to_string(table.N) + ")");
 }
 
-void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out_rows, int64_t n_ids) {
+void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out_rows, int64_t n_ids,
+              int64_t ids_offset) {
     require(get_rows_supports(table.dtype), "get_rows", "unsupported table type");
-    require(n_ids >= 0, "get_rows", "negative size");
-    require_floats(ids, n_ids, "get_rows", "ids");
+    require(n_ids >= 0 && ids_offset >= 0, "get_rows", "negative size or offset");
+    require_floats(ids, ids_offset + n_ids, "get_rows", "ids");
     require_floats(out_rows, n_ids * table.K, "get_rows", "out");
-    const GetRowsPush push{u32(table.K, "get_rows"), u32(n_ids, "get_rows"), u32(table.N, "get_rows")};
+    const GetRowsPush push{u32(table.K, "get_rows"), u32(n_ids, "get_rows"), u32(table.N, "get_rows"),
+                           u32(ids_offset, "get_rows")};
     const int64_t total = n_ids * table.K;
     u32(total, "get_rows");
     if (total == 0 || table.N == 0) return;
     const uint32_t wg = wg_size(rec.context(), 256);
     rec.dispatch(get_rows_shader(table.dtype), {in(table.buffer), in(ids), out(out_rows)}, push,
                  elementwise_groups(rec.context(), total, wg), {wg});
+}
+
+void greedy_pick(Recorder& rec, const Buffer& x, int64_t n, Buffer& ids, int64_t out_slot, Buffer* position,
+                 int32_t next_position) {
+    require(n >= 1 && out_slot >= 0, "greedy_pick", "empty input or negative slot");
+    require_floats(x, n, "greedy_pick", "x");
+    require_floats(ids, out_slot + 1, "greedy_pick", "ids");
+    if (position) {
+        require_floats(*position, 1, "greedy_pick", "position");
+        require(position->handle() != ids.handle(), "greedy_pick", "ids and position must be different buffers");
+    }
+    const GreedyPickPush push{u32(n, "greedy_pick"), u32(out_slot, "greedy_pick"), position ? 1u : 0u, next_position};
+    const uint32_t wg = wg_size(rec.context(), 256);
+    // Without a position the ids buffer is bound twice (binding 2 is then never written).
+    rec.dispatch(ShaderId::greedy_pick, {in(x), out(ids), out(position ? *position : ids)}, push, Groups{1, 1, 1}, {wg});
 }
 
 void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int64_t dst_offset, int64_t n) {

@@ -147,8 +147,17 @@ inline void add_row_bias(Recorder& r, Buffer& x, const Buffer& bias, int64_t row
 
 // Throws Error(Model) naming the table if an id is outside [0, N) (the shader only clamps).
 void check_row_ids(const DeviceMatrix& table, const int32_t* ids, int64_t n_ids);
-// out [n_ids][K] = rows ids[] of table; ids: int32 [n_ids] on the device, checked beforehand.
-void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out, int64_t n_ids);
+// out [n_ids][K] = rows ids[ids_offset ..] of table; ids: int32 on the device, checked
+// beforehand (or written by greedy_pick, whose ids are always rows of a table of n rows).
+void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out, int64_t n_ids,
+              int64_t ids_offset = 0);
+
+// Greedy decoding's pick on the device: ids[out_slot] = argmax(x [n]) (int32), the lowest index
+// among equals and NaN as the host's argmax() in text/sampler.h treats it; with `position`,
+// also position[0] = next_position (int32), the next step's. One workgroup. What lets several
+// greedy steps run in one submission: the next step's get_rows reads the id from `ids`.
+void greedy_pick(Recorder& rec, const Buffer& x, int64_t n, Buffer& ids, int64_t out_slot, Buffer* position = nullptr,
+                 int32_t next_position = 0);
 
 // dst[dst_offset + i] = src[src_offset + i], i < n (offsets and n in 32-bit words, copied as
 // bits; src and dst different buffers): row picking, and moving a step's inputs and outputs

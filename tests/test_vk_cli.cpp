@@ -213,6 +213,13 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_ROPE=1 and 0 give the CPU's answer, and b
     switch_gives_cpu_answer("GLIMPSE_VK_FUSE_ROPE", kLongPrompt, "fuse_rope", "attention_qkv", true);
 }
 
+TEST_CASE("vulkan CLI: GLIMPSE_VK_GREEDY_PICK=1 and 0 give the CPU's answer, and bench says which ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    CHECK(bench_tiny_text(q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf"))["greedy_pick"].get<bool>());
+    switch_gives_cpu_answer("GLIMPSE_VK_GREEDY_PICK", "a big red", "greedy_pick", "greedy_pick", true);
+}
+
 TEST_CASE("vulkan CLI: GLIMPSE_VK_RECORD_AHEAD=0 and GLIMPSE_VK_PROFILE_DETAIL=1: bench says which ran",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
@@ -323,14 +330,18 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
         CHECK(j["profile"]["encode"]["shaders"].contains("im2col"));
         // The matmul epilogue: K/V go straight into the cache and the residual adds, biases,
         // GELU and SwiGLU ride on the matmuls, so a decode step runs no element-wise shader
-        // (the encoder no separate activation) and copies only its input row and position in
-        // and its logits out, inside its one submission.
+        // (the encoder no separate activation). Its token is picked on the device, so it copies
+        // only that pick out (and the first step the first token and position in), inside its
+        // one submission, and reads its embedding row there.
         const auto& decode = j["profile"]["decode"]["shaders"];
         // Norms ride on the matvecs on a GPU, not on a CPU device such as lavapipe.
         CHECK(j["fuse_norms"].get<bool>() == (j["device_type"].get<std::string>() != "cpu"));
         CHECK(decode.contains("rms_norm") == !j["fuse_norms"].get<bool>());
         REQUIRE(decode.contains("copy"));
-        CHECK(decode["copy"]["dispatches"].get<double>() == 3);
+        const double steps = j["decode_tokens"].get<double>();
+        CHECK(decode["copy"]["dispatches"].get<double>() == Approx(1 + 2 / steps));
+        CHECK(decode["greedy_pick"]["dispatches"].get<double>() == 1);
+        CHECK(decode["get_rows_f32"]["dispatches"].get<double>() == 1);
         CHECK(j["profile"]["decode"]["submissions"].get<double>() == 1);
         CHECK(j["profile"]["decode"]["record_ms"].get<double>() > 0);
         CHECK_FALSE(decode.contains("binary"));

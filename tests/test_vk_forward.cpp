@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/quant.h"
@@ -268,6 +269,151 @@ TEST_CASE("vulkan text forward: a BF16 model (matrices and embeddings) matches t
     cpu.forward(&next, 1, cpu.n_past(), lw.data());  // one row: the matvec kernel
     gpu.forward(&next, 1, gpu.n_past(), lg.data());
     require_close(lg, lw, kAbs, kRel);
+}
+
+namespace {
+
+// A context on the test's device that picks greedy tokens on the device, or on the host.
+std::shared_ptr<vk::Context> greedy_context(vk::Context* ctx, bool on_device) {
+    vk::ContextOptions o = ctx->options();
+    o.greedy_pick = on_device;
+    return std::make_shared<vk::Context>(ctx->info().index, o);
+}
+
+}  // namespace
+
+TEST_CASE("vulkan greedy decoding on the device: the host's picks, each step submitted before the host sees "
+          "the last, stopped anywhere",
+          "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    const auto on = greedy_context(shared_ctx, true), off = greedy_context(shared_ctx, false);
+    LlamaModel on_model = cpu_model, off_model = cpu_model;
+    on_model.vulkan = upload_llama_weights(on, cpu_model);
+    off_model.vulkan = upload_llama_weights(off, cpu_model);
+    ThreadPool pool(1);
+    LlamaContext cpu(cpu_model, pool, 32, 8), gpu(on_model, pool, 32, 8), host(off_model, pool, 32, 8);
+    REQUIRE(gpu.greedy_on_device());
+    REQUIRE_FALSE(host.greedy_on_device());
+    REQUIRE_FALSE(cpu.greedy_on_device());
+    const int V = cpu_model.config.n_vocab;
+    const std::vector<int32_t> prompt = {1, 7, 300, 42, 5, 9, 77};
+    std::vector<float> logits(static_cast<size_t>(V));
+    auto restart = [&](LlamaContext& c) {
+        c.forward(prompt.data(), 7, 0, logits.data());
+        return argmax(logits);
+    };
+    const int32_t first = restart(cpu);
+    auto all = [](int32_t) { return true; };
+
+    // 12 steps: the same picks as the host makes from the device's logits, and as the CPU's.
+    std::vector<int32_t> want(12), got(12), picked_by_host(12);
+    REQUIRE(restart(gpu) == first);
+    restart(host);
+    const bool timed = on->set_profiling(true);
+    CHECK(gpu.decode_greedy(first, 12, got.data(), all) == 12);
+    CHECK(gpu.n_past() == 19);
+    if (timed) {
+        // One submission a step, each but the first recorded while the one before ran; every
+        // step picks on the device and reads its embedding row there.
+        const vk::DeviceProfile p = on->take_profile();
+        CHECK(p.submissions == 12);
+        CHECK(p.shaders.at("greedy_pick").dispatches == 12);
+        CHECK(p.shaders.at("get_rows_f32").dispatches == 12);
+        CHECK(p.record_ahead_ms > 0);
+    }
+    CHECK(host.decode_greedy(first, 12, picked_by_host.data(), all) == 12);
+    CHECK(cpu.decode_greedy(first, 12, want.data(), all) == 12);
+    CHECK(got == picked_by_host);
+    CHECK(got == want);
+    CHECK(gpu.timings().decode_tokens == 12);
+
+    // Stopped at the fifth pick: the step in flight is forgotten, and the next token fed (not the
+    // pick) at position 12 gives the CPU's logits.
+    for (LlamaContext* c : {&gpu, &cpu}) {
+        INFO((c->on_vulkan() ? "vulkan" : "cpu"));
+        restart(*c);
+        int seen = 0;
+        std::vector<int32_t> five(12, -1);
+        CHECK(c->decode_greedy(first, 12, five.data(), [&](int32_t) { return ++seen < 5; }) == 5);
+        CHECK(seen == 5);
+        CHECK(std::vector<int32_t>(five.begin(), five.begin() + 5) == std::vector<int32_t>(want.begin(), want.begin() + 5));
+        CHECK(c->n_past() == 12);
+    }
+    const int32_t other = (want[4] + 1) % V;
+    std::vector<float> lw(static_cast<size_t>(V)), lg(static_cast<size_t>(V));
+    cpu.forward(&other, 1, cpu.n_past(), lw.data());
+    gpu.forward(&other, 1, gpu.n_past(), lg.data());
+    require_close(lg, lw, kAbs, kRel);
+    // And a greedy run goes on from there as the CPU's does; one step alone, and none.
+    int32_t a = -1, b = -1;
+    CHECK(gpu.decode_greedy(other, 1, &a, all) == 1);
+    CHECK(cpu.decode_greedy(other, 1, &b, all) == 1);
+    CHECK(a == b);
+    CHECK(gpu.decode_greedy(a, 0, &a, all) == 0);
+    CHECK(gpu.n_past() == 14);
+
+    // What does not fit is refused before anything runs.
+    CHECK_THROWS_WITH(gpu.decode_greedy(a, 19, got.data(), all), Catch::Contains("do not fit in the context of 32"));
+    CHECK_THROWS_WITH(gpu.decode_greedy(V, 1, got.data(), all), Catch::Contains("outside the vocabulary"));
+    CHECK(gpu.n_past() == 14);
+}
+
+TEST_CASE("vulkan generation with greedy picks on the device: the host loop's tokens, stops and n_past",
+          "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    const auto on = greedy_context(shared_ctx, true);
+    LlamaModel on_model = cpu_model;
+    on_model.vulkan = upload_llama_weights(on, cpu_model);
+    ThreadPool pool(1);
+    const std::vector<int32_t> prompt = {1, 7, 300, 42, 5, 9, 77};
+    struct Case {
+        const char* name;
+        int max_tokens = 16, n_ctx = 64;
+        int stop_at = -1;      // the reference's token at this index is a stop token
+        int callback_at = -1;  // on_token says stop at this token
+        float penalty = 1.0f;  // not 1: the host draws
+    };
+    const Case c = GENERATE(Case{"max_tokens"}, Case{"stop token", 16, 64, 4}, Case{"on_token", 16, 64, -1, 3},
+                            Case{"full context", 30, 15}, Case{"one token", 1}, Case{"penalty", 16, 64, -1, -1, 1.3f});
+    INFO(c.name);
+    auto run = [&](const LlamaModel& m, const std::vector<int32_t>& stops) {
+        LlamaContext ctx(m, pool, c.n_ctx, 8);
+        SamplerParams sp;
+        sp.repeat_penalty = c.penalty;
+        Sampler sampler(sp);
+        GenerateOptions opts;
+        opts.max_tokens = c.max_tokens;
+        opts.stop_tokens = stops;
+        int n = 0;
+        const GenerateResult r = generate(ctx, prompt, sampler, opts, [&](int32_t) { return n++ != c.callback_at; });
+        return std::make_tuple(r.tokens, r.stopped_by_token, r.stopped_by_callback, ctx.n_past());
+    };
+    std::vector<int32_t> stops;
+    if (c.stop_at >= 0) {
+        const std::vector<int32_t> ref = std::get<0>(run(cpu_model, {}));
+        REQUIRE(int(ref.size()) > c.stop_at);
+        // The first token from stop_at on that did not come before.
+        for (int i = c.stop_at; i < int(ref.size()) && stops.empty(); ++i)
+            if (std::find(ref.begin(), ref.begin() + i, ref[size_t(i)]) == ref.begin() + i) stops = {ref[size_t(i)]};
+        INFO(::Catch::Detail::stringify(ref));
+        REQUIRE(stops.size() == 1);
+    }
+    const bool timed = on->set_profiling(true);
+    const auto got = run(on_model, stops);
+    const auto want = run(cpu_model, stops);
+    CHECK(std::get<0>(got) == std::get<0>(want));
+    CHECK(std::get<1>(got) == std::get<1>(want));
+    CHECK(std::get<2>(got) == std::get<2>(want));
+    CHECK(std::get<3>(got) == std::get<3>(want));
+    if (c.stop_at >= 0) CHECK(std::get<1>(got));
+    if (c.callback_at >= 0) CHECK(std::get<2>(got));
+    if (timed) {
+        // Picked on the device unless the penalty (or a single token) leaves nothing to pick there.
+        const vk::DeviceProfile p = on->take_profile();
+        CHECK(p.shaders.count("greedy_pick") == (c.penalty == 1.0f && c.max_tokens > 1 ? 1u : 0u));
+    }
 }
 
 TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on the CPU", "[vulkan][vk_forward]") {

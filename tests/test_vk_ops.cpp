@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 
 #include "core/matmul.h"
@@ -15,6 +16,7 @@
 #include "core/vk_ops.h"
 #include "core/vk_ops_vision.h"
 #include "tests/test_vk_helpers.h"
+#include "text/sampler.h"
 
 using namespace glimpse;
 using glimpse::test::random_floats;
@@ -402,6 +404,16 @@ TEST_CASE("vulkan get_rows matches the CPU for F32, F16, BF16 and Q8_0 tables", 
     ops::get_rows(table, ids.data(), int64_t(ids.size()), ref.data());
     require_close(vk::download_floats(*ctx, dout, ref.size()), ref, 0.0f, 0.0f);  // exact: same formula
 
+    // From an offset into the ids: the last three.
+    rec.begin();
+    vk::get_rows(rec, dt, did, dout, 3, int64_t(ids.size()) - 3);
+    rec.submit_and_wait();
+    const std::vector<float> tail(ref.end() - 3 * dim, ref.end());
+    require_close(vk::download_floats(*ctx, dout, tail.size()), tail, 0.0f, 0.0f);
+    rec.begin();
+    CHECK_THROWS_AS(vk::get_rows(rec, dt, did, dout, 3, int64_t(ids.size()) - 2), std::invalid_argument);
+    rec.end();
+
     const int32_t bad[] = {3, 1000};
     try {
         vk::check_row_ids(dt, bad, 2);
@@ -410,6 +422,56 @@ TEST_CASE("vulkan get_rows matches the CPU for F32, F16, BF16 and Q8_0 tables", 
         CHECK(e.kind() == ErrorKind::Model);
         CHECK(std::string(e.what()).find("row id 1000 outside [0, 1000)") != std::string::npos);
     }
+}
+
+TEST_CASE("vulkan greedy_pick picks what argmax() picks: ties to the lowest index, NaN as the host takes it",
+          "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const int64_t n = GENERATE(1, 7, 13, 127, 576, 960, 1023, 49152);
+    INFO("n = " << n);
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    std::vector<std::vector<float>> cases;
+    cases.push_back(random_floats(size_t(n), 61));
+    std::vector<float> ties(size_t(n), 0.5f);  // equals everywhere: index 0
+    cases.push_back(ties);
+    if (n > 2) {
+        ties[size_t(n / 2)] = 2.0f;  // two equal maxima, the later one in another invocation's stride
+        ties[size_t(n - 1)] = 2.0f;
+        cases.push_back(ties);
+        std::vector<float> x = random_floats(size_t(n), 62);
+        x[size_t(n - 2)] = nan;  // a NaN never wins...
+        x[1] = inf;
+        x[size_t(n - 1)] = inf;  // ...and of two infinities the first does
+        cases.push_back(x);
+        x[0] = nan;  // ...except at index 0, which nothing can beat
+        cases.push_back(x);
+        cases.push_back(std::vector<float>(size_t(n), -inf));
+    }
+    vk::Buffer dx(*ctx, uint64_t(n) * 4), ids(*ctx, 3 * 4), pos(*ctx, 4);
+    vk::Recorder rec(*ctx);
+    for (size_t c = 0; c < cases.size(); ++c) {
+        INFO("case " << c);
+        vk::upload(*ctx, dx, cases[c].data(), uint64_t(n) * 4);
+        vk::upload(*ctx, ids, std::vector<int32_t>{-1, -1, -1}.data(), 3 * 4);
+        rec.begin();
+        vk::greedy_pick(rec, dx, n, ids, 1, &pos, 1234 + int32_t(c));
+        vk::greedy_pick(rec, dx, n, ids, 2);  // no position
+        rec.submit_and_wait();
+        std::vector<int32_t> got(3);
+        int32_t got_pos = 0;
+        vk::download(*ctx, ids, got.data(), 3 * 4);
+        vk::download(*ctx, pos, &got_pos, 4);
+        const int32_t want = argmax(cases[c].data(), int(n));
+        CHECK(got[0] == -1);  // only its slot is written
+        CHECK(got[1] == want);
+        CHECK(got[2] == want);
+        CHECK(got_pos == 1234 + int32_t(c));
+    }
+    rec.begin();
+    CHECK_THROWS_AS(vk::greedy_pick(rec, dx, n, ids, 3), std::invalid_argument);  // slot past the buffer
+    CHECK_THROWS_AS(vk::greedy_pick(rec, dx, 0, ids, 0), std::invalid_argument);
+    CHECK_THROWS_AS(vk::greedy_pick(rec, dx, n, ids, 0, &ids), std::invalid_argument);
+    rec.end();
 }
 
 TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan]") {

@@ -12,8 +12,11 @@
 
 namespace glimpse {
 
-// logits [n_vocab]: the last prompt position's; overwritten as generation proceeds.
-// The sampler must already have seen the prompt ids (for its repetition penalty).
+// logits [n_vocab]: the last prompt position's; overwritten as generation proceeds, except where
+// the tokens after the first are greedy picks made on the Vulkan device
+// (LlamaContext::decode_greedy: a greedy sampler without a penalty, no constraint, no on_step),
+// whose logits never reach the host. The sampler must already have seen the prompt ids (for
+// its repetition penalty). Either way the same tokens, and n_past() ends where it would.
 GenerateResult continue_generation(LlamaContext& ctx, std::vector<float>& logits, Sampler& sampler,
                                    const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token);
 

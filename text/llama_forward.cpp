@@ -69,13 +69,17 @@ void LlamaContext::check_positions(int n_tokens, int pos0) const {
                                           std::to_string(n_ctx_) + " tokens (raise --ctx)");
 }
 
-void LlamaContext::forward(const int32_t* tokens, int n_tokens, int pos0, float* logits_out, LogitRows rows) {
-    check_positions(n_tokens, pos0);
+void LlamaContext::check_tokens(const int32_t* tokens, int n_tokens) const {
     const int64_t V = config().n_vocab;
     for (int i = 0; i < n_tokens; ++i)
         if (tokens[i] < 0 || tokens[i] >= V)
             throw model_error(model_.path, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " +
                                                std::to_string(V) + " tokens");
+}
+
+void LlamaContext::forward(const int32_t* tokens, int n_tokens, int pos0, float* logits_out, LogitRows rows) {
+    check_positions(n_tokens, pos0);
+    check_tokens(tokens, n_tokens);
     // Token path = get_rows, then exactly the embeddings path.
     run(n_tokens, pos0, logits_out, rows, n_tokens > 1, [&](int done, int T) {
         ops::get_rows(model_.weights.token_embd, tokens + done, T, act_.x.data());
@@ -88,6 +92,31 @@ void LlamaContext::forward_embeddings(const float* embd, int n_tokens, int pos0,
     run(n_tokens, pos0, logits_out, rows, n_tokens > 1, [&](int done, int T) {
         std::memcpy(act_.x.data(), embd + sz(done, D), sz(T, D) * sizeof(float));
     });
+}
+
+bool LlamaContext::greedy_on_device() const { return vk_ && vk_->greedy_on_device(); }
+
+int LlamaContext::decode_greedy(int32_t first, int n, int32_t* out, const std::function<bool(int32_t)>& keep) {
+    const int pos0 = n_past();
+    check_positions(n, pos0);
+    check_tokens(&first, 1);
+    if (!greedy_on_device()) {
+        std::vector<float> logits(size_t(config().n_vocab));
+        int32_t token = first;
+        for (int i = 0; i < n; ++i) {
+            forward(&token, 1, n_past(), logits.data());
+            out[i] = token = argmax(logits.data(), config().n_vocab);
+            if (!keep(token)) return i + 1;
+        }
+        return n;
+    }
+    if (capture_)
+        throw Error(ErrorKind::Usage, "attention capture (glimpse inspect) runs on the CPU only: use --device cpu");
+    const auto t0 = std::chrono::steady_clock::now();
+    const int made = vk_->decode_greedy(first, pos0, n, out, keep);
+    timings_.decode_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    timings_.decode_tokens += made;
+    return made;
 }
 
 // Cuts the tokens into batches of at most n_batch_ rows; fill(done, T) puts the input

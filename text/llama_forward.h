@@ -106,6 +106,17 @@ public:
     void forward_embeddings(const float* embd, int n_tokens, int pos0, float* logits_out,
                             LogitRows rows = LogitRows::Last);
 
+    // Greedy decoding from n_past(): feeds `first`, then each token it picks (argmax() of the
+    // logits, ties to the lowest id: Sampler's pick at temperature 0 without a penalty), at
+    // most n steps, writing the picks to out and asking keep(pick) after each; keep returning
+    // false ends it. Returns the picks made, m; n_past() grows by m (the tokens fed: `first`
+    // and out[0 .. m-2]). Where greedy_on_device(), the picks are made on the Vulkan device
+    // and the device runs each next step without waiting for the host
+    // (LlamaVulkanRun::decode_greedy); elsewhere it is forward() and argmax() a step. Errors
+    // as forward(): n steps that do not fit, a first token outside the vocabulary.
+    int decode_greedy(int32_t first, int n, int32_t* out, const std::function<bool(int32_t)>& keep);
+    bool greedy_on_device() const;
+
     void reset();  // forget every position (n_past() becomes 0); timings are kept
     const LlamaTimings& timings() const { return timings_; }
     void reset_timings() { timings_ = {}; }
@@ -114,6 +125,7 @@ public:
 
 private:
     void check_positions(int n_tokens, int pos0) const;
+    void check_tokens(const int32_t* tokens, int n_tokens) const;  // ids inside the vocabulary
     void run(int n_tokens, int pos0, float* logits_out, LogitRows rows, bool prefill,
              const std::function<void(int done, int T)>& fill);
     // One pass over at most n_batch_ tokens: x [T][D] in place, logits for `rows`.

@@ -73,6 +73,11 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
     }
     w->output_norm = upload_norm(c, model.weights.output_norm);
     w->output = matrix(model.weights.output);
+    if (c.greedy_pick()) {
+        const Tensor& embd = model.weights.token_embd;
+        w->embd_is_output = cfg.tied_output && vk::get_rows_supports(w->output.dtype);
+        if (!cfg.tied_output && vk::get_rows_supports(embd.dtype)) w->token_embd = matrix(embd);
+    }
     w->rope = vk::make_rope_table(c, cfg.head_dim, cfg.rope_theta, cfg.rope_style);
     return w;
 }
@@ -101,6 +106,10 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     logits_rows_ = 1;
     in_host_ = vk::Buffer(ctx_, fbytes(B, c.n_embd + 1), vk::MemoryKind::Staging);
     logits_host_ = vk::Buffer(ctx_, fbytes(1, c.n_vocab), vk::MemoryKind::Staging);
+    if (greedy_on_device()) {
+        ids_ = vk::Buffer(ctx_, fbytes(1, 2));
+        ids_host_ = vk::Buffer(ctx_, fbytes(1, 3), vk::MemoryKind::Staging);
+    }
 }
 
 const vk::Buffer& LlamaVulkanRun::norm_input(vk::Recorder& rec, const vk::Buffer& x, const vk::Buffer& weight, int rows,
@@ -191,15 +200,77 @@ int64_t LlamaVulkanRun::record_batch(vk::Recorder& rec, int T, int pos0, LogitRo
             n_out = T;
         }
     } else if (rows == LogitRows::Last) {
-        if (T > 1) vk::copy(rec, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
-        const bool fuse = fuse_norms(1);
-        const vk::Buffer& n = norm_input(rec, T > 1 ? last_ : x_, w_->output_norm, 1, fuse);
-        vk::matmul(rec, w_->output, n, logits_, 1, normed(w_->output_norm, fuse));
+        record_last_logits(rec, T);
         vk::copy(rec, logits_, 0, logits_host_, 0, V);
         n_out = 1;
     }
     rec.end();
     return n_out;
+}
+
+void LlamaVulkanRun::record_last_logits(vk::Recorder& rec, int T) {
+    const int64_t D = w_->config.n_embd;
+    if (T > 1) vk::copy(rec, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
+    const bool fuse = fuse_norms(1);
+    const vk::Buffer& n = norm_input(rec, T > 1 ? last_ : x_, w_->output_norm, 1, fuse);
+    vk::matmul(rec, w_->output, n, logits_, 1, normed(w_->output_norm, fuse));
+}
+
+// Step i feeds the token in ids_ slot i % 2 at position pos0 + i (pos_ [0], which the step
+// before's pick wrote), and its pick goes to slot (i + 1) % 2, with the next position, and to
+// ids_host_ [1 + (i + 1) % 2]. Step 0 takes the first token and its position from the host.
+void LlamaVulkanRun::record_greedy_step(vk::Recorder& rec, int i, int pos0) {
+    const LlamaConfig& c = w_->config;
+    const int in = i % 2, picked = (i + 1) % 2;
+    rec.begin();
+    if (i == 0) {
+        vk::copy(rec, ids_host_, 0, ids_, 0, 1);
+        vk::copy(rec, in_host_, positions_at(), pos_, 0, 1);
+    }
+    vk::get_rows(rec, *w_->embedding_table(), ids_, x_, 1, in);
+    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, 1, pos0 + i);
+    record_last_logits(rec, 1);
+    vk::greedy_pick(rec, logits_, c.n_vocab, ids_, picked, &pos_, pos0 + i + 1);
+    vk::copy(rec, ids_, picked, ids_host_, 1 + picked, 1);
+    rec.end();
+}
+
+int LlamaVulkanRun::decode_greedy(int32_t first, int pos0, int n, int32_t* out,
+                                  const std::function<bool(int32_t)>& keep) {
+    if (!greedy_on_device()) throw std::logic_error("LlamaVulkanRun::decode_greedy: not available on this model");
+    if (n < 0 || pos0 < 0 || pos0 > n_past_ || int64_t(pos0) + n > n_ctx_)
+        throw std::invalid_argument("LlamaVulkanRun::decode_greedy: steps outside the context");
+    ahead_pos_ = -1;  // a decode step recorded ahead is not what runs now
+    n_past_ = pos0;
+    if (n == 0) return 0;
+    const int32_t pos = pos0;
+    vk::upload(ctx_, ids_host_, &first, 4);
+    vk::upload(ctx_, in_host_, &pos, 4, uint64_t(positions_at()) * 4);
+    // Step i + 1 goes in behind step i before the host looks at step i's pick; without
+    // record_ahead (to measure what that saves) only after it.
+    const bool ahead = ctx_.options().record_ahead;
+    auto start = [&](int i) {
+        record_greedy_step(rec_[i % 2], i, pos0);
+        rec_[i % 2].submit();
+    };
+    start(0);
+    int made = 0;
+    for (int i = 0; i < n; ++i) {
+        const bool next = i + 1 < n;
+        if (next && ahead) start(i + 1);
+        vk::Recorder& rec = rec_[i % 2];
+        rec.wait();
+        dispatches_ = rec.dispatch_count();
+        vk::download(ctx_, ids_host_, &out[i], 4, uint64_t(1 + (i + 1) % 2) * 4);
+        made = i + 1;
+        if (!keep(out[i])) {
+            if (next && ahead) rec_[(i + 1) % 2].wait();  // its position is forgotten below
+            break;
+        }
+        if (next && !ahead) start(i + 1);
+    }
+    n_past_ = pos0 + made;
+    return made;
 }
 
 void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {

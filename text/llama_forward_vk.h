@@ -20,10 +20,15 @@
 // step p, the host records step p + 1 into a second Recorder (ContextOptions::record_ahead),
 // and the next call, if it is that step, submits it at once: the device no longer waits for
 // the host's recording between tokens. Any other call drops the stream recorded ahead.
+//
+// Greedy decoding (decode_greedy) goes one further: each step picks its token on the device
+// and the next step reads it there, so that step is submitted before the host has read the
+// pick, and the device does not wait for the host's pick either.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,8 +61,18 @@ struct LlamaVulkanWeights {
     std::vector<Layer> layers;
     vk::Buffer output_norm;  // [D]
     vk::DeviceMatrix output;
+    // The token embedding table, for greedy decoding on the device (Context::greedy_pick), where
+    // vk::get_rows takes its type: the output matrix itself when tied, else uploaded here.
+    vk::DeviceMatrix token_embd;
+    bool embd_is_output = false;
     vk::RopeTable rope;
     uint64_t bytes = 0;  // device bytes of the weights
+
+    // The table get_rows reads a token's embedding from, or null where there is none.
+    const vk::DeviceMatrix* embedding_table() const {
+        if (embd_is_output) return &output;
+        return token_embd.buffer.size() > 0 ? &token_embd : nullptr;
+    }
 };
 
 // Uploads `model`'s weights to `ctx`. Error(Model) naming the tensor for a weight type without
@@ -79,12 +94,30 @@ public:
     // n_past, pos0 + T ≤ n_ctx: LlamaContext checks). Writes `rows` logits to logits_out.
     void run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows);
 
+    // Whether decode_greedy can run: the Context picks on the device (greedy_pick) and the
+    // embedding table is there.
+    bool greedy_on_device() const { return ctx_.greedy_pick() && w_->embedding_table() != nullptr; }
+    // Greedy decoding on the device: feeds `first` at position pos0 (≤ n_past), then each token
+    // it picks, at most n steps (pos0 + n ≤ n_ctx), writing the picks to out and asking
+    // keep(pick) after each. Each step is one submission, recorded while the step before runs
+    // and submitted before the host reads that step's pick: the step's embedding row comes from
+    // the pick on the device (vk::greedy_pick, vk::get_rows), so the device does not wait for
+    // the host between tokens, and no logits come back. When keep says no, the step in flight
+    // finishes and is forgotten. Returns the picks made, m: the m tokens fed are `first` and
+    // out[0 .. m-2], and n_past becomes pos0 + m. The same picks as argmax() of run_batch's
+    // logits, step by step.
+    int decode_greedy(int32_t first, int pos0, int n, int32_t* out, const std::function<bool(int32_t)>& keep);
+
     const std::string& device_label() const { return w_->ctx->label(); }
     uint32_t dispatches_last_batch() const { return dispatches_; }
 
 private:
     // Records the whole batch into rec; returns the rows of logits it leaves in logits_.
     int64_t record_batch(vk::Recorder& rec, int T, int pos0, LogitRows rows);
+    // The logits of the batch's last row into logits_.
+    void record_last_logits(vk::Recorder& rec, int T);
+    // decode_greedy's step i (position pos0 + i) into rec.
+    void record_greedy_step(vk::Recorder& rec, int i, int pos0);
     void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0);
     // rms_norm(x) · weight as the input of the matmuls that follow, for `rows` rows. Fused (the
     // batch fits the matvec kernel and the Context fuses norms): x itself, and normed() puts the
@@ -106,6 +139,9 @@ private:
     // Host-visible: a batch's input rows [n_batch][D] then its positions (int32 [n_batch]),
     // and one row of logits [V] coming back.
     vk::Buffer in_host_, logits_host_;
+    // decode_greedy's token ids: on the device, a two-slot ring (step i reads slot i % 2 and
+    // its pick goes to the other); host-visible, the first token, then the ring's copies.
+    vk::Buffer ids_, ids_host_;
     // Where in_host_ keeps the positions, in words: after n_batch rows of D.
     int64_t positions_at() const { return int64_t(n_batch_) * w_->config.n_embd; }
     // Rows logits_ (and last_, the rows fed to the output matrix) hold: 1, grown for LogitRows::All

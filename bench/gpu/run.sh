@@ -22,7 +22,9 @@
 #   decode and prefill with the Q, K and V projections as three products and a rope
 #   (GLIMPSE_VK_FUSE_QKV=0; by default one product), and F16 decode with the stacked product's
 #   rope_qkv dispatch before the attention (GLIMPSE_VK_FUSE_ROPE=0; by default the attention
-#   rotates Q and K itself: attention_qkv).
+#   rotates Q and K itself: attention_qkv), and F16 decode with the host picking each token
+#   from downloaded logits (GLIMPSE_VK_GREEDY_PICK=0; by default bench's decode picks greedily
+#   on the device, each step queued before the host reads the last pick).
 # Each step has its own time limit, so the whole run stays under about 8 minutes.
 # GLIMPSE_GPU_QUICK=1: the same steps on tiny sizes (-p 16 -n 4, one tile, one run each), to
 # check the script itself on a slow device such as lavapipe.
@@ -76,6 +78,7 @@ step bench-500m-f16.json 90 $g bench --device vulkan --random smolvlm-500m --typ
 GLIMPSE_VK_FUSE_NORMS=0 step bench-500m-f16-unfused.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_FUSE_QKV=0 step bench-500m-f16-qkv-apart.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_FUSE_ROPE=0 step bench-500m-f16-rope-apart.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
+GLIMPSE_VK_GREEDY_PICK=0 step bench-500m-f16-host-pick.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_RECORD_AHEAD=0 step bench-500m-f16-no-ahead.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 step bench-500m-q8_0.json 90 $g bench --device vulkan --random smolvlm-500m --type q8_0 "${text[@]}" --json
 step bench-vit.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
@@ -97,13 +100,14 @@ def load(name):
     except Exception as e:
         print(f"{name}: no figures ({e.__class__.__name__})")
         return None
-for t in ("f16", "f16-unfused", "f16-qkv-apart", "f16-rope-apart", "f16-no-ahead", "f16-tiles128", "f16-attention-blocked", "q8_0"):
+for t in ("f16", "f16-unfused", "f16-qkv-apart", "f16-rope-apart", "f16-host-pick", "f16-no-ahead", "f16-tiles128", "f16-attention-blocked", "q8_0"):
     j = load(f"bench-500m-{t}.json")
     if j:
         norms = "norms fused" if j.get("fuse_norms") else "norms apart"
         norms += ", qkv stacked" if j.get("fuse_qkv") else ", qkv apart"
         norms += ", rope in attention" if j.get("fuse_qkv") and j.get("fuse_rope") else ", rope apart"
         ahead = "recorded ahead" if j.get("record_ahead") else "recorded in turn"
+        ahead += ", picked on the device" if j.get("greedy_pick") else ", picked by the host"
         tiles = f"matmul tiles {j.get('matmul_tiles', '?')}, blocked attention {j.get('attention_blocked', '?')}"
         print(f"SmolVLM-500M-shaped text, {t} ({norms}, {ahead}, {tiles}): prefill {j['prefill_tps']:.0f} tok/s ({j['prefill_tokens']} tokens), "
               f"decode {j['decode_tps']:.1f} tok/s ({j['decode_tokens']} steps) "
