@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "text/generation.h"
 
 namespace glimpse {
 
@@ -235,26 +236,53 @@ TurnResult ChatSession::ask(const std::string& question, const SamplerParams& sa
     t0 = Clock::now();
     r.stop = "length";
     const int n_vocab = ctx_.config().n_vocab;
-    for (int i = 0; i < max_tokens; ++i) {
+    auto draw = [&] {
         if (constraint) constraint->mask(logits.data(), n_vocab);
         const int32_t id = sampler.sample(logits.data(), n_vocab);
         if (on_step) on_step(logits.data(), n_vocab, id);
+        return id;
+    };
+    // Token i of the answer, drawn with n_past positions fed: false ends the turn.
+    auto take = [&](int32_t id, int i, int n_past) {
         if (std::find(eog.begin(), eog.end(), id) != eog.end()) {
             r.stop = "eog";
-            break;
+            return false;
         }
         sampler.accept(id);
         if (constraint) constraint->accept(id);
         r.tokens.push_back(id);
         emit(stops.feed(stream.push(id)));
-        const bool full = ctx_.n_past() + 1 >= ctx_.n_ctx();
+        const bool full = n_past + 1 >= ctx_.n_ctx();
         const bool complete = constraint && constraint->complete();
         if (stops.stopped() || complete || i + 1 == max_tokens || full) {
             r.stop = stops.stopped() ? "stop_string" : complete ? "complete" : full ? "context_full" : "length";
             unfed_ = {id};  // run through the model at the start of the next turn
-            break;
+            return false;
         }
-        forward(Call{{id}, -1, 0, 0}, &logits);
+        return true;
+    };
+    int32_t id = 0;
+    const bool more = max_tokens > 0 && take(id = draw(), 0, ctx_.n_past());
+    if (more && picks_on_device(ctx_, sampler, constraint, bool(on_step))) {
+        // Greedy picks on the device, each step queued before the host takes the pick before
+        // (LlamaContext::decode_greedy); take() stops it at max_tokens or a full context at
+        // the latest. The tokens fed are the first and every pick but the last.
+        const int pos0 = ctx_.n_past();
+        std::vector<int32_t> picks(size_t(std::min(max_tokens - 1, ctx_.n_ctx() - pos0 - 1)));
+        int i = 1;
+        const int made = ctx_.decode_greedy(id, int(picks.size()), picks.data(), [&](int32_t pick) {
+            const bool more = take(pick, i, pos0 + i);
+            ++i;
+            return more;
+        });
+        calls_.push_back(Call{{id}, -1, 0, 0});
+        for (int k = 0; k + 1 < made; ++k) calls_.push_back(Call{{picks[size_t(k)]}, -1, 0, 0});
+    } else if (more) {
+        for (int i = 1;; ++i) {
+            forward(Call{{id}, -1, 0, 0}, &logits);
+            id = draw();
+            if (!take(id, i, ctx_.n_past())) break;
+        }
     }
     if (!stops.stopped()) emit(stops.feed(stream.flush()) + stops.flush());
     r.generate_ms = ms_since(t0);

@@ -10,10 +10,12 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/quant.h"
 #include "core/thread_pool.h"
+#include "fusion/session.h"
 #include "fusion/vlm.h"
 #include "tests/test_vk_helpers.h"
 #include "text/generation.h"
@@ -413,6 +415,61 @@ TEST_CASE("vulkan generation with greedy picks on the device: the host loop's to
         // Picked on the device unless the penalty (or a single token) leaves nothing to pick there.
         const vk::DeviceProfile p = on->take_profile();
         CHECK(p.shaders.count("greedy_pick") == (c.penalty == 1.0f && c.max_tokens > 1 ? 1u : 0u));
+    }
+}
+
+TEST_CASE("vulkan ask: a conversation whose greedy answers are picked on the device answers as on the CPU",
+          "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    const VlmModel cpu_model = open_vlm(kText.string(), kMmproj.string());
+    VlmModel gpu_model = open_vlm(kText.string(), kMmproj.string());
+    const auto on = greedy_context(shared_ctx, true);
+    gpu_model.text.vulkan = upload_llama_weights(on, cpu_model.text);
+    ThreadPool pool(1);
+    struct Turn {
+        std::string text, stop;
+        std::vector<int32_t> tokens;
+        int n_past = 0, new_positions = 0;
+    };
+    // Three turns about a scene; the second cut short by max_tokens, the third by the context
+    // when n_ctx is small.
+    auto converse = [&](const VlmModel& m, int n_ctx) {
+        LlamaContext lc(m.text, pool, n_ctx);
+        ChatSession s(m, lc, pool, SessionOptions{});
+        s.add_image((kSource / "examples" / "scene_1.png").string());
+        std::vector<Turn> turns;
+        for (const auto& [q, max_tokens] : {std::pair{"Describe this image.", 24}, std::pair{"What is in it?", 2},
+                                            std::pair{"Say more.", 24}}) {
+            const TurnResult r = s.ask(q, SamplerParams{}, max_tokens, {}, nullptr);
+            turns.push_back({r.text, r.stop, r.tokens, s.n_past(), r.new_positions});
+        }
+        // What the KV cache holds, as the session knows it: a saved conversation lists every
+        // call that fed it and the answer's token not fed yet.
+        const test::TempDir dir;
+        s.save((dir / "chat").string());
+        const std::vector<uint8_t> saved = test::read_file(dir / "chat");
+        turns.push_back({std::string(saved.begin(), saved.end()), "", {}, 0, 0});
+        return turns;
+    };
+    const std::vector<Turn> want = converse(cpu_model, 512);
+    const bool timed = on->set_profiling(true);
+    const std::vector<Turn> got = converse(gpu_model, 512);
+    if (timed) CHECK(on->take_profile().shaders.count("greedy_pick") == 1);
+    CHECK(want[0].tokens.size() >= 3);
+    CHECK(want[1].stop == "length");
+    // The third turn has room for two answer tokens.
+    const int small = want[1].n_past + want[2].new_positions + 2;
+    const std::vector<Turn> want_full = converse(cpu_model, small), got_full = converse(gpu_model, small);
+    CHECK(want_full[2].stop == "context_full");
+    for (const auto& [w, g] : {std::pair{&want, &got}, std::pair{&want_full, &got_full}}) {
+        for (size_t t = 0; t < 3; ++t) {
+            INFO("n_ctx " << (w == &want ? 512 : small) << ", turn " << t);
+            CHECK(g->at(t).tokens == w->at(t).tokens);
+            CHECK(g->at(t).text == w->at(t).text);
+            CHECK(g->at(t).stop == w->at(t).stop);
+            CHECK(g->at(t).n_past == w->at(t).n_past);
+        }
+        CHECK(g->at(3).text == w->at(3).text);  // the saved conversations, byte for byte
     }
 }
 

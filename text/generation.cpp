@@ -7,17 +7,12 @@
 
 namespace glimpse {
 
-namespace {
-
-// Whether the draws are greedy picks that LlamaContext::decode_greedy can make on the device:
-// nothing masks or shows the logits, and the sampler takes their argmax as they are.
-bool greedy_on_device(const LlamaContext& ctx, const Sampler& sampler, const GenerateOptions& opts) {
+bool picks_on_device(const LlamaContext& ctx, const Sampler& sampler, const TokenConstraint* constraint,
+                     bool logits_read) {
     const SamplerParams& p = sampler.params();
-    return ctx.greedy_on_device() && !opts.constraint && !opts.on_step &&
-           (p.temperature <= 0.0f || p.top_k == 1) && p.repeat_penalty == 1.0f;
+    return ctx.greedy_on_device() && !constraint && !logits_read && (p.temperature <= 0.0f || p.top_k == 1) &&
+           p.repeat_penalty == 1.0f;
 }
-
-}  // namespace
 
 GenerateResult continue_generation(LlamaContext& ctx, std::vector<float>& logits, Sampler& sampler,
                                    const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token) {
@@ -52,7 +47,7 @@ GenerateResult continue_generation(LlamaContext& ctx, std::vector<float>& logits
     if (opts.max_tokens <= 0) return result;
     int32_t id = draw();
     if (!take(id, 0, ctx.n_past())) return result;
-    if (greedy_on_device(ctx, sampler, opts)) {
+    if (picks_on_device(ctx, sampler, opts.constraint, bool(opts.on_step))) {
         // Every later token is picked on the device, the next step running while the host
         // takes the pick before; take() stops it at max_tokens or a full context at the latest.
         const int pos0 = ctx.n_past();

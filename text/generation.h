@@ -12,6 +12,13 @@
 
 namespace glimpse {
 
+// Whether the tokens after the first may be greedy picks made on the device
+// (LlamaContext::decode_greedy): the context can, the sampler takes the argmax of the logits as
+// they are (temperature 0 or top-k 1, no repetition penalty), and nothing masks them (a
+// constraint) or reads them (logits_read: --show-probs).
+bool picks_on_device(const LlamaContext& ctx, const Sampler& sampler, const TokenConstraint* constraint,
+                     bool logits_read);
+
 // logits [n_vocab]: the last prompt position's; overwritten as generation proceeds, except where
 // the tokens after the first are greedy picks made on the Vulkan device
 // (LlamaContext::decode_greedy: a greedy sampler without a penalty, no constraint, no on_step),
