@@ -154,8 +154,9 @@ void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffe
 
 // Greedy decoding's pick on the device: ids[out_slot] = argmax(x [n]) (int32), the lowest index
 // among equals and NaN as the host's argmax() in text/sampler.h treats it; with `position`,
-// also position[0] = next_position (int32), the next step's. One workgroup. What lets several
-// greedy steps run in one submission: the next step's get_rows reads the id from `ids`.
+// also position[0] = next_position (int32), the next step's. One workgroup. What lets a greedy
+// step be submitted before the host has read the pick of the step before: its get_rows reads
+// the id from `ids` (LlamaVulkanRun::decode_greedy).
 void greedy_pick(Recorder& rec, const Buffer& x, int64_t n, Buffer& ids, int64_t out_slot, Buffer* position = nullptr,
                  int32_t next_position = 0);
 

@@ -2,8 +2,8 @@
 // A greedy decoding step's pick, on the device: ids[out_slot] = argmax(x[0 .. n-1]), ties to
 // the lowest index, as the host's argmax() (text/sampler.cpp) picks it, NaN included: a NaN
 // never wins, except at index 0, where nothing can beat it. And, when has_position != 0,
-// position[0] = next_position: the next step's position, so that a stream of several steps
-// needs no host round trip between them (LlamaVulkanRun::decode_greedy). One workgroup: each
+// position[0] = next_position: the next step's position, so that the next step needs nothing
+// from the host (LlamaVulkanRun::decode_greedy). One workgroup: each
 // invocation keeps the largest value of its stride (the first of equals), then the workgroup
 // reduces the (value, index) pairs in shared memory.
 #include "common.glsl"
