@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/scratch.h"
+#include "text/generation.h"
 #include "text/tokenizer.h"
 #include "vision/vit_forward.h"
 
@@ -374,6 +375,36 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
         st.generated += q.n_tokens;
         on_result(q.index, line);
     };
+    // A token drawn for q with n_past positions fed: false ends its caption.
+    auto take = [&](Sequence& q, int32_t id, int n_past) {
+        if (std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end()) return false;
+        q.sampler.accept(id);
+        ++q.n_tokens;
+        q.text += q.stops.feed(q.stream.push(id));
+        return !q.stops.stopped() && q.n_tokens < s_.max_tokens && n_past < q.ctx->n_ctx();
+    };
+    // Where the device picks greedy tokens itself (picks_on_device), each caption's tokens
+    // after its first come from LlamaContext::decode_greedy, the device never waiting for the
+    // host between them; LlamaBatch steps Vulkan contexts one by one anyway.
+    if (!seqs.empty() && s_.max_tokens > 0 && picks_on_device(*seqs[0]->ctx, seqs[0]->sampler, nullptr, false)) {
+        for (auto& q : seqs) {
+            const auto t0 = Clock::now();
+            const int pos0 = q->ctx->n_past();
+            const int32_t first = q->sampler.sample(q->logits.data(), V);
+            if (take(*q, first, pos0)) {
+                std::vector<int32_t> picks(size_t(std::min(s_.max_tokens - 1, q->ctx->n_ctx() - pos0)));
+                int i = 1;
+                q->ctx->decode_greedy(first, int(picks.size()), picks.data(), [&](int32_t pick) {
+                    return take(*q, pick, pos0 + i++);
+                });
+            }
+            const double dt = ms_since(t0);
+            st.decode_ms += dt;
+            q->ms += dt;
+            finish(*q);
+        }
+        return;
+    }
     std::vector<Sequence*> live;
     for (auto& q : seqs) live.push_back(q.get());
     std::vector<LlamaContext*> step_ctxs;
@@ -387,16 +418,11 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
             bool more = false;
             if (q->n_tokens < s_.max_tokens) {
                 const int32_t id = q->sampler.sample(q->logits.data(), V);
-                if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) {
-                    q->sampler.accept(id);
-                    ++q->n_tokens;
-                    q->text += q->stops.feed(q->stream.push(id));
-                    more = !q->stops.stopped() && q->n_tokens < s_.max_tokens && q->ctx->n_past() < q->ctx->n_ctx();
-                    if (more) {
-                        going.push_back(q);
-                        step_ctxs.push_back(q->ctx);
-                        step_tokens.push_back(id);
-                    }
+                more = take(*q, id, q->ctx->n_past());
+                if (more) {
+                    going.push_back(q);
+                    step_ctxs.push_back(q->ctx);
+                    step_tokens.push_back(id);
                 }
             }
             if (!more) finish(*q);

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -191,6 +193,38 @@ void switch_gives_cpu_answer(const char* env, const std::string& prompt, const c
 const char* const kLongPrompt = "a big red ball rolled down the long green hill";
 
 }  // namespace
+
+TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, picked on the device or by the host",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const test::TempDir dir;
+    // file -> (caption, tokens) of one caption run over the examples, three images a batch.
+    auto captions = [&](const std::string& device, const std::string& max_tokens) {
+        const fs::path out = dir / ("captions-" + device + ".jsonl");
+        fs::remove(out);
+        const auto r = run_glimpse("caption " + q(kSource / "examples") + " -o " + q(out) + " --batch 3 -n " +
+                                   max_tokens + " --device " + device);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        std::map<std::string, std::pair<std::string, int>> by_file;
+        std::ifstream in(out);
+        for (std::string line; std::getline(in, line);) {
+            const auto j = nlohmann::json::parse(line);
+            by_file[j["file"].get<std::string>()] = {j["caption"].get<std::string>(), j["tokens"].get<int>()};
+        }
+        return by_file;
+    };
+    for (const char* max_tokens : {"12", "64"}) {  // cut by the limit, or ended by the model
+        INFO("-n " << max_tokens);
+        const auto want = captions("cpu", max_tokens);
+        CHECK(want.size() == 6);
+        for (const char* on : {"1", "0"}) {
+            INFO("GLIMPSE_VK_GREEDY_PICK=" << on);
+            const ScopedEnv e("GLIMPSE_VK_GREEDY_PICK", on);
+            CHECK(captions("vulkan", max_tokens) == want);
+        }
+    }
+}
 
 TEST_CASE("vulkan CLI: GLIMPSE_VK_FUSE_NORMS=1 and 0 give the CPU's answer, and bench says which ran",
           "[vulkan][vk_cli][cli]") {
