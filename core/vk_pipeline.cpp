@@ -325,14 +325,16 @@ void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const 
     if (!timing_) return;
     if (timed_.size() + 1 < query_capacity_) {
         vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, uint32_t(timed_.size() + 1));
-        std::string name = bin.name;
+        // The shader's name is static; only profile_detail builds a string while recording.
+        TimedDispatch t{bin.name, {}};
         if (ctx_.options().profile_detail) {
-            name += ' ' + std::to_string(groups.x) + 'x' + std::to_string(groups.y) + 'x' + std::to_string(groups.z);
+            t.detail = std::string(bin.name) + ' ' + std::to_string(groups.x) + 'x' + std::to_string(groups.y) + 'x' +
+                       std::to_string(groups.z);
             uint32_t words[3] = {};
             std::memcpy(words, push, std::min(push_size, sizeof(words)));
-            name += " [" + std::to_string(words[0]) + ' ' + std::to_string(words[1]) + ' ' + std::to_string(words[2]) + ']';
+            t.detail += " [" + std::to_string(words[0]) + ' ' + std::to_string(words[1]) + ' ' + std::to_string(words[2]) + ']';
         }
-        timed_.push_back(std::move(name));
+        timed_.push_back(std::move(t));
     } else {
         ++untimed_;
     }
@@ -356,7 +358,8 @@ void Recorder::collect_timestamps() {
         const uint64_t mask = bits >= 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1;
         const double ms_per_tick = ctx_.timestamp_period_ns() * 1e-6;
         for (size_t i = 0; i < timed_.size(); ++i) {
-            ShaderTime& s = p.shaders[timed_[i]];
+            const TimedDispatch& t = timed_[i];
+            ShaderTime& s = p.shaders[t.detail.empty() ? std::string(t.name) : t.detail];
             s.ms += double((ts[i + 1] - ts[i]) & mask) * ms_per_tick;
             ++s.dispatches;
         }

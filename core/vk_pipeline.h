@@ -157,7 +157,11 @@ private:
     VkQueryPool queries_ = VK_NULL_HANDLE;
     uint32_t query_capacity_ = 0, query_wanted_ = 1024;
     bool timing_ = false;           // this command stream is timed
-    std::vector<std::string> timed_;  // the profile's name of each timed dispatch
+    struct TimedDispatch {
+        const char* name;    // the shader's (static)
+        std::string detail;  // with profile_detail: the name with the shape, else empty
+    };
+    std::vector<TimedDispatch> timed_;  // each timed dispatch, in order
     uint64_t untimed_ = 0;
     std::chrono::steady_clock::time_point begun_;  // when begin() started this stream
     double record_ms_ = 0;       // begin() to end()
