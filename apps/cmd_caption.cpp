@@ -219,6 +219,7 @@ int run_caption(CaptionArgs& a) {
                      "(%lld tokens); reader thread: %.0f ms\n",
                      st.encode_ms, (long long)st.tiles, st.prefill_ms, (long long)st.prompt_positions, st.decode_ms,
                      (long long)st.generated, st.read_ms);
+        print_device_profile_line(device);  // with a Vulkan --device: its GPU time by shader
     }
     const double ms = ms_since(t0);
     std::fprintf(stderr, "caption: %zu captioned, %zu failed%s in %.1f s (%.2f images/s)\n", done - failed, failed,

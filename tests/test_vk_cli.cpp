@@ -203,9 +203,11 @@ TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, picked
         const fs::path out = dir / ("captions-" + device + ".jsonl");
         fs::remove(out);
         const auto r = run_glimpse("caption " + q(kSource / "examples") + " -o " + q(out) + " --batch 3 -n " +
-                                   max_tokens + " --device " + device);
+                                   max_tokens + " -v --device " + device);
         INFO(r.err);
         REQUIRE(r.exit_code == 0);
+        // -v ends with the device's GPU time by shader.
+        if (device == "vulkan" && ctx->timestamp_bits() > 0) CHECK(r.err.find("device: GPU time ") != std::string::npos);
         std::map<std::string, std::pair<std::string, int>> by_file;
         std::ifstream in(out);
         for (std::string line; std::getline(in, line);) {
