@@ -1,7 +1,8 @@
 // The forward passes on Vulkan (text/llama_forward_vk.h) against the CPU forward, on the
 // embedded tiny SmolVLM (weights/tiny) and whatever Vulkan device exists (lavapipe in CI):
 // logits of a prefill and of decode steps within a tolerance, a rewind, the vision tower's
-// features and image embeddings, and the same greedy answer about an example scene.
+// features and image embeddings, and the same greedy answer about an example scene; greedy
+// picks made on the device (decode steps, generate(), a conversation) against the host's.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -285,7 +286,7 @@ std::shared_ptr<vk::Context> greedy_context(vk::Context* ctx, bool on_device) {
 }  // namespace
 
 TEST_CASE("vulkan greedy decoding on the device: the host's picks, each step submitted before the host sees "
-          "the last, stopped anywhere",
+          "the last, stopped early",
           "[vulkan][vk_forward]") {
     VK_OR_SKIP(shared_ctx);
     const LlamaModel cpu_model = open_llama_model(kText.string());
