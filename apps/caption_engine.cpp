@@ -391,13 +391,9 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
             const auto t0 = Clock::now();
             const int pos0 = q->ctx->n_past();
             const int32_t first = q->sampler.sample(q->logits.data(), V);
-            if (take(*q, first, pos0)) {
-                std::vector<int32_t> picks(size_t(std::min(s_.max_tokens - 1, q->ctx->n_ctx() - pos0)));
-                int i = 1;
-                q->ctx->decode_greedy(first, int(picks.size()), picks.data(), [&](int32_t pick) {
-                    return take(*q, pick, pos0 + i++);
-                });
-            }
+            if (take(*q, first, pos0))
+                greedy_picks(*q->ctx, first, std::min(s_.max_tokens - 1, q->ctx->n_ctx() - pos0),
+                             [&](int32_t pick, int, int n_past) { return take(*q, pick, n_past); });
             const double dt = ms_since(t0);
             st.decode_ms += dt;
             q->ms += dt;

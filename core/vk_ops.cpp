@@ -472,9 +472,10 @@ void greedy_pick(Recorder& rec, const Buffer& x, int64_t n, Buffer& ids, int64_t
     require(n >= 1 && out_slot >= 0, "greedy_pick", "empty input or negative slot");
     require_floats(x, n, "greedy_pick", "x");
     require_floats(ids, out_slot + 1, "greedy_pick", "ids");
+    require_distinct({&x, &ids}, "greedy_pick", "x and ids must be different buffers");
     if (position) {
         require_floats(*position, 1, "greedy_pick", "position");
-        require(position->handle() != ids.handle(), "greedy_pick", "ids and position must be different buffers");
+        require_distinct({&x, &ids, position}, "greedy_pick", "x, ids and position must be different buffers");
     }
     const GreedyPickPush push{u32(n, "greedy_pick"), u32(out_slot, "greedy_pick"), position ? 1u : 0u, next_position};
     const uint32_t wg = wg_size(rec.context(), 256);

@@ -267,16 +267,10 @@ TurnResult ChatSession::ask(const std::string& question, const SamplerParams& sa
         // Greedy picks on the device, each step queued before the host takes the pick before
         // (LlamaContext::decode_greedy); take() stops it at max_tokens or a full context at
         // the latest. The tokens fed are the first and every pick but the last.
-        const int pos0 = ctx_.n_past();
-        std::vector<int32_t> picks(size_t(std::min(max_tokens - 1, ctx_.n_ctx() - pos0 - 1)));
-        int i = 1;
-        const int made = ctx_.decode_greedy(id, int(picks.size()), picks.data(), [&](int32_t pick) {
-            const bool more = take(pick, i, pos0 + i);
-            ++i;
-            return more;
-        });
+        const int steps = std::min(max_tokens - 1, ctx_.n_ctx() - ctx_.n_past() - 1);
+        const std::vector<int32_t> picks = greedy_picks(ctx_, id, steps, take);
         calls_.push_back(Call{{id}, -1, 0, 0});
-        for (int k = 0; k + 1 < made; ++k) calls_.push_back(Call{{picks[size_t(k)]}, -1, 0, 0});
+        for (size_t k = 0; k + 1 < picks.size(); ++k) calls_.push_back(Call{{picks[k]}, -1, 0, 0});
     } else if (more) {
         for (int i = 1;; ++i) {
             forward(Call{{id}, -1, 0, 0}, &logits);

@@ -14,6 +14,20 @@ bool picks_on_device(const LlamaContext& ctx, const Sampler& sampler, const Toke
            p.repeat_penalty == 1.0f;
 }
 
+std::vector<int32_t> greedy_picks(LlamaContext& ctx, int32_t first, int steps,
+                                  const std::function<bool(int32_t, int, int)>& take) {
+    const int pos0 = ctx.n_past();
+    std::vector<int32_t> picks(size_t(std::max(steps, 0)));
+    int i = 1;
+    const int made = ctx.decode_greedy(first, int(picks.size()), picks.data(), [&](int32_t pick) {
+        const bool more = take(pick, i, pos0 + i);
+        ++i;
+        return more;
+    });
+    picks.resize(size_t(made));
+    return picks;
+}
+
 GenerateResult continue_generation(LlamaContext& ctx, std::vector<float>& logits, Sampler& sampler,
                                    const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token) {
     GenerateResult result;
@@ -50,14 +64,7 @@ GenerateResult continue_generation(LlamaContext& ctx, std::vector<float>& logits
     if (picks_on_device(ctx, sampler, opts.constraint, bool(opts.on_step))) {
         // Every later token is picked on the device, the next step running while the host
         // takes the pick before; take() stops it at max_tokens or a full context at the latest.
-        const int pos0 = ctx.n_past();
-        std::vector<int32_t> picks(size_t(std::min(opts.max_tokens - 1, ctx.n_ctx() - pos0)));
-        int i = 1;
-        ctx.decode_greedy(id, int(picks.size()), picks.data(), [&](int32_t pick) {
-            const bool more = take(pick, i, pos0 + i);
-            ++i;
-            return more;
-        });
+        greedy_picks(ctx, id, std::min(opts.max_tokens - 1, ctx.n_ctx() - ctx.n_past()), take);
         return result;
     }
     for (int i = 1;; ++i) {

@@ -19,6 +19,14 @@ namespace glimpse {
 bool picks_on_device(const LlamaContext& ctx, const Sampler& sampler, const TokenConstraint* constraint,
                      bool logits_read);
 
+// The greedy picks after `first` made on the device (LlamaContext::decode_greedy), at most
+// `steps`: pick i (i = 1, 2, ...) goes to take(pick, i, n_past), n_past being the positions fed
+// before it (ctx.n_past() at the call, plus i), and take returning false ends them. Returns the
+// picks made; the tokens fed are `first` and every pick but the last. The generation loops of
+// continue_generation, ChatSession::ask and caption share it.
+std::vector<int32_t> greedy_picks(LlamaContext& ctx, int32_t first, int steps,
+                                  const std::function<bool(int32_t pick, int i, int n_past)>& take);
+
 // logits [n_vocab]: the last prompt position's; overwritten as generation proceeds, except where
 // the tokens after the first are greedy picks made on the Vulkan device
 // (LlamaContext::decode_greedy: a greedy sampler without a penalty, no constraint, no on_step),

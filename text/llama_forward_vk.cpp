@@ -73,11 +73,8 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
     }
     w->output_norm = upload_norm(c, model.weights.output_norm);
     w->output = matrix(model.weights.output);
-    if (c.greedy_pick()) {
-        const Tensor& embd = model.weights.token_embd;
-        w->embd_is_output = cfg.tied_output && vk::get_rows_supports(w->output.dtype);
-        if (!cfg.tied_output && vk::get_rows_supports(embd.dtype)) w->token_embd = matrix(embd);
-    }
+    if (c.greedy_pick() && !cfg.tied_output && vk::get_rows_supports(model.weights.token_embd.dtype))
+        w->token_embd = matrix(model.weights.token_embd);
     w->rope = vk::make_rope_table(c, cfg.head_dim, cfg.rope_theta, cfg.rope_style);
     return w;
 }

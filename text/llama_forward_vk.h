@@ -64,14 +64,13 @@ struct LlamaVulkanWeights {
     // The token embedding table, for greedy decoding on the device (Context::greedy_pick), where
     // vk::get_rows takes its type: the output matrix itself when tied, else uploaded here.
     vk::DeviceMatrix token_embd;
-    bool embd_is_output = false;
     vk::RopeTable rope;
     uint64_t bytes = 0;  // device bytes of the weights
 
     // The table get_rows reads a token's embedding from, or null where there is none.
     const vk::DeviceMatrix* embedding_table() const {
-        if (embd_is_output) return &output;
-        return token_embd.buffer.size() > 0 ? &token_embd : nullptr;
+        if (token_embd.buffer.size() > 0) return &token_embd;
+        return config.tied_output && vk::get_rows_supports(output.dtype) ? &output : nullptr;
     }
 };
 
