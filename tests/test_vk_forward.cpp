@@ -43,6 +43,13 @@ std::shared_ptr<vk::Context> borrow(vk::Context* ctx) {
     return std::shared_ptr<vk::Context>(std::shared_ptr<void>(), ctx);
 }
 
+// Another context on the test's device, with its options as `ctx` has them, changed by `change`.
+std::shared_ptr<vk::Context> context_with(vk::Context* ctx, const std::function<void(vk::ContextOptions&)>& change) {
+    vk::ContextOptions o = ctx->options();
+    change(o);
+    return std::make_shared<vk::Context>(ctx->info().index, o);
+}
+
 int32_t argmax(const std::vector<float>& v) { return int32_t(std::max_element(v.begin(), v.end()) - v.begin()); }
 
 // Logits are O(10); float sums in another order differ by ~1e-5 relative per layer.
@@ -206,11 +213,11 @@ TEST_CASE("vulkan text forward: Q, K and V stacked or apart (by the option, by m
                          Case{"option off", false, true, &cpu_model, false, "rope"},
                          Case{"mixed types", true, true, &mixed, false, "rope"}}) {
         INFO(c.name);
-        vk::ContextOptions o = shared_ctx->options();
-        o.fuse_qkv = c.fuse;
-        o.fuse_rope = c.fuse_rope;
-        o.fuse_norms = true;  // decode takes the matvec with its norm prologue, prefill the tiled matmul
-        auto ctx = std::make_shared<vk::Context>(shared_ctx->info().index, o);
+        auto ctx = context_with(shared_ctx, [&](vk::ContextOptions& o) {
+            o.fuse_qkv = c.fuse;
+            o.fuse_rope = c.fuse_rope;
+            o.fuse_norms = true;  // decode takes the matvec with its norm prologue, prefill the tiled matmul
+        });
         LlamaModel vk_model = *c.model;
         vk_model.vulkan = upload_llama_weights(ctx, *c.model);
         for (const auto& L : vk_model.vulkan->layers) CHECK(L.qkv_stacked == c.stacked);
@@ -278,9 +285,7 @@ namespace {
 
 // A context on the test's device that picks greedy tokens on the device, or on the host.
 std::shared_ptr<vk::Context> greedy_context(vk::Context* ctx, bool on_device) {
-    vk::ContextOptions o = ctx->options();
-    o.greedy_pick = on_device;
-    return std::make_shared<vk::Context>(ctx->info().index, o);
+    return context_with(ctx, [&](vk::ContextOptions& o) { o.greedy_pick = on_device; });
 }
 
 }  // namespace
@@ -510,9 +515,7 @@ namespace {
 // A context on the test's device whose vision tower takes a group's tiles all at once, or one
 // by one (its device type decides by default).
 std::shared_ptr<vk::Context> vit_context(vk::Context* ctx, bool at_once) {
-    vk::ContextOptions o = ctx->options();
-    o.vit_tiles_at_once = at_once;
-    return std::make_shared<vk::Context>(ctx->info().index, o);
+    return context_with(ctx, [&](vk::ContextOptions& o) { o.vit_tiles_at_once = at_once; });
 }
 
 }  // namespace
