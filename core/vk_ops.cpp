@@ -63,13 +63,14 @@ struct AttentionQkvPush {  // attention.comp with FROM_QKV
     AttentionPush a;
     uint32_t style;
     float theta_scale;
+    uint32_t row0;
 };
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
 static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 32);
 static_assert(sizeof(AttentionPush) == 40 && sizeof(SoftmaxPush) == 16 && sizeof(RopeQkvPush) == 28);
-static_assert(sizeof(AttentionQkvPush) == 48);
+static_assert(sizeof(AttentionQkvPush) == 52);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
 constexpr uint32_t kMaxAttentionHeadDim = 256;
@@ -604,27 +605,30 @@ bool attention_qkv_fits(int64_t n_q, int64_t head_dim) {
 
 void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, const RopeTable& table, Buffer& k_cache,
                    Buffer& v_cache, Buffer& o, int64_t n_q, int64_t q_pos0, int64_t n_heads, int64_t n_kv_heads,
-                   float scale, Buffer* partials) {
+                   float scale, Buffer* partials, int64_t row0) {
     const int64_t hd = table.head_dim;
     require(q_pos0 >= 0, "attention_qkv", "negative position");
+    require(row0 >= 0, "attention_qkv", "negative first row");
     require(attention_qkv_fits(n_q, hd), "attention_qkv",
             "takes 1 to " + std::to_string(kVkAttentionTiledMinQ - 1) + " rows of an even head_dim ≤ " +
                 std::to_string(kMaxAttentionHeadDim) + ", rows · head_dim ≤ " + std::to_string(kVkAttentionFreshFloats));
     require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention_qkv", "n_heads must be a multiple of n_kv_heads");
     require_distinct({&qkv, &k_cache, &v_cache, &o}, "attention_qkv", "the four tensors must be different buffers");
     const int64_t slots = n_heads + 2 * n_kv_heads, n_kv = q_pos0 + n_q;
-    require_floats(qkv, n_q * slots * hd, "attention_qkv", "qkv");
+    const int64_t rows = row0 + n_q;  // of qkv, positions and out
+    require_floats(qkv, rows * slots * hd, "attention_qkv", "qkv");
     require_floats(k_cache, n_kv * n_kv_heads * hd, "attention_qkv", "k_cache");
     require_floats(v_cache, n_kv * n_kv_heads * hd, "attention_qkv", "v_cache");
-    require_floats(o, n_q * n_heads * hd, "attention_qkv", "out");
-    require_floats(positions, n_q, "attention_qkv", "positions");
+    require_floats(o, rows * n_heads * hd, "attention_qkv", "out");
+    require_floats(positions, rows, "attention_qkv", "positions");
+    u32(rows * slots * hd, "attention_qkv");
     u32(n_kv * n_kv_heads * hd, "attention_qkv");
     const int64_t splits = attention_splits(partials, n_q, n_heads, n_kv, hd);
     const AttentionQkvPush push{{u32(n_q, "attention_qkv"), u32(n_kv, "attention_qkv"), u32(n_heads, "attention_qkv"),
                                  u32(n_kv_heads, "attention_qkv"), u32(hd, "attention_qkv"), 1u,
                                  u32(q_pos0, "attention_qkv"), scale, uint32_t(splits), 1u},
                                 table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
-                                table.theta_scale};
+                                table.theta_scale, uint32_t(row0)};
     Context& ctx = rec.context();
     // WG ≥ 128 on every device: head_dim/2 ≤ WG, so one pass rotates a row.
     rec.dispatch(ShaderId::attention_qkv,

@@ -228,11 +228,13 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
 // keys split as there with `partials`) in one dispatch instead of two. Takes what
 // attention_qkv_fits says: fewer than kVkAttentionTiledMinQ rows (the per-row kernel's), an
 // even head_dim ≤ 256, and the fresh keys' rows (head_dim rounded up to 4) within
-// kVkAttentionFreshFloats, the shader's shared array for them.
+// kVkAttentionFreshFloats, the shader's shared array for them. row0: the step's rows are rows
+// row0 .. row0 + n_q − 1 of qkv, positions and out (one sequence of a batched decode step,
+// whose sequences each have their own caches: one dispatch a sequence).
 constexpr int64_t kVkAttentionFreshFloats = 1024;
 bool attention_qkv_fits(int64_t n_q, int64_t head_dim);
 void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, const RopeTable& table, Buffer& k_cache,
                    Buffer& v_cache, Buffer& out, int64_t n_q, int64_t q_pos0, int64_t n_heads, int64_t n_kv_heads,
-                   float scale, Buffer* partials = nullptr);
+                   float scale, Buffer* partials = nullptr, int64_t row0 = 0);
 
 }  // namespace glimpse::vk

@@ -24,7 +24,9 @@
 // keys from q_pos0 on ("fresh") come from qkv, K rotated into shared memory by the workgroups
 // that see them, V read from qkv; and workgroup (row 0, split 0) of each KV head's first query
 // head writes the step's K (rotated) and V rows into the caches for the steps after. No
-// workgroup reads a cache row at or after q_pos0, so those writes race with nothing.
+// workgroup reads a cache row at or after q_pos0, so those writes race with nothing. row0: the
+// step's rows start at row row0 of qkv, positions and o (one sequence of a batched decode
+// step, whose rows sit side by side there while each sequence has its own caches).
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -72,6 +74,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
 #ifdef FROM_QKV
     uint style;  // rope_pair's (rope.glsl)
     float theta_scale;
+    uint row0;  // the step's first row in qkv, positions and o
 #endif
 } p;
 
@@ -81,17 +84,19 @@ const uint MAX_FRESH = 1024;  // kVkAttentionFreshFloats: n_q keys of head_dim r
 shared vec4 fresh_k[MAX_FRESH / 4];  // the fresh keys this workgroup sees, rotated, (D + 3) / 4 vec4s each
 
 // Where head slot `slot` (Q heads, then K's, then V's) of token tok's qkv row starts.
-uint qkv_head(uint tok, uint slot) { return (tok * (p.n_heads + 2u * p.n_kv_heads) + slot) * p.head_dim; }
+uint qkv_head(uint tok, uint slot) { return ((p.row0 + tok) * (p.n_heads + 2u * p.n_kv_heads) + slot) * p.head_dim; }
 
 // Pair ip of that head, rotated at the token's position; iu and iv: the pair's two dims.
 vec2 qkv_rotated(uint tok, uint slot, uint ip, out uint iu, out uint iv) {
     float a;
-    rope_pair(float(positions[tok]), ip, p.head_dim, a, iu, iv);
+    rope_pair(float(positions[p.row0 + tok]), ip, p.head_dim, a, iu, iv);
     const uint src = qkv_head(tok, slot);
     return rotated(qkv[src + iu], qkv[src + iv], a);
 }
 #define V_AT(fresh, idx) ((fresh) ? qkv[idx] : v[idx])
+#define O_ROW(row) (p.row0 * p.n_heads + (row))
 #else
+#define O_ROW(row) (row)
 #define V_AT(fresh, idx) v[idx]
 #endif
 
@@ -294,7 +299,7 @@ void main() {
                 float sum = 0.0;
                 for (uint gi = 0; gi < groups; ++gi) sum += scores[(gi * lanes + t) * 8u + c * 4u + r];
                 if (partial) part[pb + 2u + d] = sum;
-                else o[row * D + d] = sum * inv;
+                else o[O_ROW(row) * D + d] = sum * inv;
             }
     }
     if (!partial) return;
@@ -341,12 +346,12 @@ void main() {
         if (t < D) {
             float sum = 0.0;
             for (uint k = 0; k < ls; ++k) sum += scores[2u * MAX_SPLITS + k * D + t];
-            o[row * D + t] = sum * inv;
+            o[O_ROW(row) * D + t] = sum * inv;
         }
     } else {
         for (uint c = 0; c < 2; ++c) {
             const uint d = t + c * WG;
-            if (d < D) o[row * D + d] = sums[c] * inv;
+            if (d < D) o[O_ROW(row) * D + d] = sums[c] * inv;
         }
     }
     if (t == 0u) cnt[row] = 0u;

@@ -226,3 +226,77 @@ TEST_CASE("vulkan attention_qkv equals rope_qkv then attention: the output and t
     CHECK_THROWS_AS(vk::attention_qkv(rec, a, pos, table, b, c, pos, 16, 0, 1, 1, 1.0f), std::invalid_argument);
     rec.submit_and_wait();
 }
+
+// A batched decode step: the sequences' rows side by side in one qkv, positions and out, each
+// sequence with its own caches and length, one dispatch each from its first row (row0).
+TEST_CASE("vulkan attention_qkv from row row0: each sequence of a batch as if it ran alone", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const ops::RopeStyle style = GENERATE(ops::RopeStyle::AdjacentPairs, ops::RopeStyle::HalfSplit);
+    const int64_t heads = 6, kv_heads = 2, dim = 64, qd = heads * dim, kvd = kv_heads * dim, row = qd + 2 * kvd;
+    struct Seq {
+        int64_t n_q, q_pos0;
+    };
+    // Rows 0, 1 .. 2, 3, 4: cache lengths from empty to past a 2048-key chunk; a sentinel row after.
+    const Seq seqs[] = {{1, 37}, {2, 0}, {1, 2100}, {1, 5}};
+    int64_t rows = 0;
+    for (const Seq& q : seqs) rows += q.n_q;
+    const auto qkv = random_floats(size_t((rows + 1) * row), 51, 2.0f);
+    std::vector<int32_t> pos;
+    for (const Seq& q : seqs)
+        for (int64_t t = 0; t < q.n_q; ++t) pos.push_back(int32_t(q.q_pos0 + t));
+    pos.push_back(-1);
+    const float scale = 0.125f;
+    const vk::RopeTable table = vk::make_rope_table(*ctx, dim, 10000.f, style);
+    vk::Buffer partials = vk::attention_partials(*ctx, 2, heads, dim);
+    vk::Buffer dqkv = vk::upload_floats(*ctx, qkv), dpos(*ctx, pos.size() * 4);
+    vk::upload(*ctx, dpos, pos.data(), pos.size() * 4);
+    const std::vector<float> sentinel(size_t((rows + 1) * qd), 7.0f);
+    vk::Buffer dout = vk::upload_floats(*ctx, sentinel);
+    std::vector<vk::Buffer> k, v, k_alone, v_alone;
+    int64_t seed = 60;
+    for (const Seq& q : seqs) {
+        const auto k0 = random_floats(size_t((q.q_pos0 + q.n_q) * kvd), uint32_t(seed++), 2.0f);
+        const auto v0 = random_floats(size_t((q.q_pos0 + q.n_q) * kvd), uint32_t(seed++));
+        k.push_back(vk::upload_floats(*ctx, k0));
+        v.push_back(vk::upload_floats(*ctx, v0));
+        k_alone.push_back(vk::upload_floats(*ctx, k0));
+        v_alone.push_back(vk::upload_floats(*ctx, v0));
+    }
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    int64_t row0 = 0;
+    for (size_t s = 0; s < std::size(seqs); ++s) {
+        vk::attention_qkv(rec, dqkv, dpos, table, k[s], v[s], dout, seqs[s].n_q, seqs[s].q_pos0, heads, kv_heads,
+                          scale, &partials, row0);
+        row0 += seqs[s].n_q;
+    }
+    rec.submit_and_wait();
+    const auto out = vk::download_floats(*ctx, dout, uint64_t((rows + 1) * qd));
+    // Alone: the sequence's rows copied to buffers of their own, row0 = 0.
+    row0 = 0;
+    for (size_t s = 0; s < std::size(seqs); ++s) {
+        const Seq& q = seqs[s];
+        INFO("sequence " << s << ": " << q.n_q << " rows after " << q.q_pos0);
+        vk::Buffer aqkv = vk::upload_floats(
+            *ctx, std::vector<float>(qkv.begin() + row0 * row, qkv.begin() + (row0 + q.n_q) * row));
+        vk::Buffer apos(*ctx, uint64_t(q.n_q) * 4), aout(*ctx, uint64_t(q.n_q * qd) * 4);
+        vk::upload(*ctx, apos, pos.data() + row0, uint64_t(q.n_q) * 4);
+        rec.begin();
+        vk::attention_qkv(rec, aqkv, apos, table, k_alone[s], v_alone[s], aout, q.n_q, q.q_pos0, heads, kv_heads,
+                          scale, &partials);
+        rec.submit_and_wait();
+        const auto alone = vk::download_floats(*ctx, aout, uint64_t(q.n_q * qd));
+        REQUIRE(std::vector<float>(out.begin() + row0 * qd, out.begin() + (row0 + q.n_q) * qd) == alone);
+        const uint64_t cache = uint64_t((q.q_pos0 + q.n_q) * kvd);
+        REQUIRE(vk::download_floats(*ctx, k[s], cache) == vk::download_floats(*ctx, k_alone[s], cache));
+        REQUIRE(vk::download_floats(*ctx, v[s], cache) == vk::download_floats(*ctx, v_alone[s], cache));
+        row0 += q.n_q;
+    }
+    REQUIRE(std::vector<float>(out.begin() + rows * qd, out.end()) == std::vector<float>(size_t(qd), 7.0f));
+    // Rows past the buffers are refused.
+    rec.begin();
+    CHECK_THROWS_AS(vk::attention_qkv(rec, dqkv, dpos, table, k[0], v[0], dout, 1, 37, heads, kv_heads, scale,
+                                      &partials, rows + 1),
+                    std::invalid_argument);
+    rec.submit_and_wait();
+}
