@@ -20,6 +20,7 @@
 #include "fusion/vlm.h"
 #include "tests/test_vk_helpers.h"
 #include "text/generation.h"
+#include "text/llama_batch.h"
 #include "text/llama_forward.h"
 #include "text/llama_forward_vk.h"
 #include "text/sampler.h"
@@ -477,6 +478,111 @@ TEST_CASE("vulkan ask: a conversation whose greedy answers are picked on the dev
         }
         CHECK(g->at(3).text == w->at(3).text);  // the saved conversations, byte for byte
     }
+}
+
+// LlamaBatch on the device (LlamaVulkanRun::decode_batch): the sequences of a pass in one
+// command stream, each weight read once for all of them, each sequence attending over its own
+// caches; against each sequence stepped alone on the device (where the run cannot batch, the
+// contexts step alone: the same steps either way).
+TEST_CASE("vulkan batched decode: sequences stepped together on the device as each alone", "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    struct Case {
+        const char* name;
+        bool fuse_norms, fuse_rope, batched;
+        const char* attention;
+    };
+    const Case c = GENERATE(Case{"together", false, true, true, "attention_qkv"},
+                            Case{"together, norms fused", true, true, true, "attention_qkv"},
+                            Case{"alone (rope apart)", false, false, false, "attention"});
+    INFO(c.name);
+    auto ctx = context_with(shared_ctx, [&](vk::ContextOptions& o) {
+        o.fuse_norms = c.fuse_norms;
+        o.fuse_rope = c.fuse_rope;
+    });
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    LlamaModel vk_model = cpu_model;
+    vk_model.vulkan = upload_llama_weights(ctx, cpu_model);
+    const int V = cpu_model.config.n_vocab, layers = cpu_model.config.n_layers;
+    ThreadPool pool(1);
+    // Prompts of 1 to 9 tokens; greedy steps per sequence, some leaving early (0: none).
+    const std::vector<std::vector<int32_t>> prompts = {
+        {1, 40, 41, 42, 43, 44, 45, 46, 47}, {1}, {1, 200, 17}, {1, 5, 6, 7, 8, 9}, {1, 299, 298, 100}};
+    const std::vector<int> steps = {10, 3, 10, 0, 6};
+    const size_t B = prompts.size();
+    std::vector<std::vector<int32_t>> want_tokens(B);
+    std::vector<std::vector<std::vector<float>>> want_logits(B);
+    std::vector<std::unique_ptr<LlamaContext>> ctxs;
+    std::vector<std::vector<float>> last(B, std::vector<float>(static_cast<size_t>(V)));
+    // On from the start: a one-token prompt records the next step ahead, timed or not.
+    const bool timed = ctx->set_profiling(true);
+    for (size_t s = 0; s < B; ++s) {
+        LlamaContext alone(vk_model, pool, 32);
+        std::vector<float> logits(static_cast<size_t>(V));
+        alone.forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
+        for (int i = 0; i < steps[s]; ++i) {
+            const int32_t id = argmax(logits);
+            want_tokens[s].push_back(id);
+            alone.forward(&id, 1, alone.n_past(), logits.data());
+            want_logits[s].push_back(logits);
+        }
+        ctxs.push_back(std::make_unique<LlamaContext>(vk_model, pool, 32));
+        ctxs[s]->forward(prompts[s].data(), int(prompts[s].size()), 0, last[s].data());
+    }
+    REQUIRE(ctxs[0]->on_vulkan());
+    LlamaBatch batch(vk_model, pool, /*max_seqs=*/3);  // 4 sequences going: passes of 3 and 1
+    (void)ctx->take_profile();
+    std::vector<std::vector<int32_t>> got_tokens(B);
+    for (int i = 0;; ++i) {
+        std::vector<LlamaContext*> live;
+        std::vector<int32_t> toks;
+        std::vector<size_t> which;
+        for (size_t s = 0; s < B; ++s)
+            if (i < steps[s]) {
+                const int32_t id = argmax(last[s]);
+                got_tokens[s].push_back(id);
+                live.push_back(ctxs[s].get());
+                toks.push_back(id);
+                which.push_back(s);
+            }
+        if (live.empty()) break;
+        std::vector<float> logits;
+        batch.decode(live, toks, logits);
+        REQUIRE(logits.size() == live.size() * size_t(V));
+        for (size_t j = 0; j < live.size(); ++j) {
+            const size_t s = which[j];
+            INFO("sequence " << s << " step " << i);
+            std::copy_n(logits.data() + j * size_t(V), size_t(V), last[s].data());
+            require_close(last[s], want_logits[s][size_t(i)], 1e-4f, 1e-4f);
+        }
+        if (timed) {
+            // Together: one submission a pass, one attention a sequence and layer, one matvec
+            // of all the pass's rows a weight. Alone: a submission a sequence.
+            INFO("step " << i);
+            const vk::DeviceProfile p = ctx->take_profile();
+            const uint64_t passes = (live.size() + 2) / 3;
+            CHECK(p.submissions == (c.batched ? passes : live.size()));
+            CHECK(p.shaders.count(c.attention) == 1);
+            if (p.shaders.count(c.attention))
+                CHECK(p.shaders.at(c.attention).dispatches == uint64_t(layers) * live.size());
+        }
+    }
+    for (size_t s = 0; s < B; ++s) {
+        INFO("sequence " << s);
+        CHECK(got_tokens[s] == want_tokens[s]);
+        CHECK(ctxs[s]->n_past() == int(prompts[s].size()) + steps[s]);
+    }
+    CHECK(ctxs[0]->timings().decode_tokens == 10);
+    CHECK(ctxs[0]->timings().decode_ms > 0);
+    // A sequence stepped alone after the batch continues from the caches the batch wrote.
+    const int32_t id = argmax(last[0]);
+    LlamaContext alone(vk_model, pool, 32);
+    std::vector<float> want(static_cast<size_t>(V)), got(static_cast<size_t>(V));
+    std::vector<int32_t> all = prompts[0];
+    all.insert(all.end(), want_tokens[0].begin(), want_tokens[0].end());
+    all.push_back(id);
+    alone.forward(all.data(), int(all.size()), 0, want.data());
+    ctxs[0]->forward(&id, 1, ctxs[0]->n_past(), got.data());
+    require_close(got, want, kAbs, kRel);
 }
 
 TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on the CPU", "[vulkan][vk_forward]") {

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/matmul.h"
 #include "core/ops.h"
+#include "text/llama_forward_vk.h"
 
 namespace glimpse {
 
@@ -51,33 +52,51 @@ void LlamaBatch::check(LlamaContext* const* ctxs, const int32_t* tokens, int n) 
 void LlamaBatch::decode(LlamaContext* const* ctxs, const int32_t* tokens, int n, float* logits) {
     check(ctxs, tokens, n);
     const int64_t V = model_.config.n_vocab;
-    // Vulkan contexts keep their cache on the device: they step alone.
-    std::vector<LlamaContext*> cpu;
-    std::vector<int32_t> cpu_tokens;
-    std::vector<int> cpu_index;
+    // Contexts on the CPU step together (step()); so do Vulkan contexts where their run can
+    // (LlamaVulkanRun::decode_batch, on the first one's scratch); the others step alone.
+    struct Group {
+        std::vector<LlamaContext*> ctxs;
+        std::vector<int32_t> tokens;
+        std::vector<int> index;
+    } cpu, dev;
     for (int b = 0; b < n; ++b) {
-        if (ctxs[b]->on_vulkan()) {
-            ctxs[b]->forward(&tokens[b], 1, ctxs[b]->n_past(), logits + sz(b, V), LogitRows::Last);
-        } else {
-            cpu.push_back(ctxs[b]);
-            cpu_tokens.push_back(tokens[b]);
-            cpu_index.push_back(b);
+        LlamaContext& c = *ctxs[b];
+        if (c.on_vulkan() && (c.capture_ || !c.vk_->batches_sequences())) {
+            c.forward(&tokens[b], 1, c.n_past(), logits + sz(b, V), LogitRows::Last);
+            continue;
         }
+        Group& g = c.on_vulkan() ? dev : cpu;
+        g.ctxs.push_back(&c);
+        g.tokens.push_back(tokens[b]);
+        g.index.push_back(b);
     }
     std::vector<float> rows;
-    for (size_t done = 0; done < cpu.size();) {
-        const int B = int(std::min<size_t>(size_t(max_seqs_), cpu.size() - done));
-        rows.resize(sz(B, V));
-        const auto t0 = std::chrono::steady_clock::now();
-        step(cpu.data() + done, cpu_tokens.data() + done, B, rows.data());
-        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        for (int b = 0; b < B; ++b) {
-            std::copy_n(rows.data() + sz(b, V), size_t(V), logits + sz(cpu_index[done + size_t(b)], V));
-            LlamaTimings& t = cpu[done + size_t(b)]->timings_;  // each sequence's share of the step
-            t.decode_ms += ms / B;
-            t.decode_tokens += 1;
+    std::vector<LlamaVulkanRun*> runs;
+    for (Group* g : {&cpu, &dev}) {
+        for (size_t done = 0; done < g->ctxs.size();) {
+            LlamaContext** at = g->ctxs.data() + done;
+            int64_t most = max_seqs_;
+            if (g == &dev) most = std::min<int64_t>(most, at[0]->vk_->logits_max_rows());
+            const int B = int(std::min<size_t>(size_t(most), g->ctxs.size() - done));
+            rows.resize(sz(B, V));
+            const auto t0 = std::chrono::steady_clock::now();
+            if (g == &cpu) {
+                step(at, g->tokens.data() + done, B, rows.data());
+            } else {
+                runs.clear();
+                for (int b = 0; b < B; ++b) runs.push_back(at[b]->vk_.get());
+                ops::get_rows(model_.weights.token_embd, g->tokens.data() + done, B, act_.x.data());
+                at[0]->vk_->decode_batch(runs.data(), B, act_.x.data(), rows.data());
+            }
+            const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            for (int b = 0; b < B; ++b) {
+                std::copy_n(rows.data() + sz(b, V), size_t(V), logits + sz(g->index[done + size_t(b)], V));
+                LlamaTimings& t = at[b]->timings_;  // each sequence's share of the step
+                t.decode_ms += ms / B;
+                t.decode_tokens += 1;
+            }
+            done += size_t(B);
         }
-        done += size_t(B);
     }
 }
 

@@ -40,8 +40,9 @@ public:
     // Runs tokens[b] at position ctxs[b]->n_past() in ctxs[b] for every b < n, and writes
     // logits [n][n_vocab]. Every context must belong to this batch's model; the same context
     // twice is Error(Usage), as is a context that is full (the message gives its size), and
-    // a token outside the vocabulary is Error(Model). Contexts that run on Vulkan are stepped
-    // one by one with their own forward() (same results, no batching).
+    // a token outside the vocabulary is Error(Model). Contexts that run on Vulkan step together
+    // on the device where their run can (LlamaVulkanRun::decode_batch: each weight read once
+    // for all of them, the attention per sequence), else one by one with their own forward().
     void decode(LlamaContext* const* ctxs, const int32_t* tokens, int n, float* logits);
     void decode(const std::vector<LlamaContext*>& ctxs, const std::vector<int32_t>& tokens, std::vector<float>& logits) {
         logits.resize(ctxs.size() * size_t(model_.config.n_vocab));

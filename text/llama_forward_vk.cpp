@@ -136,7 +136,8 @@ vk::MatmulEpilogue LlamaVulkanRun::normed(const vk::Buffer& weight, bool fuse, v
 // the cache and Q and K rotated in one rope dispatch: 10. Batches of at most 8 rows, which the
 // matvec kernel takes, fuse each norm into the matvecs that read it where the device is a GPU
 // (vk::Context::fuse_norms): 5 a layer (6 with rope_qkv, 8 apart).
-void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0) {
+void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
+                                  LlamaVulkanRun* const* seqs) {
     const LlamaConfig& c = w_->config;
     const int64_t row0 = int64_t(pos0) * c.kv_dim();
     vk::Buffer& kc = k_cache_[size_t(layer)];
@@ -147,8 +148,10 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
     residual.accumulate = true;
     const bool fuse = fuse_norms(T);
     const vk::Buffer& n = norm_input(rec, x_, L.attn_norm, T, fuse);
-    // Stacked, a decode step rotates Q and K inside its attention (vk::attention_qkv).
-    const bool rope_in_attention = L.qkv_stacked && ctx_.fuse_rope() && vk::attention_qkv_fits(T, c.head_dim);
+    // Stacked, a decode step rotates Q and K inside its attention (vk::attention_qkv); so does
+    // each sequence of a batched step (decode_batch takes only such layers).
+    const bool rope_in_attention =
+        L.qkv_stacked && ctx_.fuse_rope() && vk::attention_qkv_fits(seqs ? 1 : T, c.head_dim);
     if (L.qkv_stacked) {
         vk::matmul(rec, L.wq, n, qkv_, T, normed(L.attn_norm, fuse));
         if (!rope_in_attention)
@@ -161,7 +164,13 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
         vk::rope(rec, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
     }
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    if (rope_in_attention)
+    if (seqs) {  // row b is sequence b's token, at its position, attending over its own caches
+        for (int b = 0; b < T; ++b) {
+            LlamaVulkanRun& s = *seqs[b];
+            vk::attention_qkv(rec, qkv_, pos_, w_->rope, s.k_cache_[size_t(layer)], s.v_cache_[size_t(layer)], att_, 1,
+                              s.n_past_, c.n_heads, c.n_kv_heads, scale, &s.att_partials_, b);
+        }
+    } else if (rope_in_attention)
         vk::attention_qkv(rec, qkv_, pos_, w_->rope, kc, vc, att_, T, pos0, c.n_heads, c.n_kv_heads, scale,
                           &att_partials_);
     else
@@ -270,6 +279,65 @@ int LlamaVulkanRun::decode_greedy(int32_t first, int pos0, int n, int32_t* out,
     return made;
 }
 
+// logits_ and last_ for `rows` rows, or as many as one buffer can hold; grown, never shrunk.
+void LlamaVulkanRun::grow_logits(int64_t rows) {
+    const LlamaConfig& c = w_->config;
+    const int64_t fit = int64_t(ctx_.info().max_storage_buffer_range / uint64_t(c.n_vocab * 4));
+    const int64_t want = std::max<int64_t>(1, std::min<int64_t>(rows, fit));
+    if (want <= logits_rows_) return;
+    logits_ = vk::Buffer(ctx_, fbytes(want, c.n_vocab));
+    last_ = vk::Buffer(ctx_, fbytes(want, c.n_embd));
+    logits_rows_ = want;
+}
+
+bool LlamaVulkanRun::batches_sequences() const {
+    return ctx_.fuse_rope() && vk::attention_qkv_fits(1, w_->config.head_dim) &&
+           std::all_of(w_->layers.begin(), w_->layers.end(),
+                       [](const LlamaVulkanWeights::Layer& L) { return L.qkv_stacked; });
+}
+
+void LlamaVulkanRun::decode_batch(LlamaVulkanRun* const* seqs, int B, const float* x, float* logits_out) {
+    const LlamaConfig& c = w_->config;
+    const int64_t D = c.n_embd, V = c.n_vocab;
+    if (B <= 0) return;
+    if (!batches_sequences()) throw std::logic_error("LlamaVulkanRun::decode_batch: not available on this model");
+    if (B > n_batch_ || B > logits_max_rows())
+        throw std::invalid_argument("LlamaVulkanRun::decode_batch: more sequences than the batch holds");
+    for (int b = 0; b < B; ++b) {
+        if (seqs[b]->w_ != w_) throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence of other weights");
+        if (seqs[b]->n_past_ >= seqs[b]->n_ctx_)
+            throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence's context is full");
+        for (int o = 0; o < b; ++o)
+            if (seqs[o] == seqs[b]) throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence twice");
+    }
+    grow_logits(B);
+    if (logits_host_.size() < fbytes(B, V)) logits_host_ = vk::Buffer(ctx_, fbytes(B, V), vk::MemoryKind::Staging);
+    std::vector<int32_t> pos(static_cast<size_t>(B));
+    for (int b = 0; b < B; ++b) {
+        pos[size_t(b)] = seqs[b]->n_past_;
+        seqs[b]->ahead_pos_ = -1;  // a step recorded ahead for it is not what runs now
+    }
+    ahead_pos_ = -1;
+    vk::upload(ctx_, in_host_, x, fbytes(B, D));
+    vk::upload(ctx_, in_host_, pos.data(), fbytes(B, 1), uint64_t(positions_at()) * 4);
+
+    vk::Recorder& rec = rec_[ahead_];
+    rec.begin();
+    vk::copy(rec, in_host_, 0, x_, 0, int64_t(B) * D);
+    vk::copy(rec, in_host_, positions_at(), pos_, 0, B);
+    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, B, 0, seqs);
+    const bool fuse = fuse_norms(B);
+    const vk::Buffer& n = norm_input(rec, x_, w_->output_norm, B, fuse);
+    vk::matmul(rec, w_->output, n, logits_, B, normed(w_->output_norm, fuse));
+    vk::copy(rec, logits_, 0, logits_host_, 0, int64_t(B) * V);
+    rec.end();
+    dispatches_ = rec.dispatch_count();
+    rec.submit();
+    rec.wait();
+    for (int b = 0; b < B; ++b) ++seqs[b]->n_past_;
+    vk::download(ctx_, logits_host_, logits_out, fbytes(B, V));
+}
+
 void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {
     const LlamaConfig& c = w_->config;
     if (T <= 0) return;
@@ -279,16 +347,7 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
     const bool step = T == 1 && rows == LogitRows::Last;  // what a stream recorded ahead holds
     const bool ahead = step && ahead_pos_ == pos0;
     ahead_pos_ = -1;  // used now, or dropped: nothing below may leave it stale
-    if (rows == LogitRows::All && logits_rows_ < n_batch_) {
-        // Grown once, on first use, to n_batch rows or as many as one buffer can hold.
-        const int64_t fit = int64_t(ctx_.info().max_storage_buffer_range / uint64_t(V * 4));
-        const int64_t want = std::max<int64_t>(1, std::min<int64_t>(n_batch_, fit));
-        if (want > logits_rows_) {
-            logits_ = vk::Buffer(ctx_, fbytes(want, V));
-            last_ = vk::Buffer(ctx_, fbytes(want, D));
-            logits_rows_ = want;
-        }
-    }
+    if (rows == LogitRows::All) grow_logits(n_batch_);
     std::vector<int32_t> pos(static_cast<size_t>(T));
     for (int i = 0; i < T; ++i) pos[size_t(i)] = pos0 + i;
     vk::upload(ctx_, in_host_, x, fbytes(T, D));  // mapped: plain memcpy, no submission

@@ -107,6 +107,21 @@ public:
     // logits, step by step.
     int decode_greedy(int32_t first, int pos0, int n, int32_t* out, const std::function<bool(int32_t)>& keep);
 
+    // Whether decode_batch can run: every layer's Q, K and V stacked and the Context rotating
+    // inside the attention (fuse_rope), which takes one row of this head_dim.
+    bool batches_sequences() const;
+    // The most sequences one decode_batch takes: n_batch, or the rows of logits one buffer holds.
+    int64_t logits_max_rows() const {
+        return std::min<int64_t>(n_batch_, int64_t(ctx_.info().max_storage_buffer_range / uint64_t(w_->config.n_vocab * 4)));
+    }
+    // One decode step for B sequences at once, on this run's scratch buffers: x [B][D] holds
+    // sequence b's input row, run at position seqs[b]->n_past() in seqs[b]'s caches (this run
+    // may be one of them). Every weight product reads its matrix once for all B rows, and each
+    // sequence attends over its own caches (vk::attention_qkv from row b: one dispatch a
+    // sequence). Writes logits [B][V]; each n_past grows by one. The sequences: distinct, of
+    // these weights, none full, B ≤ logits_max_rows(); where batches_sequences().
+    void decode_batch(LlamaVulkanRun* const* seqs, int B, const float* x, float* logits_out);
+
     const std::string& device_label() const { return w_->ctx->label(); }
     uint32_t dispatches_last_batch() const { return dispatches_; }
 
@@ -117,7 +132,10 @@ private:
     void record_last_logits(vk::Recorder& rec, int T);
     // decode_greedy's step i (position pos0 + i) into rec.
     void record_greedy_step(vk::Recorder& rec, int i, int pos0);
-    void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0);
+    // seqs (decode_batch): row b is a token of sequence seqs[b], attending over its caches.
+    void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
+                      LlamaVulkanRun* const* seqs = nullptr);
+    void grow_logits(int64_t rows);
     // rms_norm(x) · weight as the input of the matmuls that follow, for `rows` rows. Fused (the
     // batch fits the matvec kernel and the Context fuses norms): x itself, and normed() puts the
     // norm in each matmul's prologue. Otherwise the norm is recorded into xb_, which is returned,
@@ -136,7 +154,7 @@ private:
     vk::Buffer qkv_;  // [n_batch][q_dim + 2·kv_dim]: the stacked Q·K·V product (qkv_stacked layers)
     vk::Buffer att_partials_;  // a decode step's split attention (vk::attention_partials)
     // Host-visible: a batch's input rows [n_batch][D] then its positions (int32 [n_batch]),
-    // and one row of logits [V] coming back.
+    // and one row of logits [V] coming back (B rows after a decode_batch of B sequences).
     vk::Buffer in_host_, logits_host_;
     // decode_greedy's token ids: on the device, a two-slot ring (step i reads slot i % 2 and
     // its pick goes to the other); host-visible, the first token, then the ring's copies.
