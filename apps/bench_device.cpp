@@ -201,6 +201,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["fuse_qkv"] = dev.ctx->fuse_qkv();  // the decoder's Q, K, V as one matmul and one rope_qkv
         j["fuse_rope"] = dev.ctx->fuse_rope();  // decode's rope_qkv inside its attention (attention_qkv)
         j["greedy_pick"] = dev.ctx->greedy_pick();  // decode picks its tokens on the device (greedy_pick)
+        j["batch_decode"] = dev.ctx->batch_decode();  // caption's sequences step together (decode_batch)
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -383,10 +383,13 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
         q.text += q.stops.feed(q.stream.push(id));
         return !q.stops.stopped() && q.n_tokens < s_.max_tokens && n_past < q.ctx->n_ctx();
     };
-    // Where the device picks greedy tokens itself (picks_on_device), each caption's tokens
-    // after its first come from LlamaContext::decode_greedy, the device never waiting for the
-    // host between them; LlamaBatch steps Vulkan contexts one by one anyway.
-    if (!seqs.empty() && s_.max_tokens > 0 && picks_on_device(*seqs[0]->ctx, seqs[0]->sampler, nullptr, false)) {
+    // Several captions step together (LlamaBatch::decode: on a Vulkan device too, where the run
+    // can batch). Otherwise, where the device picks greedy tokens itself (picks_on_device), each
+    // caption's tokens after its first come from LlamaContext::decode_greedy, the device never
+    // waiting for the host between them.
+    const bool together = seqs.size() > 1 && decoder.steps_together(*seqs[0]->ctx);
+    if (!seqs.empty() && !together && s_.max_tokens > 0 &&
+        picks_on_device(*seqs[0]->ctx, seqs[0]->sampler, nullptr, false)) {
         for (auto& q : seqs) {
             const auto t0 = Clock::now();
             const int pos0 = q->ctx->n_past();

@@ -76,7 +76,8 @@ bool validation_requested_by_env();
 // GLIMPSE_VK_PROFILE_DETAIL (profile_detail), GLIMPSE_VK_MATMUL_LARGE_TILES
 // (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
 // GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv),
-// GLIMPSE_VK_FUSE_ROPE (fuse_rope), GLIMPSE_VK_GREEDY_PICK (greedy_pick).
+// GLIMPSE_VK_FUSE_ROPE (fuse_rope), GLIMPSE_VK_GREEDY_PICK (greedy_pick),
+// GLIMPSE_VK_BATCH_DECODE (batch_decode).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -203,6 +204,10 @@ struct ContextOptions {
     // is submitted before the host has seen it (LlamaVulkanRun::decode_greedy): the device never
     // waits for the host between tokens, and no logits come back. Unset: on.
     std::optional<bool> greedy_pick;
+    // Several sequences decoded together (caption's batches: LlamaBatch::decode) step in one
+    // command stream, each weight read once for all of them (LlamaVulkanRun::decode_batch),
+    // rather than one after another. Unset: on.
+    std::optional<bool> batch_decode;
 };
 
 class Context {
@@ -241,6 +246,8 @@ public:
     bool fuse_rope() const { return options_.fuse_rope.value_or(true); }
     // Whether greedy decoding picks its tokens on the device (ContextOptions::greedy_pick).
     bool greedy_pick() const { return options_.greedy_pick.value_or(true); }
+    // Whether sequences decoded together step in one pass (ContextOptions::batch_decode).
+    bool batch_decode() const { return options_.batch_decode.value_or(true); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 

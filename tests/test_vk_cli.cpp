@@ -194,16 +194,17 @@ const char* const kLongPrompt = "a big red ball rolled down the long green hill"
 
 }  // namespace
 
-TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, picked on the device or by the host",
+TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, stepped together or picked on the device "
+          "or by the host one by one",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const test::TempDir dir;
-    // file -> (caption, tokens) of one caption run over the examples, three images a batch.
-    auto captions = [&](const std::string& device, const std::string& max_tokens) {
+    // file -> (caption, tokens) of one caption run over the examples, `batch` images a batch.
+    auto captions = [&](const std::string& device, const std::string& max_tokens, const std::string& batch) {
         const fs::path out = dir / ("captions-" + device + ".jsonl");
         fs::remove(out);
-        const auto r = run_glimpse("caption " + q(kSource / "examples") + " -o " + q(out) + " --batch 3 -n " +
-                                   max_tokens + " -v --device " + device);
+        const auto r = run_glimpse("caption " + q(kSource / "examples") + " -o " + q(out) + " --batch " + batch +
+                                   " -n " + max_tokens + " -v --device " + device);
         INFO(r.err);
         REQUIRE(r.exit_code == 0);
         // -v ends with the device's GPU time by shader.
@@ -218,12 +219,15 @@ TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, picked
     };
     for (const char* max_tokens : {"12", "64"}) {  // cut by the limit, or ended by the model
         INFO("-n " << max_tokens);
-        const auto want = captions("cpu", max_tokens);
+        const auto want = captions("cpu", max_tokens, "3");
         CHECK(want.size() == 6);
+        // Three a batch: each step of a batch's captions one pass on the device (decode_batch).
+        CHECK(captions("vulkan", max_tokens, "3") == want);
+        // One a batch: each caption's tokens picked on the device (decode_greedy), or by the host.
         for (const char* on : {"1", "0"}) {
             INFO("GLIMPSE_VK_GREEDY_PICK=" << on);
             const ScopedEnv e("GLIMPSE_VK_GREEDY_PICK", on);
-            CHECK(captions("vulkan", max_tokens) == want);
+            CHECK(captions("vulkan", max_tokens, "1") == want);
         }
     }
 }

@@ -49,6 +49,10 @@ void LlamaBatch::check(LlamaContext* const* ctxs, const int32_t* tokens, int n) 
     }
 }
 
+bool LlamaBatch::steps_together(const LlamaContext& ctx) {
+    return !ctx.on_vulkan() || (!ctx.capture_ && ctx.vk_->batches_sequences());
+}
+
 void LlamaBatch::decode(LlamaContext* const* ctxs, const int32_t* tokens, int n, float* logits) {
     check(ctxs, tokens, n);
     const int64_t V = model_.config.n_vocab;
@@ -61,7 +65,7 @@ void LlamaBatch::decode(LlamaContext* const* ctxs, const int32_t* tokens, int n,
     } cpu, dev;
     for (int b = 0; b < n; ++b) {
         LlamaContext& c = *ctxs[b];
-        if (c.on_vulkan() && (c.capture_ || !c.vk_->batches_sequences())) {
+        if (!steps_together(c)) {
             c.forward(&tokens[b], 1, c.n_past(), logits + sz(b, V), LogitRows::Last);
             continue;
         }

@@ -59,6 +59,9 @@ public:
     void prefill(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int n, float* logits);
 
     int max_seqs() const { return max_seqs_; }
+    // Whether decode() steps `ctx` together with other contexts (one pass for all of them), or
+    // alone: a Vulkan context whose run cannot batch (LlamaVulkanRun::batches_sequences).
+    static bool steps_together(const LlamaContext& ctx);
 
 private:
     void prefill_pass(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int B, float* logits);

@@ -291,7 +291,7 @@ void LlamaVulkanRun::grow_logits(int64_t rows) {
 }
 
 bool LlamaVulkanRun::batches_sequences() const {
-    return ctx_.fuse_rope() && vk::attention_qkv_fits(1, w_->config.head_dim) &&
+    return ctx_.batch_decode() && ctx_.fuse_rope() && vk::attention_qkv_fits(1, w_->config.head_dim) &&
            std::all_of(w_->layers.begin(), w_->layers.end(),
                        [](const LlamaVulkanWeights::Layer& L) { return L.qkv_stacked; });
 }

@@ -107,8 +107,9 @@ public:
     // logits, step by step.
     int decode_greedy(int32_t first, int pos0, int n, int32_t* out, const std::function<bool(int32_t)>& keep);
 
-    // Whether decode_batch can run: every layer's Q, K and V stacked and the Context rotating
-    // inside the attention (fuse_rope), which takes one row of this head_dim.
+    // Whether decode_batch can run: the Context batches (batch_decode), every layer's Q, K and V
+    // stacked, and the Context rotating inside the attention (fuse_rope), which takes one row
+    // of this head_dim.
     bool batches_sequences() const;
     // The most sequences one decode_batch takes: n_batch, or the rows of logits one buffer holds.
     int64_t logits_max_rows() const {

@@ -24,7 +24,9 @@
 #   rope_qkv dispatch before the attention (GLIMPSE_VK_FUSE_ROPE=0; by default the attention
 #   rotates Q and K itself: attention_qkv), and F16 decode with the host picking each token
 #   from downloaded logits (GLIMPSE_VK_GREEDY_PICK=0; by default bench's decode picks greedily
-#   on the device, each step queued before the host reads the last pick).
+#   on the device, each step queued before the host reads the last pick). And captioning
+#   (bench --caption: 16 generated pictures, batch 1 against batch 8) with a batch's captions
+#   stepped together on the device (decode_batch) and one by one (GLIMPSE_VK_BATCH_DECODE=0).
 # Each step has its own time limit, so the whole run stays under about 8 minutes.
 # GLIMPSE_GPU_QUICK=1: the same steps on tiny sizes (-p 16 -n 4, one tile, one run each), to
 # check the script itself on a slow device such as lavapipe.
@@ -70,8 +72,10 @@ step() {  # step NAME SECONDS COMMAND...: output to OUT/NAME, one status line he
 }
 : > "$out/steps.txt"
 text=(-p 512 -n 128 -r 3) vit=(--vit-tiles 8 -r 5) text_prof=(-p 512 -n 32 -r 1) vit_prof=(--vit-tiles 8 -r 1)
+caption=(--images 16 --batch 8 --lanes 1 -n 32 -r 1)
 if [ "${GLIMPSE_GPU_QUICK:-0}" = 1 ]; then
     text=(-p 16 -n 4 -r 1) vit=(--vit-tiles 1 -r 1) text_prof=(-p 16 -n 4 -r 1) vit_prof=(--vit-tiles 1 -r 1)
+    caption=(--images 2 --batch 2 --lanes 1 --image-max-tiles 1 -n 4 -r 1)
 fi
 step tests.txt 150 build-gpu/tests/glimpse_tests "${GLIMPSE_GPU_TESTS:-[vulkan]}" --durations yes
 step bench-500m-f16.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
@@ -87,6 +91,8 @@ GLIMPSE_VK_VIT_TILES_AT_ONCE=0 step bench-vit-one-by-one.json 60 $g bench --devi
 GLIMPSE_VK_ATTENTION_BLOCKED=0 step bench-vit-attention-tiled.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 GLIMPSE_VK_ATTENTION_BLOCKED=1 step bench-500m-f16-attention-blocked.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_MATMUL_LARGE_TILES=1 step bench-500m-f16-tiles128.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
+step bench-caption.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
+GLIMPSE_VK_BATCH_DECODE=0 step bench-caption-one-by-one.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 step profile-500m-f16.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 "${text_prof[@]}" --profile
 GLIMPSE_VK_PROFILE_DETAIL=1 step profile-500m-f16-detail.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 -p 512 -n 8 -r 1 --profile
 step profile-vit.txt 60 $g bench --device vulkan --vit "${vit_prof[@]}" --profile
@@ -120,6 +126,13 @@ for name in ("bench-vit.json", "bench-vit-tiles64.json", "bench-vit-attention-ti
               f"blocked attention {j.get('attention_blocked', '?')}, "
               f"tiles {'at once' if j.get('vit_tiles_at_once') else 'one by one'}): {j['encode_ms_per_tile']:.2f} ms "
               f"({j['tiles_per_call']} tiles a call), {j['encode_gflops'] / 1000:.1f} TFLOP/s")
+for name in ("bench-caption.json", "bench-caption-one-by-one.json"):
+    j = load(name)
+    if j:
+        how = "stepped together" if j.get("batch_decode") else "stepped one by one"
+        print(f"caption, random SmolVLM-256M, {j['images']} pictures of {j['image_size']}x{j['image_size']}, "
+              f"-n {j['max_tokens']} (a batch's captions {how}): batch 1 {j['batch1_images_per_min']:.1f} images/min, "
+              f"batch {j['batch']} {j['batchN_images_per_min']:.1f} images/min ({j['speedup']:.2f}x)")
 PY
 cat "$out/summary.txt"
 [ -f "$out/tests.txt" ] && tail -3 "$out/tests.txt"
