@@ -171,8 +171,7 @@ void Recorder::begin() {
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
     recording_ = true;
     dispatches_ = barriers_ = 0;
-    written_.clear();
-    read_.clear();
+    clear_tracking();
     timing_ = ctx_.profiling();
     timed_.clear();
     untimed_ = 0;
@@ -256,8 +255,13 @@ void Recorder::barrier() {
     vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb,
                          0, nullptr, 0, nullptr);
     ++barriers_;
+    clear_tracking();
+}
+
+void Recorder::clear_tracking() {
     written_.clear();
     read_.clear();
+    ranges_.clear();
 }
 
 namespace {
@@ -277,8 +281,12 @@ void Recorder::sync_for(std::initializer_list<Arg> args) {
     for (const Arg& a : args) {
         const VkBuffer b = a.buffer->handle();
         hazard = hazard || contains(written_, b) || (a.written && contains(read_, b));
+        // A range written before: only a write of a range that does not overlap it goes on.
+        for (const Range& r : ranges_)
+            hazard = hazard || (r.buffer == b && (a.hi == 0 || (a.lo < r.hi && r.lo < a.hi)));
     }
     if (!hazard) return;
+    for (const Range& r : ranges_) add_once(written_, r.buffer);
     // The barrier orders all earlier dispatches before this one, so it must also make every
     // earlier write visible (not only the conflicting ones): the tracking lists are cleared.
     for (const Arg& a : args)
@@ -297,8 +305,7 @@ void Recorder::sync_for(std::initializer_list<Arg> args) {
     vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
                          nullptr, uint32_t(barrier_list_.size()), barrier_list_.data(), 0, nullptr);
     ++barriers_;
-    written_.clear();
-    read_.clear();
+    clear_tracking();
 }
 
 void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const void* push, size_t push_size,
@@ -320,7 +327,10 @@ void Recorder::dispatch_raw(ShaderId id, std::initializer_list<Arg> args, const 
     vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_.pipelines().layout(), 0, 1, &set, 0, nullptr);
     if (push_size) vkCmdPushConstants(cmd_, ctx_.pipelines().layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, uint32_t(push_size), push);
     vkCmdDispatch(cmd_, groups.x, groups.y, groups.z);
-    for (const Arg& a : args) add_once(a.written ? written_ : read_, a.buffer->handle());
+    for (const Arg& a : args) {
+        if (a.hi > 0) ranges_.push_back({a.buffer->handle(), a.lo, a.hi});
+        else add_once(a.written ? written_ : read_, a.buffer->handle());
+    }
     ++dispatches_;
     if (!timing_) return;
     if (timed_.size() + 1 < query_capacity_) {

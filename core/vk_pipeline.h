@@ -93,9 +93,15 @@ private:
 struct Arg {
     const Buffer* buffer;
     bool written;
+    // Bytes [lo, hi) for a write confined to them (out_range); hi == 0: the whole buffer.
+    uint64_t lo = 0, hi = 0;
 };
 inline Arg in(const Buffer& b) { return {&b, false}; }
 inline Arg out(Buffer& b) { return {&b, true}; }  // written (and possibly read)
+// Written only in bytes [offset, offset + bytes), and not read: dispatches writing ranges of
+// one buffer that do not overlap need no barrier between them (a batched decode step's
+// sequences, each writing its own rows of the attention output).
+inline Arg out_range(Buffer& b, uint64_t offset, uint64_t bytes) { return {&b, true, offset, offset + bytes}; }
 
 struct Groups {
     uint32_t x = 1, y = 1, z = 1;
@@ -186,6 +192,12 @@ private:
     bool recording_ = false, ended_ = false, in_flight_ = false;
     uint32_t dispatches_ = 0, barriers_ = 0;
     std::vector<VkBuffer> written_, read_;  // since the last barrier (a few each)
+    struct Range {
+        VkBuffer buffer;
+        uint64_t lo, hi;
+    };
+    std::vector<Range> ranges_;  // out_range writes since the last barrier
+    void clear_tracking();
     std::vector<VkBufferMemoryBarrier> barrier_list_;
 };
 

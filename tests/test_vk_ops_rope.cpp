@@ -293,6 +293,26 @@ TEST_CASE("vulkan attention_qkv from row row0: each sequence of a batch as if it
         row0 += q.n_q;
     }
     REQUIRE(std::vector<float>(out.begin() + rows * qd, out.end()) == std::vector<float>(size_t(qd), 7.0f));
+    // Sequences writing different rows of one output, each with its own caches and partials,
+    // need no barrier between them (the Recorder tracks the rows: vk::out_range); rows that
+    // overlap, or a shared partials buffer, do.
+    {
+        std::vector<vk::Buffer> kc, vc, parts;
+        for (int s = 0; s < 3; ++s) {
+            kc.emplace_back(*ctx, uint64_t(8 * kvd) * 4);
+            vc.emplace_back(*ctx, uint64_t(8 * kvd) * 4);
+            parts.push_back(vk::attention_partials(*ctx, 2, heads, dim));
+        }
+        rec.begin();
+        vk::attention_qkv(rec, dqkv, dpos, table, kc[0], vc[0], dout, 1, 3, heads, kv_heads, scale, &parts[0], 0);
+        vk::attention_qkv(rec, dqkv, dpos, table, kc[1], vc[1], dout, 2, 3, heads, kv_heads, scale, &parts[1], 1);
+        CHECK(rec.barrier_count() == 0);
+        vk::attention_qkv(rec, dqkv, dpos, table, kc[2], vc[2], dout, 1, 3, heads, kv_heads, scale, &parts[2], 2);
+        CHECK(rec.barrier_count() == 1);  // row 2 is the second call's too
+        vk::attention_qkv(rec, dqkv, dpos, table, kc[2], vc[2], dout, 1, 3, heads, kv_heads, scale, &parts[0], 3);
+        CHECK(rec.barrier_count() == 2);  // the third call's caches
+        rec.submit_and_wait();
+    }
     // Rows past the buffers are refused.
     rec.begin();
     CHECK_THROWS_AS(vk::attention_qkv(rec, dqkv, dpos, table, k[0], v[0], dout, 1, 37, heads, kv_heads, scale,
