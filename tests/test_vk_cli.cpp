@@ -401,7 +401,15 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     const auto cj = nlohmann::json::parse(c.out);
     CHECK(cj["device"].get<std::string>().find("vulkan device") == 0);
     CHECK(cj["batchN_images_per_min"].get<double>() > 0);
+    CHECK(cj["batch_decode"] == true);  // a batch's captions step together on the device
+    {
+        const ScopedEnv e("GLIMPSE_VK_BATCH_DECODE", "0");
+        const auto c0 = run_glimpse("bench --caption --device vulkan --images 2 --batch 2 -n 4 -r 1 --json");
+        REQUIRE(c0.exit_code == 0);
+        CHECK(nlohmann::json::parse(c0.out)["batch_decode"] == false);
+    }
     const auto cc = run_glimpse("bench --caption --device cpu --images 2 --batch 2 -n 4 -r 1 --json");
     REQUIRE(cc.exit_code == 0);
     CHECK(nlohmann::json::parse(cc.out)["device"] == "cpu");
+    CHECK_FALSE(nlohmann::json::parse(cc.out).contains("batch_decode"));
 }
