@@ -14,6 +14,7 @@
 #include "core/matmul.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
+#include "tests/batch_steps.h"
 #include "tests/helpers.h"
 #include "text/llama_batch.h"
 #include "text/llama_forward.h"
@@ -108,29 +109,11 @@ TEST_CASE("batched decode equals each sequence decoded alone, bit for bit", "[ll
     }
     LlamaBatch batch(model, pool, /*max_seqs=*/3);  // 4 live sequences take two passes
     std::vector<std::vector<int32_t>> got_tokens(B);
-    for (int i = 0;; ++i) {
-        std::vector<LlamaContext*> live;
-        std::vector<int32_t> toks;
-        std::vector<size_t> which;
-        for (size_t s = 0; s < B; ++s)
-            if (i < steps[s]) {
-                const int32_t id = argmax(last[s].data(), V);
-                got_tokens[s].push_back(id);
-                live.push_back(ctxs[s].get());
-                toks.push_back(id);
-                which.push_back(s);
-            }
-        if (live.empty()) break;
-        std::vector<float> logits;
-        batch.decode(live, toks, logits);
-        REQUIRE(logits.size() == live.size() * size_t(V));
-        for (size_t j = 0; j < live.size(); ++j) {
-            const size_t s = which[j];
-            std::copy_n(logits.data() + j * size_t(V), size_t(V), last[s].data());
-            INFO("sequence " << s << " step " << i);
-            CHECK(same_bits(last[s].data(), want_logits[s][size_t(i)].data(), size_t(V)));
-        }
-    }
+    std::vector<LlamaContext*> seqs;
+    for (auto& c : ctxs) seqs.push_back(c.get());
+    test::greedy_batch_steps(batch, seqs, steps, last, got_tokens, [&](int i, size_t s) {
+        CHECK(same_bits(last[s].data(), want_logits[s][size_t(i)].data(), size_t(V)));
+    });
     for (size_t s = 0; s < B; ++s) {
         CHECK(got_tokens[s] == want_tokens[s]);
         CHECK(ctxs[s]->n_past() == int(prompts[s].size()) + steps[s]);

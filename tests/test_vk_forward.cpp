@@ -18,6 +18,7 @@
 #include "core/thread_pool.h"
 #include "fusion/session.h"
 #include "fusion/vlm.h"
+#include "tests/batch_steps.h"
 #include "tests/test_vk_helpers.h"
 #include "text/generation.h"
 #include "text/llama_batch.h"
@@ -532,40 +533,23 @@ TEST_CASE("vulkan batched decode: sequences stepped together on the device as ea
     LlamaBatch batch(vk_model, pool, /*max_seqs=*/3);  // 4 sequences going: passes of 3 and 1
     (void)ctx->take_profile();
     std::vector<std::vector<int32_t>> got_tokens(B);
-    for (int i = 0;; ++i) {
-        std::vector<LlamaContext*> live;
-        std::vector<int32_t> toks;
-        std::vector<size_t> which;
-        for (size_t s = 0; s < B; ++s)
-            if (i < steps[s]) {
-                const int32_t id = argmax(last[s]);
-                got_tokens[s].push_back(id);
-                live.push_back(ctxs[s].get());
-                toks.push_back(id);
-                which.push_back(s);
-            }
-        if (live.empty()) break;
-        std::vector<float> logits;
-        batch.decode(live, toks, logits);
-        REQUIRE(logits.size() == live.size() * size_t(V));
-        for (size_t j = 0; j < live.size(); ++j) {
-            const size_t s = which[j];
-            INFO("sequence " << s << " step " << i);
-            std::copy_n(logits.data() + j * size_t(V), size_t(V), last[s].data());
-            require_close(last[s], want_logits[s][size_t(i)], 1e-4f, 1e-4f);
-        }
-        if (timed) {
-            // Together: one submission a pass, one attention a sequence and layer, one matvec
-            // of all the pass's rows a weight. Alone: a submission a sequence.
+    std::vector<LlamaContext*> seqs;
+    for (auto& q : ctxs) seqs.push_back(q.get());
+    test::greedy_batch_steps(
+        batch, seqs, steps, last, got_tokens,
+        [&](int i, size_t s) { require_close(last[s], want_logits[s][size_t(i)], 1e-4f, 1e-4f); },
+        [&](int i, size_t n_live) {
+            if (!timed) return;
+            // Together: one submission a pass. Alone: one a sequence. Either way one attention
+            // a sequence and layer.
             INFO("step " << i);
             const vk::DeviceProfile p = ctx->take_profile();
-            const uint64_t passes = (live.size() + 2) / 3;
-            CHECK(p.submissions == (c.batched ? passes : live.size()));
+            const uint64_t passes = (n_live + 2) / 3;
+            CHECK(p.submissions == (c.batched ? passes : n_live));
             CHECK(p.shaders.count(c.attention) == 1);
             if (p.shaders.count(c.attention))
-                CHECK(p.shaders.at(c.attention).dispatches == uint64_t(layers) * live.size());
-        }
-    }
+                CHECK(p.shaders.at(c.attention).dispatches == uint64_t(layers) * n_live);
+        });
     for (size_t s = 0; s < B; ++s) {
         INFO("sequence " << s);
         CHECK(got_tokens[s] == want_tokens[s]);
