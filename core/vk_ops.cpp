@@ -630,10 +630,10 @@ void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, co
                                 table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
                                 table.theta_scale, uint32_t(row0)};
     Context& ctx = rec.context();
-    // WG ≥ 128 on every device: head_dim/2 ≤ WG, so one pass rotates a row.
     // Its rows of o only: the sequences of a batched step (rows apart, caches and partials
     // their own) need no barrier between them. Unsplit, binding 4 is o again, never written.
     const Arg rows_of_o = out_range(o, uint64_t(row0 * n_heads * hd) * 4, uint64_t(n_q * n_heads * hd) * 4);
+    // WG ≥ 128 on every device: head_dim/2 ≤ WG, so one pass rotates a row.
     rec.dispatch(ShaderId::attention_qkv,
                  {in(qkv), out(k_cache), out(v_cache), rows_of_o, splits > 1 ? out(*partials) : rows_of_o,
                   in(positions), in(table.inv_freq)},

@@ -282,8 +282,7 @@ int LlamaVulkanRun::decode_greedy(int32_t first, int pos0, int n, int32_t* out,
 // logits_ and last_ for `rows` rows, or as many as one buffer can hold; grown, never shrunk.
 void LlamaVulkanRun::grow_logits(int64_t rows) {
     const LlamaConfig& c = w_->config;
-    const int64_t fit = int64_t(ctx_.info().max_storage_buffer_range / uint64_t(c.n_vocab * 4));
-    const int64_t want = std::max<int64_t>(1, std::min<int64_t>(rows, fit));
+    const int64_t want = std::max<int64_t>(1, std::min<int64_t>(rows, logits_fit()));
     if (want <= logits_rows_) return;
     logits_ = vk::Buffer(ctx_, fbytes(want, c.n_vocab));
     last_ = vk::Buffer(ctx_, fbytes(want, c.n_embd));

@@ -112,9 +112,7 @@ public:
     // of this head_dim.
     bool batches_sequences() const;
     // The most sequences one decode_batch takes: n_batch, or the rows of logits one buffer holds.
-    int64_t logits_max_rows() const {
-        return std::min<int64_t>(n_batch_, int64_t(ctx_.info().max_storage_buffer_range / uint64_t(w_->config.n_vocab * 4)));
-    }
+    int64_t logits_max_rows() const { return std::min<int64_t>(n_batch_, logits_fit()); }
     // One decode step for B sequences at once, on this run's scratch buffers: x [B][D] holds
     // sequence b's input row, run at position seqs[b]->n_past() in seqs[b]'s caches (this run
     // may be one of them). Every weight product reads its matrix once for all B rows, and each
@@ -137,6 +135,10 @@ private:
     void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
                       LlamaVulkanRun* const* seqs = nullptr);
     void grow_logits(int64_t rows);
+    // Rows of logits one buffer can hold (maxStorageBufferRange).
+    int64_t logits_fit() const {
+        return int64_t(ctx_.info().max_storage_buffer_range / uint64_t(w_->config.n_vocab * 4));
+    }
     // rms_norm(x) · weight as the input of the matmuls that follow, for `rows` rows. Fused (the
     // batch fits the matvec kernel and the Context fuses norms): x itself, and normed() puts the
     // norm in each matmul's prologue. Otherwise the norm is recorded into xb_, which is returned,
