@@ -195,8 +195,7 @@ int64_t LlamaVulkanRun::record_batch(vk::Recorder& rec, int T, int pos0, LogitRo
     const LlamaConfig& c = w_->config;
     const int64_t D = c.n_embd, V = c.n_vocab;
     rec.begin();
-    vk::copy(rec, in_host_, 0, x_, 0, int64_t(T) * D);
-    vk::copy(rec, in_host_, positions_at(), pos_, 0, T);
+    record_inputs(rec, T);
     for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, T, pos0);
     int64_t n_out = 0;
     if (rows == LogitRows::All) {
@@ -214,12 +213,28 @@ int64_t LlamaVulkanRun::record_batch(vk::Recorder& rec, int T, int pos0, LogitRo
     return n_out;
 }
 
+// Uploads (mapped: plain memcpys, no submission) a batch's input rows x [pos.size()][D] and
+// positions into in_host_, where record_inputs() takes them from.
+void LlamaVulkanRun::stage_inputs(const float* x, const std::vector<int32_t>& pos) {
+    vk::upload(ctx_, in_host_, x, fbytes(int64_t(pos.size()), w_->config.n_embd));
+    vk::upload(ctx_, in_host_, pos.data(), fbytes(int64_t(pos.size()), 1), uint64_t(positions_at()) * 4);
+}
+
+void LlamaVulkanRun::record_inputs(vk::Recorder& rec, int T) {
+    vk::copy(rec, in_host_, 0, x_, 0, int64_t(T) * w_->config.n_embd);
+    vk::copy(rec, in_host_, positions_at(), pos_, 0, T);
+}
+
+void LlamaVulkanRun::record_logits(vk::Recorder& rec, const vk::Buffer& x, int rows) {
+    const bool fuse = fuse_norms(rows);
+    const vk::Buffer& n = norm_input(rec, x, w_->output_norm, rows, fuse);
+    vk::matmul(rec, w_->output, n, logits_, rows, normed(w_->output_norm, fuse));
+}
+
 void LlamaVulkanRun::record_last_logits(vk::Recorder& rec, int T) {
     const int64_t D = w_->config.n_embd;
     if (T > 1) vk::copy(rec, x_, int64_t(T - 1) * D, last_, 0, D);  // a decode step's row is x_ itself
-    const bool fuse = fuse_norms(1);
-    const vk::Buffer& n = norm_input(rec, T > 1 ? last_ : x_, w_->output_norm, 1, fuse);
-    vk::matmul(rec, w_->output, n, logits_, 1, normed(w_->output_norm, fuse));
+    record_logits(rec, T > 1 ? last_ : x_, 1);
 }
 
 // Step i feeds the token in ids_ slot i % 2 at position pos0 + i (pos_ [0], which the step
@@ -297,10 +312,10 @@ bool LlamaVulkanRun::batches_sequences() const {
 
 void LlamaVulkanRun::decode_batch(LlamaVulkanRun* const* seqs, int B, const float* x, float* logits_out) {
     const LlamaConfig& c = w_->config;
-    const int64_t D = c.n_embd, V = c.n_vocab;
+    const int64_t V = c.n_vocab;
     if (B <= 0) return;
     if (!batches_sequences()) throw std::logic_error("LlamaVulkanRun::decode_batch: not available on this model");
-    if (B > n_batch_ || B > logits_max_rows())
+    if (B > logits_max_rows())
         throw std::invalid_argument("LlamaVulkanRun::decode_batch: more sequences than the batch holds");
     for (int b = 0; b < B; ++b) {
         if (seqs[b]->w_ != w_) throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence of other weights");
@@ -317,17 +332,13 @@ void LlamaVulkanRun::decode_batch(LlamaVulkanRun* const* seqs, int B, const floa
         seqs[b]->ahead_pos_ = -1;  // a step recorded ahead for it is not what runs now
     }
     ahead_pos_ = -1;
-    vk::upload(ctx_, in_host_, x, fbytes(B, D));
-    vk::upload(ctx_, in_host_, pos.data(), fbytes(B, 1), uint64_t(positions_at()) * 4);
+    stage_inputs(x, pos);
 
     vk::Recorder& rec = rec_[ahead_];
     rec.begin();
-    vk::copy(rec, in_host_, 0, x_, 0, int64_t(B) * D);
-    vk::copy(rec, in_host_, positions_at(), pos_, 0, B);
+    record_inputs(rec, B);
     for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, B, 0, seqs);
-    const bool fuse = fuse_norms(B);
-    const vk::Buffer& n = norm_input(rec, x_, w_->output_norm, B, fuse);
-    vk::matmul(rec, w_->output, n, logits_, B, normed(w_->output_norm, fuse));
+    record_logits(rec, x_, B);
     vk::copy(rec, logits_, 0, logits_host_, 0, int64_t(B) * V);
     rec.end();
     dispatches_ = rec.dispatch_count();
@@ -349,8 +360,7 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
     if (rows == LogitRows::All) grow_logits(n_batch_);
     std::vector<int32_t> pos(static_cast<size_t>(T));
     for (int i = 0; i < T; ++i) pos[size_t(i)] = pos0 + i;
-    vk::upload(ctx_, in_host_, x, fbytes(T, D));  // mapped: plain memcpy, no submission
-    vk::upload(ctx_, in_host_, pos.data(), fbytes(T, 1), uint64_t(positions_at()) * 4);
+    stage_inputs(x, pos);
 
     vk::Recorder& rec = rec_[ahead_];
     const int64_t n_out = ahead ? 1 : record_batch(rec, T, pos0, rows);

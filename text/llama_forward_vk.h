@@ -129,6 +129,11 @@ private:
     int64_t record_batch(vk::Recorder& rec, int T, int pos0, LogitRows rows);
     // The logits of the batch's last row into logits_.
     void record_last_logits(vk::Recorder& rec, int T);
+    // The logits of x's first `rows` rows into logits_ (the norm fused where fuse_norms says).
+    void record_logits(vk::Recorder& rec, const vk::Buffer& x, int rows);
+    // A batch's inputs: staged into in_host_ by the host, copied into x_ and pos_ by the stream.
+    void stage_inputs(const float* x, const std::vector<int32_t>& pos);
+    void record_inputs(vk::Recorder& rec, int T);
     // decode_greedy's step i (position pos0 + i) into rec.
     void record_greedy_step(vk::Recorder& rec, int i, int pos0);
     // seqs (decode_batch): row b is a token of sequence seqs[b], attending over its caches.
