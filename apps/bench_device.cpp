@@ -202,6 +202,9 @@ int run_device_bench(const DeviceBenchOptions& o) {
         j["fuse_rope"] = dev.ctx->fuse_rope();  // decode's rope_qkv inside its attention (attention_qkv)
         j["greedy_pick"] = dev.ctx->greedy_pick();  // decode picks its tokens on the device (greedy_pick)
         j["batch_decode"] = dev.ctx->batch_decode();  // caption's sequences step together (decode_batch)
+        // Many-row matmuls on tensor cores (matmul_coop.comp): asked for and possible here.
+        j["coop_matmul"] = dev.ctx->coop_matmul();
+        j["coop_matmul_supported"] = dev.ctx->coop_matmul_supported();
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -68,11 +68,16 @@ struct FeatureChain {
     VkPhysicalDevice16BitStorageFeatures s16 = init<VkPhysicalDevice16BitStorageFeatures>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES);
     VkPhysicalDevice8BitStorageFeatures s8 = init<VkPhysicalDevice8BitStorageFeatures>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES);
     VkPhysicalDeviceShaderFloat16Int8Features f16i8 = init<VkPhysicalDeviceShaderFloat16Int8Features>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
-    bool has_s8 = false, has_f16i8 = false;
+    // What the tensor-core matmul (matmul_coop.comp) needs besides shaderFloat16: the NV
+    // cooperative matrix, and the Vulkan memory model its GLSL extension declares.
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV coop = init<VkPhysicalDeviceCooperativeMatrixFeaturesNV>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV);
+    VkPhysicalDeviceVulkanMemoryModelFeatures vmm = init<VkPhysicalDeviceVulkanMemoryModelFeatures>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES);
+    bool has_s8 = false, has_f16i8 = false, has_coop = false;
 
     FeatureChain(uint32_t api, const std::vector<std::string>& ext) {
         has_s8 = api >= VK_API_VERSION_1_2 || contains(ext, VK_KHR_8BIT_STORAGE_EXTENSION_NAME);
         has_f16i8 = api >= VK_API_VERSION_1_2 || contains(ext, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
+        has_coop = api >= VK_API_VERSION_1_2 && contains(ext, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
         link();
     }
     FeatureChain(const FeatureChain&) = delete;
@@ -87,6 +92,12 @@ struct FeatureChain {
         if (has_f16i8) {
             *next = &f16i8;
             next = &f16i8.pNext;
+        }
+        if (has_coop) {
+            *next = &coop;
+            next = &coop.pNext;
+            *next = &vmm;
+            next = &vmm.pNext;
         }
         *next = nullptr;
     }
@@ -458,12 +469,22 @@ Context::Context(uint32_t index, ContextOptions options)
     f.s16.storageInputOutput16 = VK_FALSE;
     f.s8.uniformAndStorageBuffer8BitAccess = VK_FALSE;
     f.s8.storagePushConstant8 = VK_FALSE;
+    // The tensor-core matmul where the device has all it needs (coop_matmul_supported()).
+    coop_supported_ = f.has_coop && f.coop.cooperativeMatrix && f.vmm.vulkanMemoryModel && f.has_f16i8 &&
+                      f.f16i8.shaderFloat16 && supported.features.shaderInt16 && info_.storage_16bit &&
+                      info_.subgroup_size == 32 &&
+                      contains(info_.coopmat_nv_shapes, kCoopMatmulShape);
+    f.has_coop = coop_supported_;
+    f.coop.cooperativeMatrixRobustBufferAccess = VK_FALSE;
+    f.vmm.vulkanMemoryModelDeviceScope = VK_FALSE;
+    f.vmm.vulkanMemoryModelAvailabilityVisibilityChains = VK_FALSE;
     f.link();
     std::vector<const char*> enabled_ext;
     if (info_.api_version < VK_API_VERSION_1_2) {
         if (f.has_s8) enabled_ext.push_back(VK_KHR_8BIT_STORAGE_EXTENSION_NAME);
         if (f.has_f16i8) enabled_ext.push_back(VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
     }
+    if (coop_supported_) enabled_ext.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
 
     const float priority = 1.0f;
     VkDeviceQueueCreateInfo qi = init<VkDeviceQueueCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO);

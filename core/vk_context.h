@@ -63,6 +63,10 @@ struct DeviceInfo {
     std::vector<std::string> coopmat_nv_shapes;
 };
 
+// The one cooperative-matrix shape the tensor-core matmul (shaders/matmul_coop.comp) uses, as
+// DeviceInfo::coopmat_nv_shapes lists it.
+constexpr const char* kCoopMatmulShape = "16x16x16 f16*f16+f32->f32";
+
 std::string api_version_string(uint32_t v);  // "1.3.230"
 
 // Validation layers: Off, or on when VK_LAYER_KHRONOS_validation is installed (IfAvailable).
@@ -77,7 +81,7 @@ bool validation_requested_by_env();
 // (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
 // GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv),
 // GLIMPSE_VK_FUSE_ROPE (fuse_rope), GLIMPSE_VK_GREEDY_PICK (greedy_pick),
-// GLIMPSE_VK_BATCH_DECODE (batch_decode).
+// GLIMPSE_VK_BATCH_DECODE (batch_decode), GLIMPSE_VK_COOP_MATMUL (coop_matmul).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -208,6 +212,10 @@ struct ContextOptions {
     // command stream, each weight read once for all of them (LlamaVulkanRun::decode_batch),
     // rather than one after another. Unset: on.
     std::optional<bool> batch_decode;
+    // The tensor-core matmul (matmul_coop.comp: f16 products summed in f32) for many-row
+    // products, where the device can run it (Context::coop_matmul_supported).
+    // Unset: off, until a GPU has run its tests (docs/VULKAN.md); true turns it on there.
+    std::optional<bool> coop_matmul;
 };
 
 class Context {
@@ -248,6 +256,11 @@ public:
     bool greedy_pick() const { return options_.greedy_pick.value_or(true); }
     // Whether sequences decoded together step in one pass (ContextOptions::batch_decode).
     bool batch_decode() const { return options_.batch_decode.value_or(true); }
+    // Whether the device was opened with what the tensor-core matmul needs: VK_NV_cooperative_matrix
+    // with kCoopMatmulShape, the Vulkan memory model, fp16 arithmetic, 16-bit storage, subgroups of 32.
+    bool coop_matmul_supported() const { return coop_supported_; }
+    // Whether many-row matmuls take it (ContextOptions::coop_matmul, where supported).
+    bool coop_matmul() const { return coop_supported_ && options_.coop_matmul.value_or(false); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 
@@ -280,6 +293,7 @@ private:
     VkCommandBuffer once_cmd_ = VK_NULL_HANDLE;
     VkFence once_fence_ = VK_NULL_HANDLE;
     bool use_subgroups_ = false;
+    bool coop_supported_ = false;
     bool profiling_ = false;
     uint32_t timestamp_bits_ = 0;
     double timestamp_period_ns_ = 0;

@@ -177,6 +177,28 @@ constexpr uint32_t kTiledBK = 16;
 // 16.5 KiB at 128×128 (GLU 24.8); Vulkan promises only 16 KiB.
 uint64_t matmul_stage_bytes(uint32_t t, bool glu) { return uint64_t(kTiledBK) * 4 * (16 * t + 4) * (glu ? 3 : 2); }
 
+// The tensor-core matmul's shared memory (matmul_coop.comp) for TF fragments a subgroup a
+// side: x's and W's rows of a step (32·TF rows of 40 halves each; GLU: and the up rows') and
+// four 16×16 float scratches. 14 KiB at 64×64 (GLU 19), 24 KiB at 128×128.
+uint64_t coop_stage_bytes(uint32_t tf, bool glu) { return (glu ? 3ull : 2ull) * 32 * tf * 40 * 2 + 4 * 256 * 4; }
+
+ShaderId matmul_coop_shader(DType t, bool emulate) {
+    switch (t) {
+        case DType::F32: return emulate ? ShaderId::matmul_coop_emu_f32 : ShaderId::matmul_coop_f32;
+        case DType::F16: return emulate ? ShaderId::matmul_coop_emu_f16 : ShaderId::matmul_coop_f16;
+        case DType::BF16: return emulate ? ShaderId::matmul_coop_emu_bf16 : ShaderId::matmul_coop_bf16;
+        case DType::Q8_0: return emulate ? ShaderId::matmul_coop_emu_q8_0 : ShaderId::matmul_coop_q8_0;
+        case DType::Q4_0: return emulate ? ShaderId::matmul_coop_emu_q4_0 : ShaderId::matmul_coop_q4_0;
+        case DType::Q4_1: return emulate ? ShaderId::matmul_coop_emu_q4_1 : ShaderId::matmul_coop_q4_1;
+        case DType::Q5_0: return emulate ? ShaderId::matmul_coop_emu_q5_0 : ShaderId::matmul_coop_q5_0;
+        case DType::Q5_1: return emulate ? ShaderId::matmul_coop_emu_q5_1 : ShaderId::matmul_coop_q5_1;
+        case DType::Q4_K: return emulate ? ShaderId::matmul_coop_emu_q4_k : ShaderId::matmul_coop_q4_k;
+        case DType::Q5_K: return emulate ? ShaderId::matmul_coop_emu_q5_k : ShaderId::matmul_coop_q5_k;
+        case DType::Q6_K: return emulate ? ShaderId::matmul_coop_emu_q6_k : ShaderId::matmul_coop_q6_k;
+        default: throw std::invalid_argument("vk::matmul: unsupported type");
+    }
+}
+
 }  // namespace
 
 bool matmul_supports(DType t) {
@@ -266,7 +288,10 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     // The shader's bias binding needs a buffer even without a bias: x stands in, unread.
     const Arg bias = in(epi.bias ? *epi.bias : x);
     Context& ctx = rec.context();
-    if (path == MatmulPath::Auto) path = M <= kVkMatvecMaxM ? MatmulPath::Matvec : MatmulPath::Tiled;
+    if (path == MatmulPath::Auto)
+        path = M <= kVkMatvecMaxM                           ? MatmulPath::Matvec
+               : ctx.coop_matmul() && coop_matmul_fits(W.K, epi) ? MatmulPath::Coop
+                                                            : MatmulPath::Tiled;
     require(!epi.norm || path == MatmulPath::Matvec, "matmul", "a norm prologue needs the matvec path (M <= 8)");
     if (path == MatmulPath::Matvec) {
         // The shader keeps kVkMatvecMaxM partial sums per invocation: longer M goes in slices.
@@ -289,6 +314,28 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
                      {wg, has_bias, act, accumulate, glu, row_threads, norm});
         return;
     }
+    if (path == MatmulPath::Coop || path == MatmulPath::Coop64 || path == MatmulPath::Coop128 ||
+        path == MatmulPath::CoopEmu64 || path == MatmulPath::CoopEmu128) {
+        const bool emulate = path == MatmulPath::CoopEmu64 || path == MatmulPath::CoopEmu128;
+        require(coop_matmul_fits(W.K, epi), "matmul", "the tensor-core kernel needs K % 4 == 0 and no norm");
+        require(!epi.glu || (path != MatmulPath::Coop128 && path != MatmulPath::CoopEmu128), "matmul",
+                "the tensor-core kernel takes GLU in 64x64 tiles only");
+        if (!emulate && !ctx.coop_matmul_supported())
+            throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + " cannot run the tensor-core matmul (it needs " +
+                                               "VK_NV_cooperative_matrix with " + kCoopMatmulShape + ")");
+        // GLU's second set of sums would double the accumulators of a 128×128 tile: 64×64.
+        const bool large = path == MatmulPath::Coop128 || path == MatmulPath::CoopEmu128 ||
+                           (path == MatmulPath::Coop && matmul_large_tile(ctx, M, N, epi.glu) &&
+                            ctx.info().max_shared_memory >= coop_stage_bytes(4, false));
+        const uint32_t tf = large ? 4 : 2;
+        require_shared_memory(ctx, coop_stage_bytes(tf, epi.glu),
+                              "the " + std::to_string(32 * tf) + "-row tensor-core tile");
+        const Groups g{group_count(ctx, N, 32 * tf, 0), group_count(ctx, M, 32 * tf, 1), 1};
+        // Specialization constants 0 (TF) and 3..6 (HAS_BIAS, ACT, ACCUMULATE, GLU); 1 and 2 unused.
+        rec.dispatch(matmul_coop_shader(W.dtype, emulate), {in(W.buffer), in(x), out(y), bias}, push, g,
+                     {tf, 0, 0, has_bias, act, accumulate, glu});
+        return;
+    }
     const bool large = path == MatmulPath::Tiled128 ||
                        (path == MatmulPath::Tiled && matmul_large_tile(ctx, M, N, epi.glu));
     const uint32_t tm = large ? 8 : 4, tn = tm;  // matmul_stage_bytes assumes TN = TM
@@ -298,6 +345,8 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     rec.dispatch(matmul_shader(W.dtype), {in(W.buffer), in(x), out(y), bias}, push, g,
                  {tm, tn, kTiledBK, has_bias, act, accumulate, glu});
 }
+
+bool coop_matmul_fits(int64_t K, const MatmulEpilogue& epi) { return K % 4 == 0 && !epi.norm; }
 
 bool matmul_large_tile(const Context& ctx, int64_t M, int64_t N, bool glu) {
     if (ctx.options().matmul_large_tiles) return *ctx.options().matmul_large_tiles;

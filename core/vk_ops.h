@@ -41,8 +41,18 @@ DeviceMatrix upload_stacked(Context& ctx, std::initializer_list<const Tensor*> p
 
 // Tiled: the tiled kernel with its tile chosen by the shape (matmul_large_tile);
 // Tiled64 / Tiled128 force 64×64 or 128×128 tiles of y (tests, comparisons).
-enum class MatmulPath { Auto, Matvec, Tiled, Tiled64, Tiled128 };
+// Coop: the tensor-core kernel (matmul_coop.comp: x and W rounded to f16, products summed in
+// f32), tile by the same rule; Coop64 / Coop128 force the tile. It needs
+// Context::coop_matmul_supported(), K a multiple of 4 and no norm; GLU takes 64×64. CoopEmu64 /
+// CoopEmu128: the same kernel with the tensor-core operations written out, which any device
+// runs (tests check the kernel around those operations with it; slow).
+// Auto: Matvec for M ≤ kVkMatvecMaxM, else Coop where Context::coop_matmul() and the
+// product allows it, else Tiled.
+enum class MatmulPath { Auto, Matvec, Tiled, Tiled64, Tiled128, Coop, Coop64, Coop128, CoopEmu64, CoopEmu128 };
 constexpr int64_t kVkMatvecMaxM = 8;  // Auto: M ≤ this takes the matvec kernel
+// Whether the tensor-core kernel can compute this product (K % 4 == 0, no norm), on a device
+// that has it or emulated.
+bool coop_matmul_fits(int64_t K, const struct MatmulEpilogue& epi);
 // The tiled kernel's choice for y [M][N]: 128×128 tiles (8×8 outputs an invocation) where
 // they still make at least kVkLargeTileGroups workgroups (any number on a CPU device) and
 // there is no GLU (whose second set of sums would double the registers) and the device has

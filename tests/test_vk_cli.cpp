@@ -296,6 +296,27 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_MATMUL_LARGE_TILES=1 and 0 give the CPU's answ
     }
 }
 
+TEST_CASE("vulkan CLI: GLIMPSE_VK_COOP_MATMUL=1 gives the CPU's answer, and bench says whether tensor cores ran",
+          "[vulkan][vk_cli][cli]") {
+    VK_OR_SKIP(ctx);
+    const std::string model = q(kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf");
+    // Off by default; asked for, it runs where the device can (not on lavapipe), and the rest
+    // takes the tiled kernel as before.
+    CHECK_FALSE(bench_tiny_text(model)["coop_matmul"].get<bool>());
+    for (const char* on : {"1"}) {  // (=0 is the default, above and in every other test)
+        INFO("GLIMPSE_VK_COOP_MATMUL=" << on);
+        const ScopedEnv env("GLIMPSE_VK_COOP_MATMUL", on);
+        same_answer_on_vulkan("generate -m " + model + " -p '" + kLongPrompt + "' -n 6");
+        const auto b = run_glimpse("bench --device vulkan -m " + model + " -p 12 -n 3 -r 1 --json --profile");
+        REQUIRE(b.exit_code == 0);
+        const auto j = nlohmann::json::parse(b.out);
+        const bool ran = on[0] == '1' && j["coop_matmul_supported"].get<bool>();
+        CHECK(j["coop_matmul"].get<bool>() == ran);
+        CHECK(j["coop_matmul_supported"].get<bool>() == ctx->coop_matmul_supported());
+        if (!j["profile"].is_null()) CHECK(j["profile"]["prefill"]["shaders"].contains("matmul_coop_f32") == ran);
+    }
+}
+
 TEST_CASE("vulkan CLI: GLIMPSE_VK_ATTENTION_BLOCKED and GLIMPSE_VK_VIT_TILES_AT_ONCE =1 and =0 give the CPU's "
           "answer, and bench says which ran",
           "[vulkan][vk_cli][cli]") {
