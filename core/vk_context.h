@@ -216,6 +216,10 @@ struct ContextOptions {
     // products, where the device can run it (Context::coop_matmul_supported).
     // Unset: off, until a GPU has run its tests (docs/VULKAN.md); true turns it on there.
     std::optional<bool> coop_matmul;
+    // Tests: where the tensor-core matmul would run, the same kernel with its matrix operations
+    // written out (MatmulPath::CoopEmu*) runs on any device, so that a whole forward pass with
+    // f16-rounded products can be checked on lavapipe.
+    bool coop_matmul_emulated = false;
 };
 
 class Context {

@@ -290,8 +290,9 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     Context& ctx = rec.context();
     if (path == MatmulPath::Auto)
         path = M <= kVkMatvecMaxM                           ? MatmulPath::Matvec
-               : ctx.coop_matmul() && coop_matmul_fits(W.K, epi) ? MatmulPath::Coop
-                                                            : MatmulPath::Tiled;
+               : (ctx.coop_matmul() || ctx.options().coop_matmul_emulated) && coop_matmul_fits(W.K, epi)
+                   ? MatmulPath::Coop
+                   : MatmulPath::Tiled;
     require(!epi.norm || path == MatmulPath::Matvec, "matmul", "a norm prologue needs the matvec path (M <= 8)");
     if (path == MatmulPath::Matvec) {
         // The shader keeps kVkMatvecMaxM partial sums per invocation: longer M goes in slices.
@@ -316,7 +317,8 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
     }
     if (path == MatmulPath::Coop || path == MatmulPath::Coop64 || path == MatmulPath::Coop128 ||
         path == MatmulPath::CoopEmu64 || path == MatmulPath::CoopEmu128) {
-        const bool emulate = path == MatmulPath::CoopEmu64 || path == MatmulPath::CoopEmu128;
+        const bool emulate = path == MatmulPath::CoopEmu64 || path == MatmulPath::CoopEmu128 ||
+                             (path == MatmulPath::Coop && ctx.options().coop_matmul_emulated && !ctx.coop_matmul());
         require(coop_matmul_fits(W.K, epi), "matmul", "the tensor-core kernel needs K % 4 == 0 and no norm");
         require(!epi.glu || (path != MatmulPath::Coop128 && path != MatmulPath::CoopEmu128), "matmul",
                 "the tensor-core kernel takes GLU in 64x64 tiles only");

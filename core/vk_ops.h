@@ -47,7 +47,8 @@ DeviceMatrix upload_stacked(Context& ctx, std::initializer_list<const Tensor*> p
 // CoopEmu128: the same kernel with the tensor-core operations written out, which any device
 // runs (tests check the kernel around those operations with it; slow).
 // Auto: Matvec for M ≤ kVkMatvecMaxM, else Coop where Context::coop_matmul() and the
-// product allows it, else Tiled.
+// product allows it, else Tiled. (ContextOptions::coop_matmul_emulated: Coop, emulated, where
+// the device has no tensor cores or they are off.)
 enum class MatmulPath { Auto, Matvec, Tiled, Tiled64, Tiled128, Coop, Coop64, Coop128, CoopEmu64, CoopEmu128 };
 constexpr int64_t kVkMatvecMaxM = 8;  // Auto: M ≤ this takes the matvec kernel
 // Whether the tensor-core kernel can compute this product (K % 4 == 0, no norm), on a device
