@@ -27,8 +27,9 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #endif
 #ifdef EMULATE
-// Emulated, the loops over a fragment's elements stay loops: unrolled, lavapipe took seconds
-// to compile each pipeline.
+// Emulated, the loop over a lane's 8 elements of a fragment stays a loop: unrolled, lavapipe
+// took seconds to compile each pipeline. (The k loop inside it is left to the compiler: with
+// it kept too, lavapipe 22.3.6 summed wrongly in 128×128 tiles with K ≥ 512, 2026-12-02.)
 #extension GL_EXT_control_flow_attributes : require
 #define EMU_LOOP [[dont_unroll]]
 #else
@@ -90,6 +91,7 @@ void load_b2(out FragB b, uint at) { coopMatLoadNV(b, ws2, at, SROW, true); }
 Acc mul_add(FragA a, FragB b, Acc c) { return coopMatMulAddNV(a, b, c); }
 void store_acc(Acc c, uint at) { coopMatStoreNV(c, scratch, at, 16, false); }
 uint subgroup_index() { return gl_SubgroupID; }
+uint lane_index() { return gl_SubgroupInvocationID; }
 #else
 // A and B stay in shared memory: a fragment is its location there. An accumulator is spread
 // over 32 lanes as a real one is over a subgroup: lane l holds elements l + 32·i (i < 8),
@@ -97,6 +99,8 @@ uint subgroup_index() { return gl_SubgroupID; }
 // subgroup size.
 #define FragA uint
 #define FragB uint
+uint subgroup_index() { return gl_LocalInvocationIndex / 32; }
+uint lane_index() { return gl_LocalInvocationIndex % 32; }
 struct Acc {
     float v[8];
 };
@@ -119,7 +123,7 @@ float frag_at(bool is_a, uint at, uint r, uint k) {
     return half_of(u, k % 4);
 }
 Acc mul_add(FragA a, FragB b, Acc c) {
-    const uint lane = gl_LocalInvocationIndex % 32;
+    const uint lane = lane_index();
     EMU_LOOP for (uint i = 0; i < 8; ++i) {
         const uint e = lane + 32 * i, r = e / 16, col = e % 16;
         float s = c.v[i];
@@ -129,13 +133,12 @@ Acc mul_add(FragA a, FragB b, Acc c) {
     return c;
 }
 void store_acc(Acc c, uint at) {
-    const uint lane = gl_LocalInvocationIndex % 32;
+    const uint lane = lane_index();
     for (uint i = 0; i < 8; ++i) {
         const uint e = lane + 32 * i;
         scratch[at + (e / 16) * 16 + e % 16] = c.v[i];
     }
 }
-uint subgroup_index() { return gl_LocalInvocationIndex / 32; }
 #endif
 
 // ---- staging ---------------------------------------------------------------------------------
@@ -166,7 +169,9 @@ void stage_step(uint tid) {
 
 void main() {
     const uint tid = gl_LocalInvocationIndex;
-    const uint sg = subgroup_index(), lane = tid % 32;
+    // The epilogue's share of a fragment goes by the lane within the subgroup (staging, by tid,
+    // does not care which subgroup an invocation is in).
+    const uint sg = subgroup_index(), lane = lane_index();
     const uint n0 = gl_WorkGroupID.x * BT, m0 = gl_WorkGroupID.y * BT;
     // This subgroup's square of the tile: rows sm .. sm+16·TF−1, columns sn .. of the tile.
     const uint sm = (sg / 2) * 16 * TF, sn = (sg % 2) * 16 * TF;
