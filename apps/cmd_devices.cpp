@@ -43,6 +43,7 @@ nlohmann::json device_json(const vk::DeviceInfo& d) {
         {"cooperative_matrix_khr", d.coopmat_khr},
         {"cooperative_matrix_nv", d.coopmat_nv},
         {"cooperative_matrix_nv_shapes", d.coopmat_nv_shapes},
+        {"tensor_core_matmul", d.coop_matmul},
     };
 }
 
@@ -68,6 +69,9 @@ void print_device(const vk::DeviceInfo& d) {
             coop += (i == 0 ? "; NV shapes: " : ", ") + d.coopmat_nv_shapes[i];
     }
     std::printf("  cooperative matrix %s\n", coop.c_str());
+    // glimpse's tensor-core matmul (matmul_coop.comp): off by default, not yet checked on a GPU.
+    std::printf("  tensor-core matmul %s\n",
+                d.coop_matmul ? "possible (off by default; GLIMPSE_VK_COOP_MATMUL=1 turns it on)" : "no");
 }
 
 int run_devices(bool json) {

@@ -192,6 +192,8 @@ DeviceInfo describe(VkInstance instance, VkPhysicalDevice pd, uint32_t index) {
     d.coopmat_nv = contains(ext, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
     d.cooperative_matrix = d.coopmat_khr || d.coopmat_nv;
     if (d.coopmat_nv) d.coopmat_nv_shapes = nv_coopmat_shapes(instance, pd);
+    d.coop_matmul = f.has_coop && f.coop.cooperativeMatrix && f.vmm.vulkanMemoryModel && d.fp16_arithmetic &&
+                    d.storage_16bit && d.subgroup_size == 32 && contains(d.coopmat_nv_shapes, kCoopMatmulShape);
     return d;
 }
 
@@ -469,12 +471,8 @@ Context::Context(uint32_t index, ContextOptions options)
     f.s16.storageInputOutput16 = VK_FALSE;
     f.s8.uniformAndStorageBuffer8BitAccess = VK_FALSE;
     f.s8.storagePushConstant8 = VK_FALSE;
-    // The tensor-core matmul where the device has all it needs (coop_matmul_supported()).
-    coop_supported_ = f.has_coop && f.coop.cooperativeMatrix && f.vmm.vulkanMemoryModel && f.has_f16i8 &&
-                      f.f16i8.shaderFloat16 && supported.features.shaderInt16 && info_.storage_16bit &&
-                      info_.subgroup_size == 32 &&
-                      contains(info_.coopmat_nv_shapes, kCoopMatmulShape);
-    f.has_coop = coop_supported_;
+    // The tensor-core matmul's extension and features where the device has all it needs.
+    f.has_coop = info_.coop_matmul;
     f.coop.cooperativeMatrixRobustBufferAccess = VK_FALSE;
     f.vmm.vulkanMemoryModelDeviceScope = VK_FALSE;
     f.vmm.vulkanMemoryModelAvailabilityVisibilityChains = VK_FALSE;
@@ -484,7 +482,7 @@ Context::Context(uint32_t index, ContextOptions options)
         if (f.has_s8) enabled_ext.push_back(VK_KHR_8BIT_STORAGE_EXTENSION_NAME);
         if (f.has_f16i8) enabled_ext.push_back(VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
     }
-    if (coop_supported_) enabled_ext.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    if (info_.coop_matmul) enabled_ext.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
 
     const float priority = 1.0f;
     VkDeviceQueueCreateInfo qi = init<VkDeviceQueueCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO);

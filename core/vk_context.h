@@ -61,6 +61,10 @@ struct DeviceInfo {
     // as "MxNxK A*B+C->D" ("16x16x16 f16*f16+f32->f32"): what a GLSL GL_NV_cooperative_matrix
     // kernel, the one tensor-core route Debian 12's glslc compiles (docs/VULKAN.md), could use.
     std::vector<std::string> coopmat_nv_shapes;
+    // Whether the tensor-core matmul (shaders/matmul_coop.comp) can run here: VK_NV_cooperative_matrix
+    // with its cooperativeMatrix feature and kCoopMatmulShape, the Vulkan memory model, fp16
+    // arithmetic, 16-bit storage and subgroups of 32 (Context opens the device with them).
+    bool coop_matmul = false;
 };
 
 // The one cooperative-matrix shape the tensor-core matmul (shaders/matmul_coop.comp) uses, as
@@ -260,11 +264,11 @@ public:
     bool greedy_pick() const { return options_.greedy_pick.value_or(true); }
     // Whether sequences decoded together step in one pass (ContextOptions::batch_decode).
     bool batch_decode() const { return options_.batch_decode.value_or(true); }
-    // Whether the device was opened with what the tensor-core matmul needs: VK_NV_cooperative_matrix
-    // with kCoopMatmulShape, the Vulkan memory model, fp16 arithmetic, 16-bit storage, subgroups of 32.
-    bool coop_matmul_supported() const { return coop_supported_; }
+    // Whether the device can run the tensor-core matmul (DeviceInfo::coop_matmul; opened with
+    // what it needs).
+    bool coop_matmul_supported() const { return info_.coop_matmul; }
     // Whether many-row matmuls take it (ContextOptions::coop_matmul, where supported).
-    bool coop_matmul() const { return coop_supported_ && options_.coop_matmul.value_or(false); }
+    bool coop_matmul() const { return info_.coop_matmul && options_.coop_matmul.value_or(false); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 
@@ -297,7 +301,6 @@ private:
     VkCommandBuffer once_cmd_ = VK_NULL_HANDLE;
     VkFence once_fence_ = VK_NULL_HANDLE;
     bool use_subgroups_ = false;
-    bool coop_supported_ = false;
     bool profiling_ = false;
     uint32_t timestamp_bits_ = 0;
     double timestamp_period_ns_ = 0;

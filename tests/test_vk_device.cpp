@@ -4,6 +4,8 @@
 #define CATCH_CONFIG_EXTERNAL_INTERFACES  // TestEventListenerBase, for VkContextReleaser
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -328,10 +330,21 @@ TEST_CASE("glimpse devices --json lists the CPU and the Vulkan devices", "[vulka
         if (!d["cooperative_matrix_nv"].get<bool>()) CHECK(d["cooperative_matrix_nv_shapes"].empty());
         for (const auto& shape : d["cooperative_matrix_nv_shapes"])
             CHECK_THAT(shape.get<std::string>(), Catch::Matches(R"(\d+x\d+x\d+ \w+\*\w+\+\w+->\w+)"));
+        // The tensor-core matmul: only with the NV extension, its shape and subgroups of 32.
+        CHECK(d["tensor_core_matmul"] == ctx->coop_matmul_supported());
+        if (d["tensor_core_matmul"].get<bool>()) {
+            CHECK(d["cooperative_matrix_nv"].get<bool>());
+            CHECK(d["subgroup_size"] == 32);
+            CHECK(std::find(d["cooperative_matrix_nv_shapes"].begin(), d["cooperative_matrix_nv_shapes"].end(),
+                            vk::kCoopMatmulShape) != d["cooperative_matrix_nv_shapes"].end());
+        }
         if (ctx->info().type == vk::DeviceType::Cpu && j["vulkan"].size() == 1) CHECK(j["auto"] == "cpu");
     }
     const auto t = test::run_glimpse("devices");
     CHECK(t.exit_code == 0);
     CHECK(t.out.find("--device auto picks") != std::string::npos);
-    if (test::vk_test_context()) CHECK(t.out.find("cooperative matrix ") != std::string::npos);
+    if (test::vk_test_context()) {
+        CHECK(t.out.find("cooperative matrix ") != std::string::npos);
+        CHECK(t.out.find("tensor-core matmul ") != std::string::npos);
+    }
 }
