@@ -327,7 +327,7 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
                                                "VK_NV_cooperative_matrix with " + kCoopMatmulShape + ")");
         // GLU's second set of sums would double the accumulators of a 128×128 tile: 64×64.
         const bool large = path == MatmulPath::Coop128 || path == MatmulPath::CoopEmu128 ||
-                           (path == MatmulPath::Coop && matmul_large_tile(ctx, M, N, epi.glu) &&
+                           (path == MatmulPath::Coop && !epi.glu && matmul_large_tile(ctx, M, N, false) &&
                             ctx.info().max_shared_memory >= coop_stage_bytes(4, false));
         const uint32_t tf = large ? 4 : 2;
         require_shared_memory(ctx, coop_stage_bytes(tf, epi.glu),
