@@ -569,6 +569,24 @@ TEST_CASE("vulkan batched decode: sequences stepped together on the device as ea
     require_close(got, want, kAbs, kRel);
 }
 
+namespace {
+
+// The tiny VLM's greedy answer (24 tokens at most) to `prompt` about `img`, on whatever device
+// m's towers are; the logits after the prompt into first_logits.
+std::vector<int32_t> greedy_answer(const VlmModel& m, const MmPrompt& prompt, const EncodedImage& img,
+                                   ThreadPool& pool, std::vector<float>& first_logits) {
+    LlamaContext lc(m.text, pool, 512);
+    eval_prompt(lc, prompt, {&img}, first_logits);
+    std::vector<float> logits = first_logits;
+    Sampler sampler(SamplerParams{});
+    GenerateOptions opts;
+    opts.max_tokens = 24;
+    opts.stop_tokens = m.tokenizer->eog_ids();
+    return continue_generation(lc, logits, sampler, opts, [](int32_t) { return true; }).tokens;
+}
+
+}  // namespace
+
 TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on the CPU", "[vulkan][vk_forward]") {
     VK_OR_SKIP(ctx);
     VlmModel m = open_vlm(kText.string(), kMmproj.string());
@@ -576,25 +594,14 @@ TEST_CASE("vulkan text forward: the tiny VLM gives the same greedy answer as on 
     const RgbImage scene = load_image((kSource / "examples" / "scene_1.png").string());
     const EncodedImage img = encode_image(m, scene, ImageOptions{}, pool);
     const MmPrompt prompt = build_prompt(m, "Describe this image.", {&img}, std::string());
-
-    auto answer = [&](std::vector<float>& first_logits) {
-        LlamaContext lc(m.text, pool, 512);
-        eval_prompt(lc, prompt, {&img}, first_logits);
-        std::vector<float> logits = first_logits;
-        Sampler sampler(SamplerParams{});
-        GenerateOptions opts;
-        opts.max_tokens = 24;
-        opts.stop_tokens = m.tokenizer->eog_ids();
-        return continue_generation(lc, logits, sampler, opts, [](int32_t) { return true; }).tokens;
-    };
     std::vector<float> want_logits, got_logits;
-    const std::vector<int32_t> want = answer(want_logits);
+    const std::vector<int32_t> want = greedy_answer(m, prompt, img, pool, want_logits);
     // Both towers on the device: the image is encoded there too.
     m.text.vulkan = upload_llama_weights(borrow(ctx), m.text);
     m.vision.vulkan = std::make_shared<VitVulkan>(borrow(ctx), m.vision);
     const EncodedImage img_vk = encode_image(m, scene, ImageOptions{}, pool);
     require_close(img_vk.embd, img.embd, 1e-3f, 1e-3f);
-    const std::vector<int32_t> got = answer(got_logits);
+    const std::vector<int32_t> got = greedy_answer(m, prompt, img, pool, got_logits);
     require_close(got_logits, want_logits, kAbs, kRel);
     CHECK(want.size() >= 3);
     CHECK(got == want);
@@ -616,23 +623,13 @@ TEST_CASE("vulkan: the tiny VLM with its many-row products through the tensor-co
     const RgbImage scene = load_image((kSource / "examples" / "scene_1.png").string());
     const EncodedImage img = encode_image(m, scene, ImageOptions{}, pool);
     const MmPrompt prompt = build_prompt(m, "Describe this image.", {&img}, std::string());
-    auto answer = [&](const EncodedImage& im, std::vector<float>& first_logits) {
-        LlamaContext lc(m.text, pool, 512);
-        eval_prompt(lc, prompt, {&im}, first_logits);
-        std::vector<float> logits = first_logits;
-        Sampler sampler(SamplerParams{});
-        GenerateOptions opts;
-        opts.max_tokens = 24;
-        opts.stop_tokens = m.tokenizer->eog_ids();
-        return continue_generation(lc, logits, sampler, opts, [](int32_t) { return true; }).tokens;
-    };
     std::vector<float> want_logits, got_logits;
-    const std::vector<int32_t> want = answer(img, want_logits);
+    const std::vector<int32_t> want = greedy_answer(m, prompt, img, pool, want_logits);
     m.text.vulkan = upload_llama_weights(cx, m.text);
     m.vision.vulkan = std::make_shared<VitVulkan>(cx, m.vision);
     cx->set_profiling(true);
     const EncodedImage img_vk = encode_image(m, scene, ImageOptions{}, pool);
-    const std::vector<int32_t> got = answer(img_vk, got_logits);
+    const std::vector<int32_t> got = greedy_answer(m, prompt, img_vk, pool, got_logits);
     const vk::DeviceProfile prof = cx->take_profile();
     bool coop = false, tiled = false;
     for (const auto& [name, t] : prof.shaders) {
