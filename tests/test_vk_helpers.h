@@ -1,7 +1,7 @@
 // Shared by the tests/test_vk_*.cpp files: one Vulkan context per configuration for the whole
 // test run (validation layers on where installed, so that any validation error fails the test
 // that caused it), and the skip rule: Vulkan tests are skipped only where no Vulkan device
-// exists at all, and say so.
+// exists at all, and say so. Also the op tests' weight and matmul helpers.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -11,7 +11,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/quant.h"
+#include "core/tensor.h"
+#include "core/vk_buffer.h"
 #include "core/vk_context.h"
+#include "core/vk_ops.h"
+#include "core/vk_pipeline.h"
 #include "tests/helpers.h"
 
 namespace glimpse::test {
@@ -66,6 +71,35 @@ inline void require_close(const std::vector<float>& got, const std::vector<float
             INFO("element " << i << ": got " << got[i] << ", reference " << ref[i]);
             REQUIRE(close_enough(got[i], ref[i], abs_tol, rel_tol));
         }
+}
+
+// A contiguous 2-D weight tensor {K, N} of type t holding `values` (quantized as the file
+// writers do), with its own storage.
+inline Tensor make_weight(DType t, int64_t K, int64_t N, const std::vector<float>& values) {
+    Tensor w;
+    w.name = "w." + std::string(dtype_name(t));
+    w.dtype = t;
+    w.n_dims = 2;
+    w.ne = {K, N, 1, 1};
+    w.nb = contiguous_strides(t, w.ne);
+    auto bytes = std::make_shared<std::vector<uint8_t>>(w.nb[1] * uint64_t(N));
+    for (int64_t r = 0; r < N; ++r) quantize_row(t, values.data() + r * K, bytes->data() + r * w.nb[1], K);
+    w.data = bytes->data();
+    w.storage = std::shared_ptr<const void>(bytes, bytes->data());
+    return w;
+}
+
+// y = x·Wᵀ for M rows of x, W uploaded, through vk::matmul on `path` in one submission.
+inline std::vector<float> run_matmul(vk::Context& ctx, const Tensor& W, const std::vector<float>& x, int64_t M,
+                                     vk::MatmulPath path) {
+    const vk::DeviceMatrix dw = vk::upload_matrix(ctx, W);
+    vk::Buffer dx = vk::upload_floats(ctx, x);
+    vk::Buffer dy(ctx, uint64_t(M * W.ne[1]) * 4);
+    vk::Recorder rec(ctx);
+    rec.begin();
+    vk::matmul(rec, dw, dx, dy, M, path);
+    rec.submit_and_wait();
+    return vk::download_floats(ctx, dy, uint64_t(M * W.ne[1]));
 }
 
 }  // namespace glimpse::test
