@@ -205,6 +205,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
         // Many-row matmuls on tensor cores (matmul_coop.comp): asked for and possible here.
         j["coop_matmul"] = dev.ctx->coop_matmul();
         j["coop_matmul_supported"] = dev.ctx->coop_matmul_supported();
+        j["coop_attention"] = dev.ctx->coop_attention();  // and the ViT's attention (attention_coop.comp)
     }
     std::optional<VisionModel> vision;
     std::optional<LlamaModel> text;

@@ -54,6 +54,7 @@ Placement open_device(const DeviceArgs& a, bool verbose) {
         o.greedy_pick = vk::env_switch("GLIMPSE_VK_GREEDY_PICK");
         o.batch_decode = vk::env_switch("GLIMPSE_VK_BATCH_DECODE");
         o.coop_matmul = vk::env_switch("GLIMPSE_VK_COOP_MATMUL");
+        o.coop_attention = vk::env_switch("GLIMPSE_VK_COOP_ATTENTION");
         p.ctx = std::make_shared<vk::Context>(p.choice.vulkan_index, o);
     }
     if (verbose) std::fprintf(stderr, "device: %s (%s)\n", p.label().c_str(), p.choice.reason.c_str());

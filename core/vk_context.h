@@ -85,7 +85,8 @@ bool validation_requested_by_env();
 // (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
 // GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv),
 // GLIMPSE_VK_FUSE_ROPE (fuse_rope), GLIMPSE_VK_GREEDY_PICK (greedy_pick),
-// GLIMPSE_VK_BATCH_DECODE (batch_decode), GLIMPSE_VK_COOP_MATMUL (coop_matmul).
+// GLIMPSE_VK_BATCH_DECODE (batch_decode), GLIMPSE_VK_COOP_MATMUL (coop_matmul),
+// GLIMPSE_VK_COOP_ATTENTION (coop_attention).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -224,6 +225,10 @@ struct ContextOptions {
     // written out (MatmulPath::CoopEmu*) runs on any device, so that a whole forward pass with
     // f16-rounded products can be checked on lavapipe.
     bool coop_matmul_emulated = false;
+    // Where the tensor-core matmul runs (coop_matmul, or coop_matmul_emulated), the ViT's
+    // attention on tensor cores too (attention_coop.comp, vk::AttentionPath::Coop). Unset: on;
+    // false keeps the blocked kernel, to measure the two apart.
+    std::optional<bool> coop_attention;
 };
 
 class Context {
@@ -269,6 +274,9 @@ public:
     bool coop_matmul_supported() const { return info_.coop_matmul; }
     // Whether many-row matmuls take it (ContextOptions::coop_matmul, where supported).
     bool coop_matmul() const { return info_.coop_matmul && options_.coop_matmul.value_or(false); }
+    // Whether non-causal many-row attention takes the tensor-core kernel (ContextOptions::
+    // coop_attention, where coop_matmul()).
+    bool coop_attention() const { return coop_matmul() && options_.coop_attention.value_or(true); }
     // "vulkan device 0 (llvmpipe (LLVM 15.0.6, 256 bits))": how errors name this device.
     const std::string& label() const { return label_; }
 

@@ -581,6 +581,11 @@ AttentionPath attention_path(const Context& ctx, int64_t n_q, int64_t head_dim, 
     if (n_q < kVkAttentionTiledMinQ || head_dim % 4 != 0) return AttentionPath::PerRow;
     // Causal attention only on a CPU device by default: a prefill's few blocks of 32 rows
     // (a 512-token one makes 16 a head) would leave most of a large GPU idle.
+    const bool coop = ctx.coop_attention() ||
+                      (ctx.options().coop_matmul_emulated && ctx.options().coop_attention.value_or(true));
+    if (coop && !causal && head_dim % 16 == 0 && head_dim <= kVkAttentionCoopMaxDim &&
+        ctx.info().max_shared_memory >= kVkAttentionCoopShared)
+        return ctx.coop_attention() ? AttentionPath::Coop : AttentionPath::CoopEmu;
     const bool by_shape = !causal || ctx.info().type == DeviceType::Cpu;
     const bool blocked = ctx.options().attention_blocked.value_or(by_shape) &&
                          head_dim <= kVkAttentionBlockedMaxDim &&
@@ -625,6 +630,19 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         push.n_split = uint32_t(splits);
         rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(splits > 1 ? *partials : o)}, push,
                      split_groups(ctx, rows * n_heads * splits), {wg});
+        return;
+    }
+    if (path == AttentionPath::Coop || path == AttentionPath::CoopEmu) {
+        require(head_dim <= kVkAttentionCoopMaxDim && head_dim % 16 == 0, "attention",
+                "the tensor-core kernel takes head_dim ≤ 64, a multiple of 16");
+        if (path == AttentionPath::Coop && !ctx.coop_matmul_supported())
+            throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + " cannot run the tensor-core attention (it needs " +
+                                               "VK_NV_cooperative_matrix with " + kCoopMatmulShape + ")");
+        require_shared_memory(ctx, kVkAttentionCoopShared, "the tensor-core attention kernel");
+        const int64_t blocks = (n_q + 63) / 64;  // attention_coop.comp's BQ
+        rec.dispatch(path == AttentionPath::Coop ? ShaderId::attention_coop : ShaderId::attention_coop_emu,
+                     {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, n_batch * blocks * n_heads),
+                     {uint32_t(head_dim)});
         return;
     }
     if (path == AttentionPath::Blocked) {

@@ -190,12 +190,19 @@ void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int
 // split) beat PerRow on a SigLIP tile (27.7 against 46.6 ms) but lost on a causal 512-token
 // prefill (37 against 21 ms); with the split a tile takes 7.2 ms, and that prefill 9.7 ms
 // against PerRow's 8.4 (its rows see different key counts, so a block waits for its last row).
+// Coop (attention_coop.comp: the blocked kernel's two products on tensor cores, 64 query rows
+// a workgroup, f16 q, K, V and P summed in f32; head_dim a multiple of 16, ≤ 64) is Auto's
+// choice for non-causal attention where the tensor-core matmul runs (Context::coop_matmul, the
+// same switch; Context::coop_attention), and CoopEmu its emulated twin (tests; Auto's choice
+// where ContextOptions::coop_matmul_emulated asks).
 // Every kernel computes any case asked of it that its head_dim bound allows.
-enum class AttentionPath { Auto, PerRow, Tiled, Blocked };
+enum class AttentionPath { Auto, PerRow, Tiled, Blocked, Coop, CoopEmu };
 constexpr int64_t kVkAttentionTiledMinQ = 16;
 constexpr int64_t kVkAttentionTiledMaxDim = 128;
 constexpr int64_t kVkAttentionBlockedMaxDim = 64;
 constexpr uint32_t kVkAttentionBlockedShared = 26624;
+constexpr int64_t kVkAttentionCoopMaxDim = 64;
+constexpr uint32_t kVkAttentionCoopShared = 27648;
 // The kernel Auto takes for these sizes on this device.
 AttentionPath attention_path(const Context& ctx, int64_t n_q, int64_t head_dim, bool causal);
 

@@ -303,6 +303,7 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_COOP_MATMUL=1 gives the CPU's answer, and benc
     // Off by default; asked for, it runs where the device can (not on lavapipe), and the rest
     // takes the tiled kernel as before.
     CHECK_FALSE(bench_tiny_text(model)["coop_matmul"].get<bool>());
+    CHECK_FALSE(bench_tiny_text(model)["coop_attention"].get<bool>());
     for (const char* on : {"1"}) {  // (=0 is the default, above and in every other test)
         INFO("GLIMPSE_VK_COOP_MATMUL=" << on);
         const ScopedEnv env("GLIMPSE_VK_COOP_MATMUL", on);
@@ -313,6 +314,7 @@ TEST_CASE("vulkan CLI: GLIMPSE_VK_COOP_MATMUL=1 gives the CPU's answer, and benc
         const bool ran = on[0] == '1' && j["coop_matmul_supported"].get<bool>();
         CHECK(j["coop_matmul"].get<bool>() == ran);
         CHECK(j["coop_matmul_supported"].get<bool>() == ctx->coop_matmul_supported());
+        CHECK(j["coop_attention"].get<bool>() == ran);  // GLIMPSE_VK_COOP_ATTENTION unset: with the matmul
         if (!j["profile"].is_null()) CHECK(j["profile"]["prefill"]["shaders"].contains("matmul_coop_f32") == ran);
     }
 }

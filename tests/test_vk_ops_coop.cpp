@@ -1,14 +1,18 @@
-// The tensor-core matmul (shaders/matmul_coop.comp, vk::MatmulPath::Coop*): on every device its
-// emulated build (the three cooperative-matrix operations written out), and the real kernel
-// where the device has it, against products of f16-rounded inputs; when Auto takes it.
+// The tensor-core matmul and attention (shaders/matmul_coop.comp, vk::MatmulPath::Coop*;
+// shaders/attention_coop.comp, vk::AttentionPath::Coop*): on every device their emulated builds
+// (the three cooperative-matrix operations written out), and the real kernels where the device
+// has them, against f16-rounded inputs; when Auto takes them.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "core/fp16.h"
 #include "core/matmul.h"
+#include "core/ops.h"
 #include "core/quant.h"
+#include "core/thread_pool.h"
 #include "core/vk_ops.h"
 #include "tests/test_vk_helpers.h"
 
@@ -115,4 +119,104 @@ TEST_CASE("the tensor-core matmul is taken only where asked and possible", "[vul
     ctx->set_profiling(was);
     CHECK(prof.shaders.count("matmul_f16") == 1);
     CHECK(prof.shaders.count("matmul_coop_f16") == 0);
+}
+
+namespace {
+
+ThreadPool& pool() {
+    static ThreadPool p(1);
+    return p;
+}
+
+std::vector<float> f16_rounded(std::vector<float> v) {
+    for (float& x : v) x = fp16_to_f32(f32_to_fp16(x));
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("the tensor-core attention (emulated here, and real where the device has it) is attention over "
+          "f16-rounded q, K and V",
+          "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    struct Shape {
+        int64_t batch, n_q, n_kv, heads, kv_heads, dim;
+        bool causal;
+        int64_t q_pos0;
+    };
+    // Query blocks of 64 rows and key tiles of 32: rows and keys short of, at and past them;
+    // each head_dim it takes; grouped KV heads; a batch of tiles; causal rows, some of whose
+    // tiles they see none of; a SigLIP-sized head block.
+    const Shape shapes[] = {
+        {1, 16, 1, 1, 1, 16, false, 0},  {1, 17, 31, 2, 1, 32, false, 0},  {1, 64, 32, 3, 3, 48, false, 0},
+        {1, 65, 33, 4, 2, 64, false, 0}, {1, 130, 257, 2, 2, 64, false, 0}, {3, 40, 40, 3, 3, 64, false, 0},
+        {2, 33, 50, 4, 2, 32, true, 17}, {1, 100, 100, 2, 1, 64, true, 0},  {1, 70, 200, 2, 2, 16, true, 120},
+        {1, 256, 256, 2, 2, 64, false, 0},
+    };
+    std::vector<vk::AttentionPath> paths{vk::AttentionPath::CoopEmu};
+    if (ctx->coop_matmul_supported()) paths.push_back(vk::AttentionPath::Coop);
+    for (const Shape& s : shapes)
+        for (const vk::AttentionPath path : paths) {
+            INFO("batch=" << s.batch << " n_q=" << s.n_q << " n_kv=" << s.n_kv << " heads=" << s.heads << "/"
+                          << s.kv_heads << " dim=" << s.dim << " causal=" << s.causal << " q_pos0=" << s.q_pos0
+                          << " path=" << int(path));
+            const size_t nq = size_t(s.n_q * s.heads * s.dim), nk = size_t(s.n_kv * s.kv_heads * s.dim);
+            const size_t B = size_t(s.batch);
+            const auto q = random_floats(B * nq, 91 + s.n_q, 2.0f), k = random_floats(B * nk, 92 + s.n_kv, 2.0f);
+            const auto v = random_floats(B * nk, 93);
+            const float scale = 1.0f / std::sqrt(float(s.dim));
+            vk::Buffer dq = vk::upload_floats(*ctx, q), dk = vk::upload_floats(*ctx, k);
+            vk::Buffer dv = vk::upload_floats(*ctx, v), dout(*ctx, B * nq * 4);
+            vk::Recorder rec(*ctx);
+            rec.begin();
+            vk::attention(rec, dq, dk, dv, dout, s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0,
+                          path, nullptr, s.batch);
+            rec.submit_and_wait();
+            const std::vector<float> got = vk::download_floats(*ctx, dout, B * nq);
+            // The reference over the same f16-rounded inputs, and over the exact ones. What
+            // remains between the kernel and the first is P's rounding to f16 (2^-11 relative;
+            // V's values are within ±1, so the weighted mean moves by less than 1e-3) and float
+            // sums in another order.
+            const auto qr = f16_rounded(q), kr = f16_rounded(k), vr = f16_rounded(v);
+            std::vector<float> ref(B * nq), exact(B * nq);
+            for (size_t b = 0; b < B; ++b) {
+                ops::attention(qr.data() + b * nq, kr.data() + b * nk, vr.data() + b * nk, ref.data() + b * nq, s.n_q,
+                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, pool());
+                ops::attention(q.data() + b * nq, k.data() + b * nk, v.data() + b * nk, exact.data() + b * nq, s.n_q,
+                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, pool());
+            }
+            require_close(got, ref, 1e-3f, 2e-3f);
+            require_close(got, exact, 4e-3f, 4e-3f);
+        }
+}
+
+TEST_CASE("the tensor-core attention is taken only where asked and possible", "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    using P = vk::AttentionPath;
+    // This context does not ask (coop_matmul unset): never Coop.
+    CHECK(vk::attention_path(*ctx, 1024, 64, false) != P::Coop);
+    CHECK(vk::attention_path(*ctx, 1024, 64, false) != P::CoopEmu);
+    vk::ContextOptions o = ctx->options();
+    o.coop_matmul_emulated = true;  // where the tensor cores would run, the emulated kernel
+    vk::Context emu(ctx->info().index, o);
+    const bool room = emu.info().max_shared_memory >= vk::kVkAttentionCoopShared;
+    CHECK(vk::attention_path(emu, 1024, 64, false) == (room ? P::CoopEmu : P::Blocked));
+    CHECK(vk::attention_path(emu, 1024, 64, true) != P::CoopEmu);  // causal: not the ViT's
+    CHECK(vk::attention_path(emu, 1024, 36, false) != P::CoopEmu);  // head_dim % 16
+    CHECK(vk::attention_path(emu, 1024, 80, false) != P::CoopEmu);  // head_dim > 64
+    CHECK(vk::attention_path(emu, 8, 64, false) == P::PerRow);      // few rows
+    o.coop_attention = false;  // the products on tensor cores, the attention not
+    vk::Context apart(ctx->info().index, o);
+    CHECK(vk::attention_path(apart, 1024, 64, false) != P::CoopEmu);
+    vk::Buffer d(*ctx, 64 * 80 * 4);
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    CHECK_THROWS_AS(vk::attention(rec, d, d, d, d, 16, 16, 1, 1, 36, 1.0f, false, 0, P::CoopEmu),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(vk::attention(rec, d, d, d, d, 16, 16, 1, 1, 80, 1.0f, false, 0, P::CoopEmu),
+                    std::invalid_argument);
+    if (!ctx->coop_matmul_supported())
+        CHECK_THROWS_WITH(vk::attention(rec, d, d, d, d, 16, 16, 1, 1, 64, 1.0f, false, 0, P::Coop),
+                          Catch::Contains(ctx->label()) && Catch::Contains("tensor-core"));
+    rec.end();
 }

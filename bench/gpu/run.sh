@@ -27,11 +27,13 @@
 #   on the device, each step queued before the host reads the last pick). And captioning
 #   (bench --caption: 16 generated pictures, batch 1 against batch 8) with a batch's captions
 #   stepped together on the device (decode_batch) and one by one (GLIMPSE_VK_BATCH_DECODE=0).
-#   And the tensor-core matmul (matmul_coop.comp, off by default until checked on a GPU):
-#   tests-coop.txt runs its tests alone first, then the tile and F16 prefill with it on
-#   (GLIMPSE_VK_COOP_MATMUL=1), and profile-vit-coop.txt. A short lease can run just these:
-#   GLIMPSE_GPU_STEPS="tests-coop.txt bench-vit.json bench-vit-coop.json bench-500m-f16.json
-#   bench-500m-f16-coop.json profile-vit-coop.txt".
+#   And the tensor-core matmul and attention (matmul_coop.comp, attention_coop.comp, off by
+#   default until checked on a GPU): tests-coop.txt runs their tests alone first, then the
+#   tile and F16 prefill with them on (GLIMPSE_VK_COOP_MATMUL=1), the tile with the matmul
+#   alone (GLIMPSE_VK_COOP_ATTENTION=0), and profile-vit-coop.txt. A short lease can run just
+#   these: GLIMPSE_GPU_STEPS="tests-coop.txt bench-vit.json bench-vit-coop.json
+#   bench-vit-coop-matmul-only.json bench-500m-f16.json bench-500m-f16-coop.json
+#   profile-vit-coop.txt".
 # Each step has its own time limit, so the whole run stays under about 8 minutes.
 # GLIMPSE_GPU_QUICK=1: the same steps on tiny sizes (-p 16 -n 4, one tile, one run each), to
 # check the script itself on a slow device such as lavapipe.
@@ -82,7 +84,7 @@ if [ "${GLIMPSE_GPU_QUICK:-0}" = 1 ]; then
     text=(-p 16 -n 4 -r 1) vit=(--vit-tiles 1 -r 1) text_prof=(-p 16 -n 4 -r 1) vit_prof=(--vit-tiles 1 -r 1)
     caption=(--images 2 --batch 2 --lanes 1 --image-max-tiles 1 -n 4 -r 1)
 fi
-step tests-coop.txt 60 build-gpu/tests/glimpse_tests "the tensor-core matmul*" --durations yes
+step tests-coop.txt 60 build-gpu/tests/glimpse_tests "the tensor-core*" --durations yes
 step tests.txt 150 build-gpu/tests/glimpse_tests "${GLIMPSE_GPU_TESTS:-[vulkan]}" --durations yes
 step bench-500m-f16.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_FUSE_NORMS=0 step bench-500m-f16-unfused.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
@@ -93,6 +95,7 @@ GLIMPSE_VK_RECORD_AHEAD=0 step bench-500m-f16-no-ahead.json 90 $g bench --device
 step bench-500m-q8_0.json 90 $g bench --device vulkan --random smolvlm-500m --type q8_0 "${text[@]}" --json
 step bench-vit.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 GLIMPSE_VK_COOP_MATMUL=1 step bench-vit-coop.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
+GLIMPSE_VK_COOP_MATMUL=1 GLIMPSE_VK_COOP_ATTENTION=0 step bench-vit-coop-matmul-only.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 GLIMPSE_VK_COOP_MATMUL=1 step bench-500m-f16-coop.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_MATMUL_LARGE_TILES=0 step bench-vit-tiles64.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
 GLIMPSE_VK_VIT_TILES_AT_ONCE=0 step bench-vit-one-by-one.json 60 $g bench --device vulkan --vit "${vit[@]}" --json
@@ -117,7 +120,7 @@ def load(name):
         return None
 def coop(j):
     if j.get("coop_matmul"):
-        return ", tensor-core matmul"
+        return ", tensor-core matmul" + (" and attention" if j.get("coop_attention") else "")
     return ", no tensor cores (unsupported here)" if not j.get("coop_matmul_supported") else ""
 for t in ("f16", "f16-coop", "f16-unfused", "f16-qkv-apart", "f16-rope-apart", "f16-host-pick", "f16-no-ahead", "f16-tiles128", "f16-attention-blocked", "q8_0"):
     j = load(f"bench-500m-{t}.json")
@@ -132,7 +135,7 @@ for t in ("f16", "f16-coop", "f16-unfused", "f16-qkv-apart", "f16-rope-apart", "
               f"decode {j['decode_tps']:.1f} tok/s ({j['decode_tokens']} steps) "
               f"= {j['decode_pct_bound']:.1f} % of the bound {j['decode_bound_tps']:.0f} tok/s "
               f"({j['decode_bytes_per_token'] / 2**20:.0f} MiB a token at {j['device_copy_gbs']:.0f} GB/s copy)")
-for name in ("bench-vit.json", "bench-vit-coop.json", "bench-vit-tiles64.json", "bench-vit-attention-tiled.json", "bench-vit-one-by-one.json"):
+for name in ("bench-vit.json", "bench-vit-coop.json", "bench-vit-coop-matmul-only.json", "bench-vit-tiles64.json", "bench-vit-attention-tiled.json", "bench-vit-one-by-one.json"):
     j = load(name)
     if j:
         print(f"SigLIP-B/16 512x512 tile (matmul tiles {j.get('matmul_tiles', '?')}, "
