@@ -19,7 +19,7 @@
 //      of a subgroup taking row l / 2 and half l % 2 of its 32 keys: the row's maximum from
 //      the lane pair through shared memory, the lane's share of the output and of the sum
 //      rescaled by exp(m_old − m_new), P = exp(S − m_new) written as f16 over the staged keys;
-//   3. O += P·V, one 16×16 fragment of the output at a time (P as A, V's rows as B
+//   3. O += P·V, two 16×16 fragments of the output at a time (P as A, V's rows as B
 //      row-major), through the scratch into the lanes' output registers: lane l keeps row l / 2,
 //      columns 8·(l % 2) .. +8 of every fragment, so that the rescaling by row is plain
 //      arithmetic (a fragment's element layout is the driver's).
@@ -237,19 +237,23 @@ void main() {
         m_run = m_new;
         barrier();
 
-        // 3. O += P·V, fragment by fragment of the output's columns.
-        for (uint f = 0; f < DF; ++f) {
-            Acc pv = acc_zero();
-            for (uint kf = 0; kf < BKV / 16; ++kf) {
-                FragA a;
-                FragB bv;
-                load_p(a, 16 * sg * PROW + 4 * kf);
-                load_v(bv, 16 * kf * ROW + 4 * f);
-                pv = mul_add(a, bv, pv);
+        // 3. O += P·V, two fragments of the output's columns at a time (the scratch holds two).
+        for (uint f0 = 0; f0 < DF; f0 += 2) {
+            const uint nf = min(2, DF - f0);
+            for (uint i = 0; i < nf; ++i) {
+                Acc pv = acc_zero();
+                for (uint kf = 0; kf < BKV / 16; ++kf) {
+                    FragA a;
+                    FragB bv;
+                    load_p(a, 16 * sg * PROW + 4 * kf);
+                    load_v(bv, 16 * kf * ROW + 4 * (f0 + i));
+                    pv = mul_add(a, bv, pv);
+                }
+                store_acc(pv, sc + 256 * i, 16);
             }
-            store_acc(pv, sc, 16);
             barrier();
-            for (uint c = 0; c < 8; ++c) acc[8 * f + c] += scratch[sc + r * 16 + 8 * half_ + c];
+            for (uint i = 0; i < nf; ++i)
+                for (uint c = 0; c < 8; ++c) acc[8 * (f0 + i) + c] += scratch[sc + 256 * i + r * 16 + 8 * half_ + c];
             barrier();
         }
     }

@@ -535,6 +535,7 @@ TEST_CASE("vulkan batched decode: sequences stepped together on the device as ea
     std::vector<std::vector<int32_t>> got_tokens(B);
     std::vector<LlamaContext*> seqs;
     for (auto& q : ctxs) seqs.push_back(q.get());
+    size_t prev_live = 0;
     test::greedy_batch_steps(
         batch, seqs, steps, last, got_tokens,
         [&](int i, size_t s) { require_close(last[s], want_logits[s][size_t(i)], 1e-4f, 1e-4f); },
@@ -549,6 +550,15 @@ TEST_CASE("vulkan batched decode: sequences stepped together on the device as ea
             CHECK(p.shaders.count(c.attention) == 1);
             if (p.shaders.count(c.attention))
                 CHECK(p.shaders.at(c.attention).dispatches == uint64_t(layers) * n_live);
+            if (c.batched) {
+                // Each pass's next step is recorded while the device runs this one, and used
+                // when the next step has the same sequences: every stream of a step ran from
+                // such a recording but the first step's and those after a sequence stopped.
+                const bool same = i > 0 && n_live == prev_live;
+                CHECK(p.record_ms > 0);
+                CHECK((p.record_ahead_ms == p.record_ms) == same);
+            }
+            prev_live = n_live;
         });
     for (size_t s = 0; s < B; ++s) {
         INFO("sequence " << s);

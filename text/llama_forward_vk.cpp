@@ -2,6 +2,7 @@
 // Each step mirrors LlamaContext::run_batch / attention_block / ffn_block line for line.
 #include "text/llama_forward_vk.h"
 
+#include <atomic>
 #include <cmath>
 #include <initializer_list>
 #include <string>
@@ -19,6 +20,11 @@ vk::Buffer upload_norm(vk::Context& ctx, const Tensor& t) {
 }
 
 uint64_t fbytes(int64_t rows, int64_t cols) { return uint64_t(rows) * uint64_t(cols) * 4; }
+
+int64_t next_serial() {
+    static std::atomic<int64_t> n{0};
+    return n++;
+}
 
 // Whether `parts` may be one stacked matrix (vk::upload_stacked): one type, one row length, and
 // one buffer may hold them all (maxStorageBufferRange: 128 MiB on lavapipe).
@@ -80,7 +86,8 @@ std::shared_ptr<LlamaVulkanWeights> upload_llama_weights(std::shared_ptr<vk::Con
 }
 
 LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int n_ctx, int n_batch)
-    : w_(std::move(w)), ctx_(*w_->ctx), n_ctx_(n_ctx), n_batch_(n_batch), rec_{vk::Recorder(ctx_), vk::Recorder(ctx_)} {
+    : w_(std::move(w)), ctx_(*w_->ctx), n_ctx_(n_ctx), n_batch_(n_batch), rec_{vk::Recorder(ctx_), vk::Recorder(ctx_)},
+      serial_(next_serial()) {
     const LlamaConfig& c = w_->config;
     const int64_t B = n_batch_;
     for (int l = 0; l < c.n_layers; ++l) {
@@ -137,7 +144,7 @@ vk::MatmulEpilogue LlamaVulkanRun::normed(const vk::Buffer& weight, bool fuse, v
 // matvec kernel takes, fuse each norm into the matvecs that read it where the device is a GPU
 // (vk::Context::fuse_norms): 5 a layer (6 with rope_qkv, 8 apart).
 void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
-                                  LlamaVulkanRun* const* seqs) {
+                                  LlamaVulkanRun* const* seqs, const int32_t* seq_pos) {
     const LlamaConfig& c = w_->config;
     const int64_t row0 = int64_t(pos0) * c.kv_dim();
     vk::Buffer& kc = k_cache_[size_t(layer)];
@@ -168,7 +175,7 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
         for (int b = 0; b < T; ++b) {
             LlamaVulkanRun& s = *seqs[b];
             vk::attention_qkv(rec, qkv_, pos_, w_->rope, s.k_cache_[size_t(layer)], s.v_cache_[size_t(layer)], att_, 1,
-                              s.n_past_, c.n_heads, c.n_kv_heads, scale, &s.att_partials_, b);
+                              seq_pos[b], c.n_heads, c.n_kv_heads, scale, &s.att_partials_, b);
         }
     } else if (rope_in_attention)
         vk::attention_qkv(rec, qkv_, pos_, w_->rope, kc, vc, att_, T, pos0, c.n_heads, c.n_kv_heads, scale,
@@ -261,7 +268,7 @@ int LlamaVulkanRun::decode_greedy(int32_t first, int pos0, int n, int32_t* out,
     if (!greedy_on_device()) throw std::logic_error("LlamaVulkanRun::decode_greedy: not available on this model");
     if (n < 0 || pos0 < 0 || pos0 > n_past_ || int64_t(pos0) + n > n_ctx_)
         throw std::invalid_argument("LlamaVulkanRun::decode_greedy: steps outside the context");
-    ahead_pos_ = -1;  // a decode step recorded ahead is not what runs now
+    drop_ahead();  // a decode step recorded ahead is not what runs now
     n_past_ = pos0;
     if (n == 0) return 0;
     const int32_t pos = pos0;
@@ -324,28 +331,51 @@ void LlamaVulkanRun::decode_batch(LlamaVulkanRun* const* seqs, int B, const floa
         for (int o = 0; o < b; ++o)
             if (seqs[o] == seqs[b]) throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence twice");
     }
-    grow_logits(B);
-    if (logits_host_.size() < fbytes(B, V)) logits_host_ = vk::Buffer(ctx_, fbytes(B, V), vk::MemoryKind::Staging);
     std::vector<int32_t> pos(static_cast<size_t>(B));
+    std::vector<int64_t> key;  // what ahead_batch_ holds when rec_[ahead_] is this step
     for (int b = 0; b < B; ++b) {
         pos[size_t(b)] = seqs[b]->n_past_;
-        seqs[b]->ahead_pos_ = -1;  // a step recorded ahead for it is not what runs now
+        key.push_back(seqs[b]->serial_);
+        key.push_back(pos[size_t(b)]);
     }
-    ahead_pos_ = -1;
+    const bool ahead = !ahead_batch_.empty() && ahead_batch_ == key;
+    for (int b = 0; b < B; ++b)
+        if (seqs[b] != this) seqs[b]->drop_ahead();  // their caches change under a step of theirs
+    drop_ahead();
+    if (!ahead) {
+        // (Grown only here: the buffers a step recorded ahead refers to stay as they are.)
+        grow_logits(B);
+        if (logits_host_.size() < fbytes(B, V)) logits_host_ = vk::Buffer(ctx_, fbytes(B, V), vk::MemoryKind::Staging);
+    }
     stage_inputs(x, pos);
 
     vk::Recorder& rec = rec_[ahead_];
-    rec.begin();
-    record_inputs(rec, B);
-    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, B, 0, seqs);
-    record_logits(rec, x_, B);
-    vk::copy(rec, logits_, 0, logits_host_, 0, int64_t(B) * V);
-    rec.end();
+    if (!ahead) record_batch_step(rec, seqs, B, pos.data());
     dispatches_ = rec.dispatch_count();
     rec.submit();
+    bool room = true;  // every sequence has a position left after this step's
+    for (int b = 0; b < B; ++b) room = room && pos[size_t(b)] + 2 <= seqs[b]->n_ctx_;
+    if (ctx_.options().record_ahead && room) {
+        // The same sequences' next step, recorded while the device runs this one.
+        ahead_ = 1 - ahead_;
+        for (int b = 0; b < B; ++b) ++pos[size_t(b)];
+        record_batch_step(rec_[ahead_], seqs, B, pos.data());
+        for (size_t i = 1; i < key.size(); i += 2) ++key[i];
+        ahead_batch_ = std::move(key);
+    }
     rec.wait();
     for (int b = 0; b < B; ++b) ++seqs[b]->n_past_;
     vk::download(ctx_, logits_host_, logits_out, fbytes(B, V));
+}
+
+void LlamaVulkanRun::record_batch_step(vk::Recorder& rec, LlamaVulkanRun* const* seqs, int B, const int32_t* pos) {
+    const LlamaConfig& c = w_->config;
+    rec.begin();
+    record_inputs(rec, B);
+    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, B, 0, seqs, pos);
+    record_logits(rec, x_, B);
+    vk::copy(rec, logits_, 0, logits_host_, 0, int64_t(B) * c.n_vocab);
+    rec.end();
 }
 
 void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {
@@ -356,7 +386,7 @@ void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_ou
     const int64_t D = c.n_embd, V = c.n_vocab;
     const bool step = T == 1 && rows == LogitRows::Last;  // what a stream recorded ahead holds
     const bool ahead = step && ahead_pos_ == pos0;
-    ahead_pos_ = -1;  // used now, or dropped: nothing below may leave it stale
+    drop_ahead();  // used now, or dropped: nothing below may leave it stale
     if (rows == LogitRows::All) grow_logits(n_batch_);
     std::vector<int32_t> pos(static_cast<size_t>(T));
     for (int i = 0; i < T; ++i) pos[size_t(i)] = pos0 + i;

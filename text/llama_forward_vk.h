@@ -119,6 +119,10 @@ public:
     // sequence attends over its own caches (vk::attention_qkv from row b: one dispatch a
     // sequence). Writes logits [B][V]; each n_past grows by one. The sequences: distinct, of
     // these weights, none full, B ≤ logits_max_rows(); where batches_sequences().
+    // With record_ahead (ContextOptions), the next step of the same sequences is recorded
+    // while the device runs this one, and used if the next call is that step (the same
+    // sequences, in the same order, each one position on): a batch's captions step without
+    // the device waiting for the host to record.
     void decode_batch(LlamaVulkanRun* const* seqs, int B, const float* x, float* logits_out);
 
     const std::string& device_label() const { return w_->ctx->label(); }
@@ -136,9 +140,17 @@ private:
     void record_inputs(vk::Recorder& rec, int T);
     // decode_greedy's step i (position pos0 + i) into rec.
     void record_greedy_step(vk::Recorder& rec, int i, int pos0);
-    // seqs (decode_batch): row b is a token of sequence seqs[b], attending over its caches.
+    // seqs (decode_batch): row b is a token of sequence seqs[b] at position seq_pos[b],
+    // attending over its caches.
     void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
-                      LlamaVulkanRun* const* seqs = nullptr);
+                      LlamaVulkanRun* const* seqs = nullptr, const int32_t* seq_pos = nullptr);
+    // decode_batch's step of B sequences at these positions into rec, its logits to logits_host_.
+    void record_batch_step(vk::Recorder& rec, LlamaVulkanRun* const* seqs, int B, const int32_t* pos);
+    // Nothing recorded ahead is what runs next (another kind of call, or other sequences).
+    void drop_ahead() {
+        ahead_pos_ = -1;
+        ahead_batch_.clear();
+    }
     void grow_logits(int64_t rows);
     // Rows of logits one buffer can hold (maxStorageBufferRange).
     int64_t logits_fit() const {
@@ -175,8 +187,14 @@ private:
     // Two Recorders: the one a step is submitted from, and the one the next step is recorded
     // into meanwhile. ahead_pos_ >= 0: rec_[ahead_] holds the decode step at that position,
     // recorded and not submitted.
+    // ahead_batch_ non-empty: rec_[ahead_] holds decode_batch's step of the sequences whose
+    // serials and positions it lists (serial, position, serial, position, ...).
     vk::Recorder rec_[2];
     int ahead_ = 0, ahead_pos_ = -1;
+    std::vector<int64_t> ahead_batch_;
+    // This run's number among all runs of the process, never reused: what ahead_batch_ knows a
+    // sequence by (a run made where a freed one lived would have its address).
+    const int64_t serial_;
     uint32_t dispatches_ = 0;
 };
 
