@@ -183,7 +183,10 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
                             {"batch1_cpu_images_per_min", cpu_one}, {"batchN_cpu_images_per_min", cpu_many},
                             {"speedup", per_min_many / per_min_one}};
         if (vs_llama) j["vs_llama_cpp"] = per_min_many / kLlamaCppImagesPerMin;
-        if (device.ctx) j["batch_decode"] = device.ctx->batch_decode();  // a batch's captions step together
+        if (device.ctx) {
+            j["batch_decode"] = device.ctx->batch_decode();  // a batch's captions step together
+            j["record_ahead"] = device.ctx->options().record_ahead;  // each step recorded during the last
+        }
         std::printf("%s\n", j.dump(2).c_str());
         return 0;
     }

@@ -69,9 +69,12 @@ void print_device(const vk::DeviceInfo& d) {
             coop += (i == 0 ? "; NV shapes: " : ", ") + d.coopmat_nv_shapes[i];
     }
     std::printf("  cooperative matrix %s\n", coop.c_str());
-    // glimpse's tensor-core matmul (matmul_coop.comp): off by default, not yet checked on a GPU.
+    // glimpse's tensor-core matmul and ViT attention (matmul_coop.comp, attention_coop.comp):
+    // off by default, not yet checked on a GPU.
     std::printf("  tensor-core matmul %s\n",
-                d.coop_matmul ? "possible (off by default; GLIMPSE_VK_COOP_MATMUL=1 turns it on)" : "no");
+                d.coop_matmul ? "possible (off by default; GLIMPSE_VK_COOP_MATMUL=1 turns it on, and the "
+                                "ViT's attention with it)"
+                              : "no");
 }
 
 int run_devices(bool json) {

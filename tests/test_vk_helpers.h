@@ -73,6 +73,13 @@ inline void require_close(const std::vector<float>& got, const std::vector<float
         }
 }
 
+// An attention case of `batch` independent batches (vk::attention's n_batch).
+struct AttentionShape {
+    int64_t batch, n_q, n_kv, heads, kv_heads, dim;
+    bool causal;
+    int64_t q_pos0;
+};
+
 // A contiguous 2-D weight tensor {K, N} of type t holding `values` (quantized as the file
 // writers do), with its own storage.
 inline Tensor make_weight(DType t, int64_t K, int64_t N, const std::vector<float>& values) {

@@ -517,11 +517,7 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
 TEST_CASE("vulkan attention of a batch (the ViT's tiles) is each batch's own attention, by every kernel",
           "[vulkan]") {
     VK_OR_SKIP(ctx);
-    struct Shape {
-        int64_t batch, n_q, n_kv, heads, kv_heads, dim;
-        bool causal;
-        int64_t q_pos0;
-    };
+    using Shape = glimpse::test::AttentionShape;
     const Shape shapes[] = {
         {3, 40, 40, 3, 3, 64, false, 0}, {2, 33, 50, 4, 2, 32, true, 17}, {4, 2, 200, 2, 1, 64, true, 198},
         {3, 65, 65, 2, 2, 128, false, 0},

@@ -139,11 +139,7 @@ TEST_CASE("the tensor-core attention (emulated here, and real where the device h
           "f16-rounded q, K and V",
           "[vulkan]") {
     VK_OR_SKIP(ctx);
-    struct Shape {
-        int64_t batch, n_q, n_kv, heads, kv_heads, dim;
-        bool causal;
-        int64_t q_pos0;
-    };
+    using Shape = glimpse::test::AttentionShape;
     // Query blocks of 64 rows and key tiles of 32: rows and keys short of, at and past them;
     // each head_dim it takes; grouped KV heads; a batch of tiles; causal rows, some of whose
     // tiles they see none of; a SigLIP-sized head block.
