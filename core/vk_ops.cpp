@@ -87,6 +87,14 @@ void require_shared_memory(const Context& ctx, uint64_t bytes, const std::string
                                            std::to_string(ctx.info().max_shared_memory));
 }
 
+// The tensor-core kernels (matmul_coop.comp, attention_coop.comp) asked for on a device
+// without what they need: a Device error naming it.
+void require_tensor_cores(const Context& ctx, const std::string& kernel) {
+    if (!ctx.coop_matmul_supported())
+        throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + " cannot run the tensor-core " + kernel +
+                                           " (it needs VK_NV_cooperative_matrix with " + kCoopMatmulShape + ")");
+}
+
 uint32_t u32(int64_t v, const char* op) {
     require(v >= 0 && v <= kMaxU32, op, "size " + std::to_string(v) + " outside [0, 2^32)");
     return uint32_t(v);
@@ -322,9 +330,7 @@ void matmul(Recorder& rec, const DeviceMatrix& W, const Buffer& x, Buffer& y, in
         require(coop_matmul_fits(W.K, epi), "matmul", "the tensor-core kernel needs K % 4 == 0 and no norm");
         require(!epi.glu || (path != MatmulPath::Coop128 && path != MatmulPath::CoopEmu128), "matmul",
                 "the tensor-core kernel takes GLU in 64x64 tiles only");
-        if (!emulate && !ctx.coop_matmul_supported())
-            throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + " cannot run the tensor-core matmul (it needs " +
-                                               "VK_NV_cooperative_matrix with " + kCoopMatmulShape + ")");
+        if (!emulate) require_tensor_cores(ctx, "matmul");
         // GLU's second set of sums would double the accumulators of a 128×128 tile: 64×64.
         const bool large = path == MatmulPath::Coop128 || path == MatmulPath::CoopEmu128 ||
                            (path == MatmulPath::Coop && !epi.glu && matmul_large_tile(ctx, M, N, false) &&
@@ -635,9 +641,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     if (path == AttentionPath::Coop || path == AttentionPath::CoopEmu) {
         require(head_dim <= kVkAttentionCoopMaxDim && head_dim % 16 == 0, "attention",
                 "the tensor-core kernel takes head_dim ≤ 64, a multiple of 16");
-        if (path == AttentionPath::Coop && !ctx.coop_matmul_supported())
-            throw Error(ErrorKind::Device, "vulkan: " + ctx.label() + " cannot run the tensor-core attention (it needs " +
-                                               "VK_NV_cooperative_matrix with " + kCoopMatmulShape + ")");
+        if (path == AttentionPath::Coop) require_tensor_cores(ctx, "attention");
         require_shared_memory(ctx, kVkAttentionCoopShared, "the tensor-core attention kernel");
         const int64_t blocks = (n_q + 63) / 64;  // attention_coop.comp's BQ
         rec.dispatch(path == AttentionPath::Coop ? ShaderId::attention_coop : ShaderId::attention_coop_emu,

@@ -33,10 +33,7 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #endif
 #ifdef EMULATE
-#extension GL_EXT_control_flow_attributes : require
-#define EMU_LOOP [[dont_unroll]]  // matmul_coop.comp says why
-#else
-#define EMU_LOOP
+#extension GL_EXT_control_flow_attributes : require  // coop_ops.glsl's one kept loop
 #endif
 #include "common.glsl"
 
@@ -69,73 +66,38 @@ shared uvec2 vs[BKV * ROW];
 shared float scratch[4 * 16 * BKV];  // a subgroup's 16×32 scores, or a 16×16 fragment of P·V
 shared float red[128];               // a lane's maximum, at the end its sum
 
-// ---- the three cooperative-matrix operations, real or emulated ------------------------------
+// ---- the cooperative-matrix operations (coop_ops.glsl) and this kernel's fragment loads -----
 // Locations and strides are in uvec2 words of qs/ks/vs (floats of scratch).
-#ifndef EMULATE
-#define FragA fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define FragB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define Acc fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
-Acc acc_zero() { return Acc(0.0); }
-void load_q(out FragA a, uint at) { coopMatLoadNV(a, qs, at, ROW, false); }
-void load_k(out FragB b, uint at) { coopMatLoadNV(b, ks, at, ROW, true); }
-void load_p(out FragA a, uint at) { coopMatLoadNV(a, ks, at, PROW, false); }
-void load_v(out FragB b, uint at) { coopMatLoadNV(b, vs, at, ROW, false); }
-Acc mul_add(FragA a, FragB b, Acc c) { return coopMatMulAddNV(a, b, c); }
-void store_acc(Acc c, uint at, uint stride) { coopMatStoreNV(c, scratch, at, stride, false); }
-uint subgroup_index() { return gl_SubgroupID; }
-uint lane_index() { return gl_SubgroupInvocationID; }
-#else
+#ifdef EMULATE
 // A fragment is its place in shared memory: which array, where, its stride and whether its
-// 16 k values run along its rows (A; B column-major) or down its columns (B row-major). An
-// accumulator is spread over 32 lanes as on a subgroup: lane l holds elements l + 32·i (i < 8),
-// row-major. The lanes of "subgroup" s are invocations 32s .. 32s+31.
+// 16 k values run along its rows (A; B column-major) or down its columns (B row-major).
 struct Frag {
     uint arr, at, stride;
     bool k_along_rows;
 };
 #define FragA Frag
 #define FragB Frag
-uint subgroup_index() { return gl_LocalInvocationIndex / 32; }
-uint lane_index() { return gl_LocalInvocationIndex % 32; }
-struct Acc {
-    float v[8];
-};
-Acc acc_zero() {
-    Acc c;
-    for (uint i = 0; i < 8; ++i) c.v[i] = 0.0;
-    return c;
-}
-void load_q(out FragA a, uint at) { a = Frag(0, at, ROW, true); }
-void load_k(out FragB b, uint at) { b = Frag(1, at, ROW, true); }
-void load_p(out FragA a, uint at) { a = Frag(1, at, PROW, true); }
-void load_v(out FragB b, uint at) { b = Frag(2, at, ROW, false); }
 // Element (r, k) of A, or (k, r) of B: r the row of A or the column of B.
 float frag_at(Frag f, uint r, uint kk) {
     const uint along = f.k_along_rows ? kk : r, across = f.k_along_rows ? r : kk;
     const uint i = f.at + across * f.stride + along / 4;
-    const uvec2 u = f.arr == 0 ? qs[i] : f.arr == 1 ? ks[i] : vs[i];
-    return unpackHalf2x16((along % 4) < 2 ? u.x : u.y)[along % 2];
+    return half_of(f.arr == 0 ? qs[i] : f.arr == 1 ? ks[i] : vs[i], along % 4);
 }
-Acc mul_add(FragA a, FragB b, Acc c) {
-    const uint lane = lane_index();
-    EMU_LOOP for (uint i = 0; i < 8; ++i) {
-        const uint e = lane + 32 * i, r = e / 16, col = e % 16;
-        float s = c.v[i];
-        for (uint kk = 0; kk < 16; ++kk) s += frag_at(a, r, kk) * frag_at(b, col, kk);
-        c.v[i] = s;
-    }
-    return c;
-}
-void store_acc(Acc c, uint at, uint stride) {
-    const uint lane = lane_index();
-    for (uint i = 0; i < 8; ++i) {
-        const uint e = lane + 32 * i;
-        scratch[at + (e / 16) * stride + e % 16] = c.v[i];
-    }
-}
+float frag_a_at(FragA a, uint r, uint k) { return frag_at(a, r, k); }
+float frag_b_at(FragB b, uint c, uint k) { return frag_at(b, c, k); }
 #endif
-
-uvec2 pack4(vec4 x) { return uvec2(packHalf2x16(x.xy), packHalf2x16(x.zw)); }
+#include "coop_ops.glsl"
+#ifndef EMULATE
+void load_q(out FragA a, uint at) { coopMatLoadNV(a, qs, at, ROW, false); }
+void load_k(out FragB b, uint at) { coopMatLoadNV(b, ks, at, ROW, true); }
+void load_p(out FragA a, uint at) { coopMatLoadNV(a, ks, at, PROW, false); }
+void load_v(out FragB b, uint at) { coopMatLoadNV(b, vs, at, ROW, false); }
+#else
+void load_q(out FragA a, uint at) { a = Frag(0, at, ROW, true); }
+void load_k(out FragB b, uint at) { b = Frag(1, at, ROW, true); }
+void load_p(out FragA a, uint at) { a = Frag(1, at, PROW, true); }
+void load_v(out FragB b, uint at) { b = Frag(2, at, ROW, false); }
+#endif
 
 // This invocation's share of the K and V rows of the tile at key j0 (zero past n_block).
 // Element e = t + 128·s of a tile's stage is key e / D4, vec4 e % D4.

@@ -27,13 +27,7 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #endif
 #ifdef EMULATE
-// Emulated, the loop over a lane's 8 elements of a fragment stays a loop: unrolled, lavapipe
-// took seconds to compile each pipeline. (The k loop inside it is left to the compiler: with
-// it kept too, lavapipe 22.3.6 summed wrongly in 128×128 tiles with K ≥ 512, 2026-12-02.)
-#extension GL_EXT_control_flow_attributes : require
-#define EMU_LOOP [[dont_unroll]]
-#else
-#define EMU_LOOP
+#extension GL_EXT_control_flow_attributes : require  // coop_ops.glsl's one kept loop
 #endif
 #include "quant.glsl"
 #include "common.glsl"
@@ -77,44 +71,14 @@ shared uvec2 ws[BT * SROW];  // B: W's rows n0 .. n0+BT−1, the same k
 shared uvec2 ws2[GLU != 0 ? BT * SROW : 1];  // GLU's up rows n0 + N .., the same k
 shared float scratch[4 * 256];  // a 16×16 fragment of sums per subgroup, row-major
 
-// ---- the three cooperative-matrix operations, real or emulated ------------------------------
+// ---- the cooperative-matrix operations (coop_ops.glsl) and this kernel's fragment loads -----
 // Locations (`at`, `stride`) are in uvec2 words of xs/ws, as coopMatLoadNV counts them for a
 // uvec2 array.
-#ifndef EMULATE
-#define FragA fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define FragB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define Acc fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
-Acc acc_zero() { return Acc(0.0); }
-void load_a(out FragA a, uint at) { coopMatLoadNV(a, xs, at, SROW, false); }
-void load_b(out FragB b, uint at) { coopMatLoadNV(b, ws, at, SROW, true); }
-void load_b2(out FragB b, uint at) { coopMatLoadNV(b, ws2, at, SROW, true); }
-Acc mul_add(FragA a, FragB b, Acc c) { return coopMatMulAddNV(a, b, c); }
-void store_acc(Acc c, uint at) { coopMatStoreNV(c, scratch, at, 16, false); }
-uint subgroup_index() { return gl_SubgroupID; }
-uint lane_index() { return gl_SubgroupInvocationID; }
-#else
-// A and B stay in shared memory: a fragment is its location there. An accumulator is spread
-// over 32 lanes as a real one is over a subgroup: lane l holds elements l + 32·i (i < 8),
-// row-major. The lanes of "subgroup" s are invocations 32s .. 32s+31, whatever the device's
-// subgroup size.
+#ifdef EMULATE
+// A and B stay in shared memory: a fragment is its location there.
 #define FragA uint
 #define FragB uint
-uint subgroup_index() { return gl_LocalInvocationIndex / 32; }
-uint lane_index() { return gl_LocalInvocationIndex % 32; }
-struct Acc {
-    float v[8];
-};
-Acc acc_zero() {
-    Acc c;
-    for (uint i = 0; i < 8; ++i) c.v[i] = 0.0;
-    return c;
-}
-void load_a(out FragA a, uint at) { a = at; }
-void load_b(out FragB b, uint at) { b = at; }
 const uint IN_WS2 = 0x80000000u;  // a B fragment in ws2 rather than ws
-void load_b2(out FragB b, uint at) { b = at | IN_WS2; }
-// Half j (0..3) of a staged word: packHalf2x16 put x in the low 16 bits.
-float half_of(uvec2 u, uint j) { return unpackHalf2x16(j < 2 ? u.x : u.y)[j % 2]; }
 // Element (r, k) of a 16-long-k fragment stored k-contiguous from `at`: A row-major (r = row),
 // B column-major (r = column); either way row r starts r·SROW words on.
 float frag_at(bool is_a, uint at, uint r, uint k) {
@@ -122,23 +86,18 @@ float frag_at(bool is_a, uint at, uint r, uint k) {
     const uvec2 u = is_a ? xs[i] : (at & IN_WS2) != 0 ? ws2[i] : ws[i];
     return half_of(u, k % 4);
 }
-Acc mul_add(FragA a, FragB b, Acc c) {
-    const uint lane = lane_index();
-    EMU_LOOP for (uint i = 0; i < 8; ++i) {
-        const uint e = lane + 32 * i, r = e / 16, col = e % 16;
-        float s = c.v[i];
-        for (uint k = 0; k < 16; ++k) s += frag_at(true, a, r, k) * frag_at(false, b, col, k);
-        c.v[i] = s;
-    }
-    return c;
-}
-void store_acc(Acc c, uint at) {
-    const uint lane = lane_index();
-    for (uint i = 0; i < 8; ++i) {
-        const uint e = lane + 32 * i;
-        scratch[at + (e / 16) * 16 + e % 16] = c.v[i];
-    }
-}
+float frag_a_at(FragA a, uint r, uint k) { return frag_at(true, a, r, k); }
+float frag_b_at(FragB b, uint c, uint k) { return frag_at(false, b, c, k); }
+#endif
+#include "coop_ops.glsl"
+#ifndef EMULATE
+void load_a(out FragA a, uint at) { coopMatLoadNV(a, xs, at, SROW, false); }
+void load_b(out FragB b, uint at) { coopMatLoadNV(b, ws, at, SROW, true); }
+void load_b2(out FragB b, uint at) { coopMatLoadNV(b, ws2, at, SROW, true); }
+#else
+void load_a(out FragA a, uint at) { a = at; }
+void load_b(out FragB b, uint at) { b = at; }
+void load_b2(out FragB b, uint at) { b = at | IN_WS2; }
 #endif
 
 // ---- staging ---------------------------------------------------------------------------------
@@ -161,9 +120,9 @@ void fetch_step(uint tid, uint m0, uint n0, uint k0) {
 void stage_step(uint tid) {
     for (uint j = 0; j < LOADS; ++j) {
         const uint g = tid + 128 * j, at = (g / (BK / 4)) * SROW + g % (BK / 4);
-        xs[at] = uvec2(packHalf2x16(xn[j].xy), packHalf2x16(xn[j].zw));
-        ws[at] = uvec2(packHalf2x16(wn[j].xy), packHalf2x16(wn[j].zw));
-        if (GLU != 0) ws2[at] = uvec2(packHalf2x16(wn2[j].xy), packHalf2x16(wn2[j].zw));
+        xs[at] = pack4(xn[j]);
+        ws[at] = pack4(wn[j]);
+        if (GLU != 0) ws2[at] = pack4(wn2[j]);
     }
 }
 
@@ -210,7 +169,7 @@ void main() {
     // same TF·TF rounds, so the workgroup barriers are reached uniformly.
     for (uint i = 0; i < TF; ++i)
         for (uint j = 0; j < TF; ++j) {
-            store_acc(acc[i][j], sg * 256);
+            store_acc(acc[i][j], sg * 256, 16);
             barrier();
             if (GLU == 0) {
                 for (uint e = lane; e < 256; e += 32) {
@@ -223,7 +182,7 @@ void main() {
             float gate[8];
             for (uint q = 0; q < 8; ++q) gate[q] = scratch[sg * 256 + lane + 32 * q];
             barrier();
-            store_acc(acc2[i][j], sg * 256);
+            store_acc(acc2[i][j], sg * 256, 16);
             barrier();
             for (uint q = 0; q < 8; ++q) {
                 const uint e = lane + 32 * q;

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/quant.h"
 #include "core/tensor.h"
+#include "core/thread_pool.h"
 #include "core/vk_buffer.h"
 #include "core/vk_context.h"
 #include "core/vk_ops.h"
@@ -71,6 +72,12 @@ inline void require_close(const std::vector<float>& got, const std::vector<float
             INFO("element " << i << ": got " << got[i] << ", reference " << ref[i]);
             REQUIRE(close_enough(got[i], ref[i], abs_tol, rel_tol));
         }
+}
+
+// The pool the op tests' CPU references run on.
+inline ThreadPool& reference_pool() {
+    static ThreadPool p(1);
+    return p;
 }
 
 // An attention case of `batch` independent batches (vk::attention's n_batch).

@@ -12,7 +12,6 @@
 #include "core/matmul.h"
 #include "core/ops.h"
 #include "core/quant.h"
-#include "core/thread_pool.h"
 #include "core/vk_ops.h"
 #include "core/vk_ops_vision.h"
 #include "tests/test_vk_helpers.h"
@@ -21,17 +20,9 @@
 using namespace glimpse;
 using glimpse::test::make_weight;
 using glimpse::test::random_floats;
+using glimpse::test::reference_pool;
 using glimpse::test::run_matmul;
 using glimpse::test::require_close;
-
-namespace {
-
-ThreadPool& pool() {
-    static ThreadPool p(1);
-    return p;
-}
-
-}  // namespace
 
 TEST_CASE("vulkan matmul matches matmul_reference for every weight type", "[vulkan]") {
     const DType type = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
@@ -275,10 +266,10 @@ TEST_CASE("vulkan rms_norm and layer_norm match the CPU", "[vulkan]") {
         vk::layer_norm(rec, dx, nullptr, nullptr, y4, s.rows, s.n, 1e-5f);
         rec.submit_and_wait();
         std::vector<float> r1(total), r2(total), r3(total), r4(total);
-        ops::rms_norm(x.data(), w.data(), r1.data(), s.rows, s.n, 1e-6f, pool());
-        ops::rms_norm(x.data(), nullptr, r2.data(), s.rows, s.n, 1e-5f, pool());
-        ops::layer_norm(x.data(), w.data(), b.data(), r3.data(), s.rows, s.n, 1e-6f, pool());
-        ops::layer_norm(x.data(), nullptr, nullptr, r4.data(), s.rows, s.n, 1e-5f, pool());
+        ops::rms_norm(x.data(), w.data(), r1.data(), s.rows, s.n, 1e-6f, reference_pool());
+        ops::rms_norm(x.data(), nullptr, r2.data(), s.rows, s.n, 1e-5f, reference_pool());
+        ops::layer_norm(x.data(), w.data(), b.data(), r3.data(), s.rows, s.n, 1e-6f, reference_pool());
+        ops::layer_norm(x.data(), nullptr, nullptr, r4.data(), s.rows, s.n, 1e-5f, reference_pool());
         require_close(vk::download_floats(*ctx, y1, total), r1, 1e-5f, 1e-4f);
         require_close(vk::download_floats(*ctx, y2, total), r2, 1e-5f, 1e-4f);
         require_close(vk::download_floats(*ctx, y3, total), r3, 1e-5f, 1e-4f);
@@ -509,7 +500,7 @@ TEST_CASE("vulkan attention (causal, non-causal, GQA) matches the CPU", "[vulkan
             rec.submit_and_wait();
             std::vector<float> ref(nq);
             ops::attention(q.data(), k.data(), v.data(), ref.data(), s.n_q, s.n_kv, s.heads, s.kv_heads, s.dim, scale,
-                           s.causal, s.q_pos0, pool());
+                           s.causal, s.q_pos0, reference_pool());
             require_close(vk::download_floats(*ctx, dout, nq), ref, 2e-5f, 1e-4f);
         }
 }
@@ -545,7 +536,7 @@ TEST_CASE("vulkan attention of a batch (the ViT's tiles) is each batch's own att
             std::vector<float> ref(B * nq);
             for (size_t b = 0; b < B; ++b)
                 ops::attention(q.data() + b * nq, k.data() + b * nk, v.data() + b * nk, ref.data() + b * nq, s.n_q,
-                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, pool());
+                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, reference_pool());
             require_close(vk::download_floats(*ctx, dout, B * nq), ref, 2e-5f, 1e-4f);
         }
 }
@@ -621,7 +612,7 @@ TEST_CASE("vulkan im2col + matmul equals patch_embed; im2col of two tiles at an 
         std::vector<float> ref(size_t(2 * P * s.D));
         for (int64_t i = 0; i < 2; ++i)
             ops::patch_embed(images.data() + (1 + i) * img, s.C, s.H, s.W, conv, nullptr, s.p,
-                             ref.data() + i * P * s.D, pool());
+                             ref.data() + i * P * s.D, reference_pool());
 
         vk::Buffer dimg = vk::upload_floats(*ctx, images);
         vk::Buffer cols(*ctx, uint64_t(2 * P * K) * 4), out(*ctx, uint64_t(2 * P * s.D) * 4);

@@ -6,33 +6,40 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/fp16.h"
 #include "core/matmul.h"
 #include "core/ops.h"
 #include "core/quant.h"
-#include "core/thread_pool.h"
 #include "core/vk_ops.h"
 #include "tests/test_vk_helpers.h"
 
 using namespace glimpse;
 using glimpse::test::make_weight;
 using glimpse::test::random_floats;
+using glimpse::test::reference_pool;
 using glimpse::test::require_close;
 using glimpse::test::run_matmul;
 
 namespace {
 
+// Each value rounded to f16 (and back), as the tensor-core kernels stage it.
+std::vector<float> f16_rounded(std::vector<float> v) {
+    for (float& x : v) x = fp16_to_f32(f32_to_fp16(x));
+    return v;
+}
+
 // y = x·Wᵀ with x and W's values rounded to f16 first, summed in double: what the tensor-core
 // kernel computes (f16 products are exact in float; only its float sums differ).
 std::vector<float> f16_reference(const Tensor& W, const std::vector<float>& x, int64_t M) {
     const int64_t K = W.ne[0], N = W.ne[1];
-    std::vector<float> w(size_t(K * N)), xr(x.size()), y(size_t(M * N));
+    std::vector<float> w(size_t(K * N)), y(size_t(M * N));
     for (int64_t n = 0; n < N; ++n)
         dequantize_row(W.dtype, static_cast<const uint8_t*>(W.data) + n * W.nb[1], w.data() + n * K, K);
-    for (float& v : w) v = fp16_to_f32(f32_to_fp16(v));
-    for (size_t i = 0; i < x.size(); ++i) xr[i] = fp16_to_f32(f32_to_fp16(x[i]));
+    w = f16_rounded(std::move(w));
+    const std::vector<float> xr = f16_rounded(x);
     for (int64_t m = 0; m < M; ++m)
         for (int64_t n = 0; n < N; ++n) {
             double s = 0;
@@ -121,20 +128,6 @@ TEST_CASE("the tensor-core matmul is taken only where asked and possible", "[vul
     CHECK(prof.shaders.count("matmul_coop_f16") == 0);
 }
 
-namespace {
-
-ThreadPool& pool() {
-    static ThreadPool p(1);
-    return p;
-}
-
-std::vector<float> f16_rounded(std::vector<float> v) {
-    for (float& x : v) x = fp16_to_f32(f32_to_fp16(x));
-    return v;
-}
-
-}  // namespace
-
 TEST_CASE("the tensor-core attention (emulated here, and real where the device has it) is attention over "
           "f16-rounded q, K and V",
           "[vulkan]") {
@@ -177,9 +170,9 @@ TEST_CASE("the tensor-core attention (emulated here, and real where the device h
             std::vector<float> ref(B * nq), exact(B * nq);
             for (size_t b = 0; b < B; ++b) {
                 ops::attention(qr.data() + b * nq, kr.data() + b * nk, vr.data() + b * nk, ref.data() + b * nq, s.n_q,
-                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, pool());
+                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, reference_pool());
                 ops::attention(q.data() + b * nq, k.data() + b * nk, v.data() + b * nk, exact.data() + b * nq, s.n_q,
-                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, pool());
+                               s.n_kv, s.heads, s.kv_heads, s.dim, scale, s.causal, s.q_pos0, reference_pool());
             }
             require_close(got, ref, 1e-3f, 2e-3f);
             require_close(got, exact, 4e-3f, 4e-3f);
