@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -52,6 +53,14 @@ struct RunResult {
     std::string out, err;
 };
 RunResult run_glimpse(const std::string& args);
+// Sets an environment variable for the commands a test runs, unset however the test ends.
+struct ScopedEnv {
+    const char* name;
+    ScopedEnv(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
+    ~ScopedEnv() { ::unsetenv(name); }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
 std::string shell_quote(const std::string& s);
 
 // llm.c's rule: |got - ref| <= abs_tol + rel_tol * |ref|.

@@ -14,6 +14,7 @@
 
 using namespace glimpse;
 using test::run_glimpse;
+using test::ScopedEnv;
 using test::shell_quote;
 namespace fs = std::filesystem;
 
@@ -184,4 +185,65 @@ TEST_CASE("describe CLI: a damaged BMP or TIFF is one line on stderr, with none 
     CHECK(r.err.find("cut.bmp: truncated or corrupt BMP") != std::string::npos);
     CHECK(r.err.find("cut.tiff: truncated or corrupt TIFF") != std::string::npos);
     CHECK(r.err.find("imdecode") == std::string::npos);
+}
+
+TEST_CASE("describe CLI: OpenCV's libraries load only for an image that needs them; without its module, one line",
+          "[describe][cli]") {
+    if (!can_encode_image("tiff")) {  // a build without OpenCV (GLIMPSE_OPENCV=OFF): no module
+        WARN("built without OpenCV: nothing to load");
+        return;
+    }
+    test::TempDir tmp;
+    RgbImage img(40, 30);
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t(i * 5);
+    const fs::path png = tmp / "photo.png", bmp = tmp / "photo.bmp";
+    save_image(img, png.string());
+    save_image(img, bmp.string());
+    {
+        // The dynamic loader names every library it opens (glibc's LD_DEBUG=files), here into
+        // one file per process (the shell's and glimpse's) under ld/.
+        const fs::path ld = tmp / "ld";
+        fs::create_directories(ld);
+        const ScopedEnv trace("LD_DEBUG", "files");
+        const ScopedEnv trace_to("LD_DEBUG_OUTPUT", (ld / "trace").c_str());
+        auto opened = [&](const fs::path& image) {
+            const auto r = run_glimpse("describe " + q(image) + " -n 2");
+            CHECK(r.exit_code == 0);
+            std::string all;
+            for (const auto& f : fs::directory_iterator(ld)) {
+                const std::vector<uint8_t> b = test::read_file(f.path());
+                all.append(b.begin(), b.end());
+                fs::remove(f.path());
+            }
+            return all;
+        };
+        const std::string plain = opened(png);
+        CHECK(plain.find("libglimpse_opencv") == std::string::npos);
+        CHECK(plain.find("libopencv") == std::string::npos);
+        CHECK(plain.find("libstb") != std::string::npos);  // (the trace is there)
+        const std::string bmp_opened = opened(bmp);
+        CHECK(bmp_opened.find("libglimpse_opencv.so") != std::string::npos);
+        CHECK(bmp_opened.find("libopencv_imgcodecs") != std::string::npos);
+    }
+    SECTION("a module that is not there") {
+        const fs::path missing = tmp / "nowhere" / "libglimpse_opencv.so";
+        const ScopedEnv module("GLIMPSE_OPENCV_MODULE", missing.c_str());
+        const auto r = run_glimpse("describe " + q(bmp) + " -n 2");
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK(count_lines(r.err) == 1);
+        CHECK(r.err.find("photo.bmp: BMP images need OpenCV") != std::string::npos);
+        CHECK(r.err.find(missing.string()) != std::string::npos);
+        // Images that do not need it are answered as before.
+        CHECK(run_glimpse("describe " + q(png) + " -n 2").exit_code == 0);
+    }
+    SECTION("a module that is not a library") {
+        const ScopedEnv module("GLIMPSE_OPENCV_MODULE", png.c_str());
+        const auto r = run_glimpse("describe " + q(bmp) + " -n 2");
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK(count_lines(r.err) == 1);
+        CHECK(r.err.find("photo.bmp: BMP images need OpenCV, whose module did not load: " + png.string()) !=
+              std::string::npos);
+    }
 }

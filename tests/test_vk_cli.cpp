@@ -22,6 +22,7 @@
 
 using namespace glimpse;
 using test::run_glimpse;
+using test::ScopedEnv;
 using test::shell_quote;
 namespace fs = std::filesystem;
 
@@ -157,13 +158,6 @@ TEST_CASE("vulkan CLI: --device vulkan: the golden models answer as on the CPU",
 }
 
 namespace {
-
-// Sets an environment variable for the commands a test runs, unset however the test ends.
-struct ScopedEnv {
-    const char* name;
-    ScopedEnv(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
-    ~ScopedEnv() { ::unsetenv(name); }
-};
 
 // bench --json --profile of the tiny text model on the device, 3 decode steps.
 nlohmann::json bench_tiny_text(const std::string& model) {

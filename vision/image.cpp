@@ -17,8 +17,9 @@
 // palette and alpha are handled here, by rules stated once (docs/IMAGES.md).
 //
 // Encoding: stb_image_write for PNG and BMP (the pictures `glimpse inspect` writes), OpenCV
-// for JPEG, WebP and TIFF. A build with CMake's GLIMPSE_OPENCV=OFF has neither OpenCV path:
-// those formats are then one-line errors.
+// for JPEG, WebP and TIFF. The OpenCV paths run in a module of their own, loaded when an
+// image first needs one (vision/opencv/codecs.h says why); if it cannot be loaded, or in a build
+// with CMake's GLIMPSE_OPENCV=OFF, those formats are one-line errors.
 #include "vision/image.h"
 
 #include <stb/stb_image.h>
@@ -31,32 +32,24 @@
 #include <climits>
 #include <csetjmp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
 #include <memory>
-#include <mutex>
-#include <streambuf>
 #ifndef GLIMPSE_NO_OPENCV
-#include <opencv2/core.hpp>
-#include <opencv2/core/utils/logger.hpp>
-#include <opencv2/imgcodecs.hpp>
+#include <dlfcn.h>
 #endif
 
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "vision/image_probe.h"
+#include "vision/opencv/codecs.h"
 
 namespace glimpse {
 
 namespace {
 
 namespace probe = image_probe;
-
-// Alpha over opaque white, rounded to nearest: (a*c + (255-a)*255 + 127) / 255. This equals
-// Pillow's alpha_composite onto an opaque white canvas (the Hugging Face convert_to_rgb) for
-// every (a, c), checked exhaustively.
-inline uint8_t over_white(uint32_t c, uint32_t a) { return uint8_t((a * c + (255 - a) * 255 + 127) / 255); }
 
 void check_limits(const probe::Dimensions& d, const ImageLimits& lim, const std::string& name) {
     const std::string dims = std::to_string(d.width) + "x" + std::to_string(d.height);
@@ -69,108 +62,85 @@ void check_limits(const probe::Dimensions& d, const ImageLimits& lim, const std:
 }
 
 #ifndef GLIMPSE_NO_OPENCV
-void silence_opencv() {
-    static std::once_flag once;
-    // OpenCV logs decoder failures to stderr; glimpse reports them as one Error line instead.
-    std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
-}
-
-// std::cerr writes nothing while one of these lives. OpenCV 4.6's imdecode prints the exception
-// of a failed decoder straight to std::cerr ("imdecode_(''): can't read data: ..."), past its
-// logger, which silence_opencv quiets. glimpse itself never writes to std::cerr (its messages
-// go through stdio), so muting it only mutes OpenCV. Decodes on several threads share one
-// muting: the first to start swaps the stream's buffer, the last to finish puts it back.
-class CerrMuted {
-public:
-    CerrMuted() {
-        const std::lock_guard<std::mutex> lock(mutex_);
-        if (depth_++ == 0) saved_ = std::cerr.rdbuf(&discard_);
-    }
-    ~CerrMuted() {
-        const std::lock_guard<std::mutex> lock(mutex_);
-        if (--depth_ == 0) std::cerr.rdbuf(saved_);  // rdbuf() also clears the stream's state
-    }
-    CerrMuted(const CerrMuted&) = delete;
-    CerrMuted& operator=(const CerrMuted&) = delete;
-
-private:
-    // Accepts every character and keeps none (the default overflow would fail the stream).
-    struct Discard : std::streambuf {
-        int overflow(int c) override { return traits_type::not_eof(c); }
-        std::streamsize xsputn(const char*, std::streamsize n) override { return n; }
-    };
-    static inline std::mutex mutex_;
-    static inline int depth_ = 0;
-    static inline std::streambuf* saved_ = nullptr;
-    static inline Discard discard_;
+// The OpenCV codecs' module (vision/opencv/codecs.h), loaded once, when an image first needs
+// it: from where GLIMPSE_OPENCV_MODULE names, else beside the running executable, else where
+// this build put it (the tests' and fuzz targets' executables live elsewhere in the tree).
+struct OpenCvModule {
+    const OpenCvCodecs* codecs = nullptr;
+    std::string error;  // why there are none: one line
 };
 
-// One pixel of an OpenCV image (BGR order, 1-4 channels, 8 or 16 bits) as RGB over white.
-// 16-bit samples keep their high byte (v >> 8), as Pillow does when it opens 16-bit RGB PNGs.
-template <typename T>
-void convert_rows(const cv::Mat& m, RgbImage& out) {
-    const int ch = m.channels();
-    const int shift = sizeof(T) == 2 ? 8 : 0;
-    if (ch == 3 && shift == 0) {  // 8-bit BGR, what every JPEG becomes: a byte swap per pixel
-        for (int y = 0; y < m.rows; ++y) {
-            const T* src = m.ptr<T>(y);
-            uint8_t* dst = out.row(y);
-            for (int x = 0; x < m.cols; ++x, src += 3, dst += 3)
-                dst[0] = uint8_t(src[2]), dst[1] = uint8_t(src[1]), dst[2] = uint8_t(src[0]);
-        }
-        return;
+#ifndef GLIMPSE_OPENCV_MODULE_PATH
+#define GLIMPSE_OPENCV_MODULE_PATH ""
+#endif
+
+OpenCvModule load_opencv_module() {
+    constexpr const char* kName = "libglimpse_opencv.so";
+    std::vector<std::string> places;
+    if (const char* env = std::getenv("GLIMPSE_OPENCV_MODULE"); env && *env) {
+        places.emplace_back(env);
+    } else {
+        std::error_code ec;
+        const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+        if (!ec) places.push_back((exe.parent_path() / kName).string());
+        const std::string built = GLIMPSE_OPENCV_MODULE_PATH;
+        if (!built.empty() && (places.empty() || places[0] != built)) places.push_back(built);
     }
-    for (int y = 0; y < m.rows; ++y) {
-        const T* src = m.ptr<T>(y);
-        uint8_t* dst = out.row(y);
-        for (int x = 0; x < m.cols; ++x, src += ch, dst += 3) {
-            uint32_t r, g, b, a = 255;
-            if (ch <= 2) {
-                r = g = b = uint32_t(src[0]) >> shift;
-                if (ch == 2) a = uint32_t(src[1]) >> shift;
-            } else {
-                b = uint32_t(src[0]) >> shift, g = uint32_t(src[1]) >> shift, r = uint32_t(src[2]) >> shift;
-                if (ch == 4) a = uint32_t(src[3]) >> shift;
-            }
-            if (a == 255) {
-                dst[0] = uint8_t(r), dst[1] = uint8_t(g), dst[2] = uint8_t(b);
-            } else {
-                dst[0] = over_white(r, a), dst[1] = over_white(g, a), dst[2] = over_white(b, a);
-            }
+    OpenCvModule m;
+    for (const std::string& p : places) {
+        std::error_code ec;
+        if (!std::filesystem::exists(p, ec)) continue;
+        void* h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            const char* why = dlerror();
+            m.error = why ? why : p + ": cannot be loaded";
+            continue;
         }
+        using Entry = const OpenCvCodecs* (*)();
+        const auto entry = reinterpret_cast<Entry>(dlsym(h, "glimpse_opencv_codecs"));
+        const OpenCvCodecs* c = entry ? entry() : nullptr;
+        if (!c || c->version != OpenCvCodecs::kVersion) {
+            m.error = p + " is not this glimpse's OpenCV module";
+            continue;  // (left loaded: nothing of it runs)
+        }
+        m.codecs = c;
+        m.error.clear();
+        return m;
     }
+    if (m.error.empty()) {
+        std::string where;
+        for (const std::string& p : places) where += (where.empty() ? "" : ", ") + p;
+        m.error = std::string(kName) + " was not found (looked at " + where + "; GLIMPSE_OPENCV_MODULE names it)";
+    }
+    return m;
 }
+
+const OpenCvModule& opencv_module() {
+    static const OpenCvModule m = load_opencv_module();
+    return m;
+}
+#endif
 
 RgbImage decode_opencv(const uint8_t* data, size_t size, probe::Format fmt, const probe::Dimensions& dim,
                        const std::string& name) {
-    silence_opencv();
-    cv::Mat decoded;
-    try {
-        const cv::Mat buf(1, int(size), CV_8U, const_cast<uint8_t*>(data));
-        const CerrMuted quiet;
-        decoded = cv::imdecode(buf, cv::IMREAD_UNCHANGED);
-    } catch (const cv::Exception&) {
-        decoded.release();
-    }
-    const int depth = decoded.depth();
-    if (decoded.empty() || decoded.dims != 2 || decoded.cols != dim.width || decoded.rows != dim.height ||
-        decoded.channels() > 4)
-        throw input_error(name, std::string("truncated or corrupt ") + probe::format_name(fmt));
-    if (depth != CV_8U && depth != CV_16U)
-        throw input_error(name, std::string("unsupported ") + probe::format_name(fmt) +
-                                    " sample format (only 8- and 16-bit integer samples are read)");
-    RgbImage out(decoded.cols, decoded.rows);
-    if (depth == CV_8U) convert_rows<uint8_t>(decoded, out);
-    else convert_rows<uint16_t>(decoded, out);
-    return out;
-}
-#else
-// A build without OpenCV (CMake GLIMPSE_OPENCV=OFF) has no decoder for these formats.
-RgbImage decode_opencv(const uint8_t*, size_t, probe::Format fmt, const probe::Dimensions&, const std::string& name) {
     const std::string what = fmt == probe::Format::Jpeg ? "CMYK/YCCK JPEG" : probe::format_name(fmt);
+#ifdef GLIMPSE_NO_OPENCV
+    (void)data, (void)size, (void)dim;
     throw input_error(name, what + " images need OpenCV, and this glimpse was built without it (GLIMPSE_OPENCV=OFF)");
-}
+#else
+    const OpenCvModule& m = opencv_module();
+    if (!m.codecs) throw input_error(name, what + " images need OpenCV, whose module did not load: " + m.error);
+    RgbImage out;
+    switch (m.codecs->decode(data, size, int(dim.width), int(dim.height), out)) {
+        case OpenCvDecode::Ok: return out;
+        case OpenCvDecode::Corrupt: break;
+        case OpenCvDecode::UnsupportedDepth:
+            throw input_error(name, std::string("unsupported ") + probe::format_name(fmt) +
+                                        " sample format (only 8- and 16-bit integer samples are read)");
+    }
+    throw input_error(name, std::string("truncated or corrupt ") + probe::format_name(fmt));
 #endif
+}
 
 // JPEG through libjpeg-turbo. Its errors longjmp back to the setjmp in decode_jpeg_rows, a
 // function with no C++ object of its own (the picture and the row buffer belong to the
@@ -403,7 +373,8 @@ void append_bytes(void* context, void* data, int size) {
 }  // namespace
 
 std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
-    if ((ext == "png" || ext == "bmp") && !img.empty()) {  // stb_image_write: no OpenCV round trip
+    if (img.empty()) throw Error(ErrorKind::Usage, "cannot encode an empty image");
+    if (ext == "png" || ext == "bmp") {  // stb_image_write: no OpenCV round trip
         std::vector<uint8_t> bytes;
         const int ok = ext == "png" ? stbi_write_png_to_func(append_bytes, &bytes, img.width, img.height, 3,
                                                              img.pixels.data(), img.width * 3)
@@ -412,32 +383,19 @@ std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
         if (!ok) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
         return bytes;
     }
+    if (ext != "jpg" && ext != "jpeg" && ext != "webp" && ext != "tif" && ext != "tiff")
+        throw Error(ErrorKind::Usage, "cannot write images of type '" + ext + "' (png, jpg, bmp, tiff, webp)");
 #ifdef GLIMPSE_NO_OPENCV
     throw Error(ErrorKind::Usage, "cannot write " + ext +
                                       " images: this glimpse was built without OpenCV (GLIMPSE_OPENCV=OFF); png and "
                                       "bmp work");
 #else
-    silence_opencv();
-    std::vector<int> params;
-    if (ext == "jpg" || ext == "jpeg") params = {cv::IMWRITE_JPEG_QUALITY, 95};
-    else if (ext == "webp") params = {cv::IMWRITE_WEBP_QUALITY, 101};  // > 100 = lossless
-    else if (ext != "png" && ext != "bmp" && ext != "tif" && ext != "tiff")
-        throw Error(ErrorKind::Usage, "cannot write images of type '" + ext + "' (png, jpg, bmp, tiff, webp)");
-    if (img.empty()) throw Error(ErrorKind::Usage, "cannot encode an empty image");
-    cv::Mat bgr(img.height, img.width, CV_8UC3);
-    for (int y = 0; y < img.height; ++y) {
-        const uint8_t* s = img.row(y);
-        uint8_t* d = bgr.ptr<uint8_t>(y);
-        for (int x = 0; x < img.width; ++x, s += 3, d += 3) d[0] = s[2], d[1] = s[1], d[2] = s[0];
-    }
+    const OpenCvModule& m = opencv_module();
+    if (!m.codecs)
+        throw Error(ErrorKind::Usage, "cannot write " + ext + " images: OpenCV's module did not load (" + m.error +
+                                          "); png and bmp work");
     std::vector<uint8_t> bytes;
-    bool ok = false;
-    try {
-        ok = cv::imencode("." + ext, bgr, bytes, params);
-    } catch (const cv::Exception&) {
-        ok = false;
-    }
-    if (!ok) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
+    if (!m.codecs->encode(img, ext, bytes)) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
     return bytes;
 #endif
 }
@@ -447,7 +405,8 @@ bool can_encode_image(const std::string& ext) {
 #ifdef GLIMPSE_NO_OPENCV
     return false;
 #else
-    return ext == "jpg" || ext == "jpeg" || ext == "webp" || ext == "tif" || ext == "tiff";
+    return (ext == "jpg" || ext == "jpeg" || ext == "webp" || ext == "tif" || ext == "tiff") &&
+           opencv_module().codecs != nullptr;
 #endif
 }
 
