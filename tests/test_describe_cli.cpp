@@ -187,7 +187,7 @@ TEST_CASE("describe CLI: a damaged BMP or TIFF is one line on stderr, with none 
     CHECK(r.err.find("imdecode") == std::string::npos);
 }
 
-TEST_CASE("describe CLI: OpenCV's libraries load only for an image that needs them; without its module, one line",
+TEST_CASE("describe CLI: OpenCV's libraries load only for an image that needs them, and without its module that image is one line",
           "[describe][cli]") {
     if (!can_encode_image("tiff")) {  // a build without OpenCV (GLIMPSE_OPENCV=OFF): no module
         WARN("built without OpenCV: nothing to load");
