@@ -370,6 +370,11 @@ void append_bytes(void* context, void* data, int size) {
     out->insert(out->end(), p, p + size);
 }
 
+// The extensions encode_image writes through OpenCV (the module), where it is there.
+bool opencv_writes(const std::string& ext) {
+    return ext == "jpg" || ext == "jpeg" || ext == "webp" || ext == "tif" || ext == "tiff";
+}
+
 }  // namespace
 
 std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
@@ -383,7 +388,7 @@ std::vector<uint8_t> encode_image(const RgbImage& img, const std::string& ext) {
         if (!ok) throw Error(ErrorKind::Usage, "encoding a " + ext + " image failed");
         return bytes;
     }
-    if (ext != "jpg" && ext != "jpeg" && ext != "webp" && ext != "tif" && ext != "tiff")
+    if (!opencv_writes(ext))
         throw Error(ErrorKind::Usage, "cannot write images of type '" + ext + "' (png, jpg, bmp, tiff, webp)");
 #ifdef GLIMPSE_NO_OPENCV
     throw Error(ErrorKind::Usage, "cannot write " + ext +
@@ -405,8 +410,7 @@ bool can_encode_image(const std::string& ext) {
 #ifdef GLIMPSE_NO_OPENCV
     return false;
 #else
-    return (ext == "jpg" || ext == "jpeg" || ext == "webp" || ext == "tif" || ext == "tiff") &&
-           opencv_module().codecs != nullptr;
+    return opencv_writes(ext) && opencv_module().codecs != nullptr;
 #endif
 }
 
