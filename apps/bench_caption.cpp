@@ -186,6 +186,7 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
         if (device.ctx) {
             j["batch_decode"] = device.ctx->batch_decode();  // a batch's captions step together
             j["record_ahead"] = device.ctx->options().record_ahead;  // each step recorded during the last
+            j["greedy_pick"] = device.ctx->greedy_pick();  // greedy tokens picked on the device
         }
         std::printf("%s\n", j.dump(2).c_str());
         return 0;

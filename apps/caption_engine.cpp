@@ -384,9 +384,10 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
         return !q.stops.stopped() && q.n_tokens < s_.max_tokens && n_past < q.ctx->n_ctx();
     };
     // Several captions step together (LlamaBatch::decode: on a Vulkan device too, where the run
-    // can batch). Otherwise, where the device picks greedy tokens itself (picks_on_device), each
-    // caption's tokens after its first come from LlamaContext::decode_greedy, the device never
-    // waiting for the host between them.
+    // can batch; LlamaBatch::decode_greedy where the device also picks their greedy tokens).
+    // Otherwise, where the device picks greedy tokens itself (picks_on_device), each caption's
+    // tokens after its first come from LlamaContext::decode_greedy, the device never waiting for
+    // the host between them.
     const bool together = seqs.size() > 1 && decoder.steps_together(*seqs[0]->ctx);
     if (!seqs.empty() && !together && s_.max_tokens > 0 &&
         picks_on_device(*seqs[0]->ctx, seqs[0]->sampler, nullptr, false)) {
@@ -400,6 +401,34 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
             const double dt = ms_since(t0);
             st.decode_ms += dt;
             q->ms += dt;
+            finish(*q);
+        }
+        return;
+    }
+    if (together && s_.max_tokens > 0 &&
+        std::all_of(seqs.begin(), seqs.end(), [](const std::unique_ptr<Sequence>& q) {
+            return picks_on_device(*q->ctx, q->sampler, nullptr, false);
+        })) {
+        // Greedy captions stepping together on the device (LlamaBatch::decode_greedy): each
+        // caption's first token drawn here from its prefill's logits, the rest picked there.
+        const auto t0 = Clock::now();
+        std::vector<Sequence*> going;
+        std::vector<LlamaContext*> step_ctxs;
+        std::vector<int32_t> first;
+        for (auto& q : seqs) {
+            const int32_t id = q->sampler.sample(q->logits.data(), V);
+            if (take(*q, id, q->ctx->n_past())) {
+                going.push_back(q.get());
+                step_ctxs.push_back(q->ctx);
+                first.push_back(id);
+            }
+        }
+        decoder.decode_greedy(step_ctxs.data(), first.data(), int(step_ctxs.size()),
+                              [&](int b, int32_t pick, int n_past) { return take(*going[size_t(b)], pick, n_past); });
+        const double dt = ms_since(t0);
+        st.decode_ms += dt;
+        for (auto& q : seqs) {
+            q->ms += dt / double(seqs.size());
             finish(*q);
         }
         return;

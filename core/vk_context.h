@@ -210,8 +210,9 @@ struct ContextOptions {
     std::optional<bool> fuse_rope;
     // Greedy decoding (temperature 0, no repetition penalty, nothing that reads the logits) picks
     // each token on the device (vk::greedy_pick), and the next step, which reads the pick there,
-    // is submitted before the host has seen it (LlamaVulkanRun::decode_greedy): the device never
-    // waits for the host between tokens, and no logits come back. Unset: on.
+    // is submitted before the host has seen it (LlamaVulkanRun::decode_greedy; for a batch's
+    // captions stepped together, decode_greedy_batch): the device never waits for the host
+    // between tokens, and no logits come back. Unset: on.
     std::optional<bool> greedy_pick;
     // Several sequences decoded together (caption's batches: LlamaBatch::decode) step in one
     // command stream, each weight read once for all of them (LlamaVulkanRun::decode_batch),

@@ -26,7 +26,6 @@ struct GetRowsPush {  // get_rows.comp
 };
 struct GreedyPickPush {  // greedy_pick.comp
     uint32_t n, out_slot, has_position;
-    int32_t next_position;
 };
 struct NormPush {  // rms_norm.comp, layer_norm.comp
     uint32_t rows, n, has_weight, has_bias;
@@ -526,19 +525,21 @@ void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffe
 }
 
 void greedy_pick(Recorder& rec, const Buffer& x, int64_t n, Buffer& ids, int64_t out_slot, Buffer* position,
-                 int32_t next_position) {
-    require(n >= 1 && out_slot >= 0, "greedy_pick", "empty input or negative slot");
-    require_floats(x, n, "greedy_pick", "x");
-    require_floats(ids, out_slot + 1, "greedy_pick", "ids");
+                 int64_t rows) {
+    require(n >= 1 && rows >= 1 && out_slot >= 0, "greedy_pick", "empty input or negative slot");
+    require_floats(x, rows * n, "greedy_pick", "x");
+    require_floats(ids, out_slot + rows, "greedy_pick", "ids");
     require_distinct({&x, &ids}, "greedy_pick", "x and ids must be different buffers");
     if (position) {
-        require_floats(*position, 1, "greedy_pick", "position");
+        require_floats(*position, rows, "greedy_pick", "position");
         require_distinct({&x, &ids, position}, "greedy_pick", "x, ids and position must be different buffers");
     }
-    const GreedyPickPush push{u32(n, "greedy_pick"), u32(out_slot, "greedy_pick"), position ? 1u : 0u, next_position};
+    u32(rows * n, "greedy_pick");
+    const GreedyPickPush push{u32(n, "greedy_pick"), u32(out_slot, "greedy_pick"), position ? 1u : 0u};
     const uint32_t wg = wg_size(rec.context(), 256);
-    // Without a position the ids buffer is bound twice (binding 2 is then never written).
-    rec.dispatch(ShaderId::greedy_pick, {in(x), out(ids), out(position ? *position : ids)}, push, Groups{1, 1, 1}, {wg});
+    // Without a position the ids buffer is bound twice (binding 2 is then never touched).
+    rec.dispatch(ShaderId::greedy_pick, {in(x), out(ids), out(position ? *position : ids)}, push,
+                 Groups{group_count(rec.context(), rows, 1), 1, 1}, {wg});
 }
 
 void copy(Recorder& rec, const Buffer& src, int64_t src_offset, Buffer& dst, int64_t dst_offset, int64_t n) {

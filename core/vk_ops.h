@@ -163,13 +163,14 @@ void check_row_ids(const DeviceMatrix& table, const int32_t* ids, int64_t n_ids)
 void get_rows(Recorder& rec, const DeviceMatrix& table, const Buffer& ids, Buffer& out, int64_t n_ids,
               int64_t ids_offset = 0);
 
-// Greedy decoding's pick on the device: ids[out_slot] = argmax(x [n]) (int32), the lowest index
-// among equals and NaN as the host's argmax() in text/sampler.h treats it; with `position`,
-// also position[0] = next_position (int32), the next step's. One workgroup. What lets a greedy
-// step be submitted before the host has read the pick of the step before: its get_rows reads
-// the id from `ids` (LlamaVulkanRun::decode_greedy).
+// Greedy decoding's picks on the device: ids[out_slot + r] = argmax(x [r][n]) (int32) for each
+// of `rows` rows, the lowest index among equals and NaN as the host's argmax() in
+// text/sampler.h treats it; with `position` (int32 [rows]), also position[r] += 1, row r's next
+// position. One workgroup a row. What lets a greedy step be submitted before the host has read
+// the picks of the step before: its get_rows reads the ids from `ids`
+// (LlamaVulkanRun::decode_greedy and decode_greedy_batch).
 void greedy_pick(Recorder& rec, const Buffer& x, int64_t n, Buffer& ids, int64_t out_slot, Buffer* position = nullptr,
-                 int32_t next_position = 0);
+                 int64_t rows = 1);
 
 // dst[dst_offset + i] = src[src_offset + i], i < n (offsets and n in 32-bit words, copied as
 // bits; src and dst different buffers): row picking, and moving a step's inputs and outputs

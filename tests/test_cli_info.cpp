@@ -134,8 +134,11 @@ TEST_CASE("info: usage errors, missing files and hostile files", "[cli][info][ho
     SECTION("every truncation of a GGUF file: exit 3, one line") {
         const auto bytes = small_gguf();
         const fs::path p = dir / "cut.gguf";
-        // every header prefix, then a sample of the data section
-        for (size_t n = 4; n < bytes.size(); n += (n < 400 ? 1 : 97)) {
+        // Every third header prefix (a stride prime to 4 and 8: cuts at every offset modulo the
+        // header's field sizes), then a sample of the data section. Every
+        // single prefix goes through the loader in-process ("gguf: truncation at every byte");
+        // here it is the command's one line and exit code, about 0.35 s a run under ASan.
+        for (size_t n = 4; n < bytes.size(); n += (n < 400 ? 3 : 97)) {
             write_file(p, std::vector<uint8_t>(bytes.begin(), bytes.begin() + long(n)));
             const RunResult r = run_glimpse("info " + shell_quote(p.string()));
             INFO("prefix " << n);

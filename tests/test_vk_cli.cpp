@@ -188,8 +188,8 @@ const char* const kLongPrompt = "a big red ball rolled down the long green hill"
 
 }  // namespace
 
-TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, stepped together or picked on the device "
-          "or by the host one by one",
+TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, stepped together or one by one, picked on "
+          "the device or by the host",
           "[vulkan][vk_cli][cli]") {
     VK_OR_SKIP(ctx);
     const test::TempDir dir;
@@ -215,14 +215,17 @@ TEST_CASE("vulkan CLI: caption --device vulkan writes the CPU's captions, steppe
         INFO("-n " << max_tokens);
         const auto want = captions("cpu", max_tokens, "3");
         CHECK(want.size() == 6);
-        // Three a batch: each step of a batch's captions one pass on the device (decode_batch).
-        CHECK(captions("vulkan", max_tokens, "3") == want);
-        // One a batch: each caption's tokens picked on the device (decode_greedy), or by the host.
-        for (const char* on : {"1", "0"}) {
-            INFO("GLIMPSE_VK_GREEDY_PICK=" << on);
-            const ScopedEnv e("GLIMPSE_VK_GREEDY_PICK", on);
-            CHECK(captions("vulkan", max_tokens, "1") == want);
-        }
+        // Three a batch: each step of a batch's captions one pass on the device, their tokens
+        // picked there (decode_greedy_batch), or by the host from their logits (decode_batch;
+        // only at -n 12, to spare the test's time). One a batch: each caption's tokens picked on
+        // the device (decode_greedy), or by the host.
+        for (const char* batch : {"3", "1"})
+            for (const char* on : {"1", "0"}) {
+                if (std::string(batch) == "3" && std::string(on) == "0" && std::string(max_tokens) != "12") continue;
+                INFO("--batch " << batch << ", GLIMPSE_VK_GREEDY_PICK=" << on);
+                const ScopedEnv e("GLIMPSE_VK_GREEDY_PICK", on);
+                CHECK(captions("vulkan", max_tokens, batch) == want);
+            }
     }
 }
 
@@ -420,16 +423,20 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(cj["batchN_images_per_min"].get<double>() > 0);
     CHECK(cj["batch_decode"] == true);  // a batch's captions step together on the device
     CHECK(cj["record_ahead"] == true);  // each step recorded while the device runs the last
+    CHECK(cj["greedy_pick"] == true);   // their greedy tokens picked there
     {
-        const ScopedEnv e("GLIMPSE_VK_BATCH_DECODE", "0"), e2("GLIMPSE_VK_RECORD_AHEAD", "0");
+        const ScopedEnv e("GLIMPSE_VK_BATCH_DECODE", "0"), e2("GLIMPSE_VK_RECORD_AHEAD", "0"),
+            e3("GLIMPSE_VK_GREEDY_PICK", "0");
         const auto c0 = run_glimpse("bench --caption --device vulkan --images 2 --batch 2 -n 4 -r 1 --json");
         REQUIRE(c0.exit_code == 0);
         CHECK(nlohmann::json::parse(c0.out)["batch_decode"] == false);
         CHECK(nlohmann::json::parse(c0.out)["record_ahead"] == false);
+        CHECK(nlohmann::json::parse(c0.out)["greedy_pick"] == false);
     }
     const auto cc = run_glimpse("bench --caption --device cpu --images 2 --batch 2 -n 4 -r 1 --json");
     REQUIRE(cc.exit_code == 0);
     CHECK(nlohmann::json::parse(cc.out)["device"] == "cpu");
     CHECK_FALSE(nlohmann::json::parse(cc.out).contains("batch_decode"));
     CHECK_FALSE(nlohmann::json::parse(cc.out).contains("record_ahead"));
+    CHECK_FALSE(nlohmann::json::parse(cc.out).contains("greedy_pick"));
 }

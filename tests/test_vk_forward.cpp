@@ -579,6 +579,107 @@ TEST_CASE("vulkan batched decode: sequences stepped together on the device as ea
     require_close(got, want, kAbs, kRel);
 }
 
+TEST_CASE("vulkan batched greedy decoding: sequences picked together on the device as each alone, ended by "
+          "keep or a full context",
+          "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    const bool ahead = GENERATE(true, false);
+    INFO("record_ahead " << ahead);
+    auto ctx = context_with(shared_ctx, [&](vk::ContextOptions& o) {
+        o.greedy_pick = true;
+        o.record_ahead = ahead;
+    });
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    LlamaModel vk_model = cpu_model;
+    vk_model.vulkan = upload_llama_weights(ctx, cpu_model);
+    ThreadPool pool(1);
+    // Prompts of 1 to 9 tokens; picks each sequence keeps (keep says no at the last), and
+    // sequence 2's context of 14 positions, which it fills after 11 picks (keep never says no).
+    const std::vector<std::vector<int32_t>> prompts = {
+        {1, 40, 41, 42, 43, 44, 45, 46, 47}, {1}, {1, 200, 17}, {1, 5, 6, 7, 8, 9}, {1, 299, 298, 100}};
+    const std::vector<int> picks = {10, 3, 11, 1, 6};
+    const std::vector<int> n_ctx = {32, 32, 14, 32, 32};
+    const size_t B = prompts.size();
+    std::vector<std::unique_ptr<LlamaContext>> ctxs, cpu_ctxs;
+    std::vector<int32_t> first;
+    for (size_t s = 0; s < B; ++s) {
+        ctxs.push_back(std::make_unique<LlamaContext>(vk_model, pool, n_ctx[s]));
+        cpu_ctxs.push_back(std::make_unique<LlamaContext>(cpu_model, pool, n_ctx[s]));
+        std::vector<float> logits(static_cast<size_t>(cpu_model.config.n_vocab));
+        cpu_ctxs[s]->forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
+        ctxs[s]->forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
+        first.push_back(argmax(logits));
+    }
+    REQUIRE(ctxs[0]->greedy_on_device());
+    // Each alone on the device (LlamaContext::decode_greedy), the reference.
+    std::vector<std::vector<int32_t>> want(B);
+    for (size_t s = 0; s < B; ++s) {
+        LlamaContext alone(vk_model, pool, n_ctx[s]);
+        std::vector<float> logits(static_cast<size_t>(cpu_model.config.n_vocab));
+        alone.forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
+        want[s].resize(size_t(n_ctx[s]));
+        int seen = 0;
+        want[s].resize(size_t(alone.decode_greedy(first[s], n_ctx[s] - alone.n_past(), want[s].data(),
+                                                  [&](int32_t) { return ++seen < picks[s]; })));
+        REQUIRE(int(want[s].size()) == picks[s]);
+    }
+    // Together: on the device (passes of at most 3), and through the host's argmax on the CPU.
+    for (auto* set : {&ctxs, &cpu_ctxs}) {
+        const bool device = set == &ctxs;
+        INFO((device ? "vulkan" : "cpu"));
+        LlamaBatch batch(device ? vk_model : cpu_model, pool, /*max_seqs=*/3);
+        std::vector<LlamaContext*> seqs;
+        for (auto& c : *set) seqs.push_back(c.get());
+        CHECK(LlamaBatch::greedy_together(seqs) == device);
+        std::vector<std::vector<int32_t>> got(B);
+        bool n_past_right = true;
+        const bool timed = device && ctx->set_profiling(true);
+        (void)ctx->take_profile();
+        batch.decode_greedy(seqs.data(), first.data(), int(B), [&](int b, int32_t pick, int n_past) {
+            auto& g = got[size_t(b)];
+            g.push_back(pick);
+            n_past_right = n_past_right && n_past == int(prompts[size_t(b)].size() + g.size());
+            return b == 2 || int(g.size()) < picks[size_t(b)];
+        });
+        CHECK(n_past_right);
+        for (size_t s = 0; s < B; ++s) {
+            INFO("sequence " << s);
+            CHECK(got[s] == want[s]);
+            CHECK(seqs[s]->n_past() == int(prompts[s].size()) + picks[s]);
+        }
+        if (timed) {
+            // Picks made on the device a row at a time, no logits coming back, and each
+            // stream after a pass's first recorded while the one before ran.
+            const vk::DeviceProfile p = ctx->take_profile();
+            CHECK(p.shaders.count("greedy_pick") == 1);
+            CHECK(p.shaders.count("get_rows_f32") == 1);
+            CHECK((p.record_ahead_ms > 0) == ahead);
+            // One submission a step that ran. Recording ahead: passes {0,1,2} of 4 steps (1
+            // ends at step 2; 0 and 2 take step 3, in flight then), {0,2,3} of 2 (3 ends at
+            // once), {0,2,4} of 5 (0 ends at step 3; 2, full after step 4, and 4 take it), {4}
+            // of 2 (it ends at step 0, step 1 forgotten). In turn: {0,1,2} 3, {0,2,3} 1,
+            // {0,2,4} 6, {2} 1. Without the step in flight taken, the first would be 14.
+            CHECK(p.submissions == (ahead ? 13u : 11u));
+        }
+        CHECK(seqs[0]->timings().decode_tokens == 10);
+    }
+    // A sequence goes on after the batch from the caches it wrote: sequence 0 fed one more token
+    // gives the CPU's logits.
+    const int32_t id = want[0].back();
+    std::vector<float> lw(static_cast<size_t>(cpu_model.config.n_vocab)), lg(lw.size());
+    cpu_ctxs[0]->forward(&id, 1, cpu_ctxs[0]->n_past(), lw.data());
+    ctxs[0]->forward(&id, 1, ctxs[0]->n_past(), lg.data());
+    require_close(lg, lw, kAbs, kRel);
+    // Errors as decode()'s, before anything runs.
+    LlamaBatch batch(vk_model, pool, 3);
+    std::vector<LlamaContext*> twice = {ctxs[0].get(), ctxs[0].get()};
+    CHECK_THROWS_WITH(batch.decode_greedy(twice.data(), first.data(), 2, [](int, int32_t, int) { return true; }),
+                      Catch::Contains("the same context"));
+    std::vector<LlamaContext*> full = {ctxs[2].get()};
+    CHECK_THROWS_WITH(batch.decode_greedy(full.data(), first.data(), 1, [](int, int32_t, int) { return true; }),
+                      Catch::Contains("fills its context"));
+}
+
 namespace {
 
 // The tiny VLM's greedy answer (24 tokens at most) to `prompt` about `img`, on whatever device

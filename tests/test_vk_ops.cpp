@@ -392,7 +392,7 @@ TEST_CASE("vulkan get_rows matches the CPU for F32, F16, BF16 and Q8_0 tables", 
     }
 }
 
-TEST_CASE("vulkan greedy_pick picks what argmax() picks: ties to the lowest index, NaN as the host takes it",
+TEST_CASE("vulkan greedy_pick picks what argmax() picks: ties to the lowest index, NaN as the host takes it, row by row",
           "[vulkan]") {
     VK_OR_SKIP(ctx);
     const int64_t n = GENERATE(1, 7, 13, 127, 576, 960, 1023, 49152);
@@ -415,14 +415,22 @@ TEST_CASE("vulkan greedy_pick picks what argmax() picks: ties to the lowest inde
         cases.push_back(x);
         cases.push_back(std::vector<float>(size_t(n), -inf));
     }
-    vk::Buffer dx(*ctx, uint64_t(n) * 4), ids(*ctx, 3 * 4), pos(*ctx, 4);
+    // The cases one by one, then all of them as the rows of one pick (one workgroup a row).
+    const int64_t R = int64_t(cases.size());
+    std::vector<float> all;
+    for (const auto& x : cases) all.insert(all.end(), x.begin(), x.end());
+    vk::Buffer dx(*ctx, uint64_t(n) * 4), rows(*ctx, uint64_t(R * n) * 4), ids(*ctx, uint64_t(R + 2) * 4),
+        pos(*ctx, uint64_t(R) * 4);
     vk::Recorder rec(*ctx);
+    std::vector<int32_t> want_rows;
     for (size_t c = 0; c < cases.size(); ++c) {
         INFO("case " << c);
         vk::upload(*ctx, dx, cases[c].data(), uint64_t(n) * 4);
-        vk::upload(*ctx, ids, std::vector<int32_t>{-1, -1, -1}.data(), 3 * 4);
+        vk::upload(*ctx, ids, std::vector<int32_t>(size_t(R + 2), -1).data(), uint64_t(R + 2) * 4);
+        const int32_t start = 1234 + int32_t(c);
+        vk::upload(*ctx, pos, &start, 4);
         rec.begin();
-        vk::greedy_pick(rec, dx, n, ids, 1, &pos, 1234 + int32_t(c));
+        vk::greedy_pick(rec, dx, n, ids, 1, &pos);
         vk::greedy_pick(rec, dx, n, ids, 2);  // no position
         rec.submit_and_wait();
         std::vector<int32_t> got(3);
@@ -430,13 +438,31 @@ TEST_CASE("vulkan greedy_pick picks what argmax() picks: ties to the lowest inde
         vk::download(*ctx, ids, got.data(), 3 * 4);
         vk::download(*ctx, pos, &got_pos, 4);
         const int32_t want = argmax(cases[c].data(), int(n));
+        want_rows.push_back(want);
         CHECK(got[0] == -1);  // only its slot is written
         CHECK(got[1] == want);
         CHECK(got[2] == want);
-        CHECK(got_pos == 1234 + int32_t(c));
+        CHECK(got_pos == start + 1);  // the next position
     }
+    std::vector<int32_t> starts(static_cast<size_t>(R));
+    for (int64_t r = 0; r < R; ++r) starts[size_t(r)] = int32_t(10 * r);
+    vk::upload(*ctx, rows, all.data(), uint64_t(R * n) * 4);
+    vk::upload(*ctx, ids, std::vector<int32_t>(size_t(R + 2), -1).data(), uint64_t(R + 2) * 4);
+    vk::upload(*ctx, pos, starts.data(), uint64_t(R) * 4);
     rec.begin();
-    CHECK_THROWS_AS(vk::greedy_pick(rec, dx, n, ids, 3), std::invalid_argument);  // slot past the buffer
+    vk::greedy_pick(rec, rows, n, ids, 1, &pos, R);
+    rec.submit_and_wait();
+    std::vector<int32_t> got(size_t(R + 2)), got_pos(static_cast<size_t>(R));
+    vk::download(*ctx, ids, got.data(), uint64_t(R + 2) * 4);
+    vk::download(*ctx, pos, got_pos.data(), uint64_t(R) * 4);
+    CHECK(got.front() == -1);
+    CHECK(got.back() == -1);
+    CHECK(std::vector<int32_t>(got.begin() + 1, got.end() - 1) == want_rows);
+    for (int64_t r = 0; r < R; ++r) CHECK(got_pos[size_t(r)] == starts[size_t(r)] + 1);
+    rec.begin();
+    CHECK_THROWS_AS(vk::greedy_pick(rec, dx, n, ids, R + 2), std::invalid_argument);  // slot past the buffer
+    CHECK_THROWS_AS(vk::greedy_pick(rec, rows, n, ids, 3, nullptr, R), std::invalid_argument);  // rows past it
+    CHECK_THROWS_AS(vk::greedy_pick(rec, dx, n, ids, 0, nullptr, 2), std::invalid_argument);  // x holds one row
     CHECK_THROWS_AS(vk::greedy_pick(rec, dx, 0, ids, 0), std::invalid_argument);
     CHECK_THROWS_AS(vk::greedy_pick(rec, dx, n, ids, 0, &ids), std::invalid_argument);
     rec.end();

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "core/error.h"
 #include "core/matmul.h"
 #include "core/ops.h"
 #include "text/llama_forward_vk.h"
+#include "text/sampler.h"
 
 namespace glimpse {
 
@@ -101,6 +103,67 @@ void LlamaBatch::decode(LlamaContext* const* ctxs, const int32_t* tokens, int n,
             }
             done += size_t(B);
         }
+    }
+}
+
+bool LlamaBatch::greedy_together(const std::vector<LlamaContext*>& ctxs) {
+    return !ctxs.empty() && std::all_of(ctxs.begin(), ctxs.end(), [](const LlamaContext* c) {
+        return c->on_vulkan() && !c->capture_ && c->vk_->greedy_on_device() && c->vk_->batches_sequences();
+    });
+}
+
+void LlamaBatch::decode_greedy(LlamaContext* const* ctxs, const int32_t* first, int n,
+                               const std::function<bool(int, int32_t, int)>& keep) {
+    check(ctxs, first, n);
+    const int64_t V = model_.config.n_vocab;
+    // The sequences still going: their contexts, next tokens and indices in ctxs.
+    std::vector<LlamaContext*> live(ctxs, ctxs + n);
+    std::vector<int32_t> tokens(first, first + n);
+    std::vector<int> index(static_cast<size_t>(n));
+    for (int b = 0; b < n; ++b) index[size_t(b)] = b;
+    std::vector<char> more;
+    std::vector<float> logits;
+    std::vector<LlamaVulkanRun*> runs;
+    while (!live.empty()) {
+        more.assign(live.size(), 1);
+        if (greedy_together(live)) {
+            // The first B go on the device until one of them ends; the rest wait their turn.
+            const int B = int(std::min<int64_t>({int64_t(live.size()), max_seqs_, live[0]->vk_->logits_max_rows()}));
+            runs.clear();
+            int steps = std::numeric_limits<int>::max();
+            for (int b = 0; b < B; ++b) {
+                runs.push_back(live[size_t(b)]->vk_.get());
+                steps = std::min(steps, live[size_t(b)]->n_ctx() - live[size_t(b)]->n_past());
+            }
+            std::vector<int> past0(static_cast<size_t>(B));
+            for (int b = 0; b < B; ++b) past0[size_t(b)] = live[size_t(b)]->n_past();
+            const auto t0 = std::chrono::steady_clock::now();
+            runs[0]->decode_greedy_batch(runs.data(), B, tokens.data(), steps, [&](int b, int32_t pick, int n_past) {
+                tokens[size_t(b)] = pick;
+                more[size_t(b)] = keep(index[size_t(b)], pick, n_past);
+                return bool(more[size_t(b)]);
+            });
+            const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            for (int b = 0; b < B; ++b) {
+                LlamaTimings& t = live[size_t(b)]->timings_;  // each sequence's share of the steps
+                t.decode_ms += ms / B;
+                t.decode_tokens += live[size_t(b)]->n_past() - past0[size_t(b)];
+            }
+        } else {
+            logits.resize(sz(int64_t(live.size()), V));
+            decode(live.data(), tokens.data(), int(live.size()), logits.data());
+            for (size_t j = 0; j < live.size(); ++j) {
+                tokens[j] = argmax(logits.data() + sz(int64_t(j), V), int(V));
+                more[j] = keep(index[j], tokens[j], live[j]->n_past());
+            }
+        }
+        size_t kept = 0;
+        for (size_t j = 0; j < live.size(); ++j) {
+            if (!more[j] || live[j]->n_past() >= live[j]->n_ctx()) continue;
+            live[kept] = live[j], tokens[kept] = tokens[j], index[kept] = index[j];
+            ++kept;
+        }
+        live.resize(kept), tokens.resize(kept), index.resize(kept);
     }
 }
 

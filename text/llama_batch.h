@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -48,6 +49,21 @@ public:
         logits.resize(ctxs.size() * size_t(model_.config.n_vocab));
         decode(ctxs.data(), tokens.data(), int(ctxs.size()), logits.data());
     }
+
+    // Greedy decoding of n sequences together: feeds first[b] to ctxs[b] at its n_past(), then
+    // each token picked for it (the argmax of its logits, ties to the lowest id), asking
+    // keep(b, pick, n_past) after each pick, n_past being the positions sequence b has fed by
+    // then. Sequence b ends when keep says no (that pick is its last) or its context is full;
+    // returns when all have ended. Where every context picks on the device and their run
+    // batches (greedy_together), a step is LlamaVulkanRun::decode_greedy_batch's: B token ids
+    // come back instead of B rows of logits, and the device runs the next step while the host
+    // looks at these picks (when a sequence ends, the others take their picks of the step in
+    // flight, and go on without it).
+    // Otherwise each step is decode() and the host's argmax(). Checks as decode().
+    void decode_greedy(LlamaContext* const* ctxs, const int32_t* first, int n,
+                       const std::function<bool(int, int32_t, int)>& keep);
+    // Whether decode_greedy's steps of these contexts pick on the device.
+    static bool greedy_together(const std::vector<LlamaContext*>& ctxs);
 
     // Runs embd[b] [n_tokens[b]][n_embd] at positions ctxs[b]->n_past() .. in ctxs[b] for every
     // b < n, and writes the logits of each sequence's last position to logits [n][n_vocab]: what

@@ -110,10 +110,13 @@ LlamaVulkanRun::LlamaVulkanRun(std::shared_ptr<const LlamaVulkanWeights> w, int 
     logits_rows_ = 1;
     in_host_ = vk::Buffer(ctx_, fbytes(B, c.n_embd + 1), vk::MemoryKind::Staging);
     logits_host_ = vk::Buffer(ctx_, fbytes(1, c.n_vocab), vk::MemoryKind::Staging);
-    if (greedy_on_device()) {
-        ids_ = vk::Buffer(ctx_, fbytes(1, 2));
-        ids_host_ = vk::Buffer(ctx_, fbytes(1, 3), vk::MemoryKind::Staging);
-    }
+    if (greedy_on_device()) grow_ids(1);
+}
+
+void LlamaVulkanRun::grow_ids(int B) {
+    if (ids_.size() >= fbytes(B, 2)) return;
+    ids_ = vk::Buffer(ctx_, fbytes(B, 2));
+    ids_host_ = vk::Buffer(ctx_, fbytes(B, 3), vk::MemoryKind::Staging);
 }
 
 const vk::Buffer& LlamaVulkanRun::norm_input(vk::Recorder& rec, const vk::Buffer& x, const vk::Buffer& weight, int rows,
@@ -244,23 +247,65 @@ void LlamaVulkanRun::record_last_logits(vk::Recorder& rec, int T) {
     record_logits(rec, T > 1 ? last_ : x_, 1);
 }
 
-// Step i feeds the token in ids_ slot i % 2 at position pos0 + i (pos_ [0], which the step
-// before's pick wrote), and its pick goes to slot (i + 1) % 2, with the next position, and to
-// ids_host_ [1 + (i + 1) % 2]. Step 0 takes the first token and its position from the host.
-void LlamaVulkanRun::record_greedy_step(vk::Recorder& rec, int i, int pos0) {
+// Step i of greedy decoding for B sequences: row b feeds the token in ids_ [(i % 2)·B + b] at
+// position pos[b] + i (pos_ [b], which the step before's pick advanced), and its pick goes to
+// ids_ [((i + 1) % 2)·B + b], and pos_ [b] one on, and to ids_host_ [B + ((i + 1) % 2)·B + b].
+// Step 0 takes the first tokens (ids_host_ [0, B)) and the positions from the host. seqs null:
+// this run alone (B = 1, pos[0] + i its position); else the sequences of decode_batch's step.
+void LlamaVulkanRun::record_greedy_step(vk::Recorder& rec, int i, int B, LlamaVulkanRun* const* seqs,
+                                        const int32_t* pos) {
     const LlamaConfig& c = w_->config;
     const int in = i % 2, picked = (i + 1) % 2;
     rec.begin();
     if (i == 0) {
-        vk::copy(rec, ids_host_, 0, ids_, 0, 1);
-        vk::copy(rec, in_host_, positions_at(), pos_, 0, 1);
+        vk::copy(rec, ids_host_, 0, ids_, 0, B);
+        vk::copy(rec, in_host_, positions_at(), pos_, 0, B);
     }
-    vk::get_rows(rec, *w_->embedding_table(), ids_, x_, 1, in);
-    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, 1, pos0 + i);
-    record_last_logits(rec, 1);
-    vk::greedy_pick(rec, logits_, c.n_vocab, ids_, picked, &pos_, pos0 + i + 1);
-    vk::copy(rec, ids_, picked, ids_host_, 1 + picked, 1);
+    vk::get_rows(rec, *w_->embedding_table(), ids_, x_, B, int64_t(in) * B);
+    std::vector<int32_t> at(static_cast<size_t>(B));
+    for (int b = 0; b < B; ++b) at[size_t(b)] = pos[b] + i;
+    for (int l = 0; l < c.n_layers; ++l)
+        record_layer(rec, w_->layers[size_t(l)], l, B, seqs ? 0 : at[0], seqs, seqs ? at.data() : nullptr);
+    record_logits(rec, x_, B);
+    vk::greedy_pick(rec, logits_, c.n_vocab, ids_, int64_t(picked) * B, &pos_, B);
+    vk::copy(rec, ids_, int64_t(picked) * B, ids_host_, B + int64_t(picked) * B, B);
     rec.end();
+}
+
+// The loop of decode_greedy and decode_greedy_batch: step i + 1 goes in behind step i before the
+// host looks at step i's picks; without record_ahead (to measure what that saves) only after
+// them. pick(i) reads step i's picks and says whether to go on.
+int LlamaVulkanRun::run_greedy(int B, LlamaVulkanRun* const* seqs, const int32_t* pos, int n,
+                               const std::function<bool(int)>& pick, int* ran) {
+    const bool ahead = ctx_.options().record_ahead;
+    int started = 0;  // steps submitted
+    auto start = [&](int i) {
+        record_greedy_step(rec_[i % 2], i, B, seqs, pos);
+        rec_[i % 2].submit();
+        started = i + 1;
+    };
+    int made = 0;
+    try {
+        start(0);
+        for (int i = 0; i < n; ++i) {
+            const bool next = i + 1 < n;
+            if (next && ahead) start(i + 1);
+            rec_[i % 2].wait();
+            dispatches_ = rec_[i % 2].dispatch_count();
+            made = i + 1;
+            if (!pick(i)) break;
+            if (next && !ahead) start(i + 1);
+        }
+    } catch (...) {
+        try {
+            if (started > made) rec_[(started - 1) % 2].wait();  // nothing left running on our buffers
+        } catch (...) {  // the first error is the one to report
+        }
+        throw;
+    }
+    if (started > made) rec_[(started - 1) % 2].wait();  // the step in flight: see `ran`
+    if (ran) *ran = started;
+    return made;
 }
 
 int LlamaVulkanRun::decode_greedy(int32_t first, int pos0, int n, int32_t* out,
@@ -271,33 +316,64 @@ int LlamaVulkanRun::decode_greedy(int32_t first, int pos0, int n, int32_t* out,
     drop_ahead();  // a decode step recorded ahead is not what runs now
     n_past_ = pos0;
     if (n == 0) return 0;
-    const int32_t pos = pos0;
     vk::upload(ctx_, ids_host_, &first, 4);
-    vk::upload(ctx_, in_host_, &pos, 4, uint64_t(positions_at()) * 4);
-    // Step i + 1 goes in behind step i before the host looks at step i's pick; without
-    // record_ahead (to measure what that saves) only after it.
-    const bool ahead = ctx_.options().record_ahead;
-    auto start = [&](int i) {
-        record_greedy_step(rec_[i % 2], i, pos0);
-        rec_[i % 2].submit();
-    };
-    start(0);
-    int made = 0;
-    for (int i = 0; i < n; ++i) {
-        const bool next = i + 1 < n;
-        if (next && ahead) start(i + 1);
-        vk::Recorder& rec = rec_[i % 2];
-        rec.wait();
-        dispatches_ = rec.dispatch_count();
+    vk::upload(ctx_, in_host_, &pos0, 4, uint64_t(positions_at()) * 4);
+    const int made = run_greedy(1, nullptr, &pos0, n, [&](int i) {
         vk::download(ctx_, ids_host_, &out[i], 4, uint64_t(1 + (i + 1) % 2) * 4);
-        made = i + 1;
-        if (!keep(out[i])) {
-            if (next && ahead) rec_[(i + 1) % 2].wait();  // its position is forgotten below
-            break;
-        }
-        if (next && !ahead) start(i + 1);
-    }
+        return keep(out[i]);
+    });
     n_past_ = pos0 + made;
+    return made;
+}
+
+int LlamaVulkanRun::decode_greedy_batch(LlamaVulkanRun* const* seqs, int B, const int32_t* first, int n,
+                                        const std::function<bool(int, int32_t, int)>& keep) {
+    if (!greedy_on_device() || !batches_sequences())
+        throw std::logic_error("LlamaVulkanRun::decode_greedy_batch: not available on this model");
+    if (B <= 0) return 0;
+    check_batch(seqs, B, "decode_greedy_batch");
+    std::vector<int32_t> pos(static_cast<size_t>(B));
+    for (int b = 0; b < B; ++b) {
+        pos[size_t(b)] = seqs[b]->n_past_;
+        if (n < 0 || int64_t(pos[size_t(b)]) + n > seqs[b]->n_ctx_)
+            throw std::invalid_argument("LlamaVulkanRun::decode_greedy_batch: steps outside a sequence's context");
+        seqs[b]->drop_ahead();  // their caches change under a step of theirs
+    }
+    drop_ahead();
+    if (n == 0) return 0;
+    grow_logits(B);
+    grow_ids(B);
+    vk::upload(ctx_, ids_host_, first, fbytes(B, 1));
+    vk::upload(ctx_, in_host_, pos.data(), fbytes(B, 1), uint64_t(positions_at()) * 4);
+    std::vector<int32_t> picks(static_cast<size_t>(B));
+    std::vector<char> going(static_cast<size_t>(B));
+    auto read_picks = [&](int i) {
+        vk::download(ctx_, ids_host_, picks.data(), fbytes(B, 1), uint64_t(B + ((i + 1) % 2) * B) * 4);
+    };
+    int ran = 0;
+    const int made = run_greedy(
+        B, seqs, pos.data(), n,
+        [&](int i) {
+            read_picks(i);
+            bool all = true;
+            for (int b = 0; b < B; ++b) {
+                going[size_t(b)] = keep(b, picks[size_t(b)], pos[size_t(b)] + i + 1);
+                all = all && going[size_t(b)];
+            }
+            return all;
+        },
+        &ran);
+    for (int b = 0; b < B; ++b) seqs[b]->n_past_ += made;
+    if (ran > made) {
+        // The step in flight when a sequence ended ran for all of them: the sequences that go
+        // on take its picks (one step further on); the ended ones' part of it is forgotten.
+        read_picks(made);
+        for (int b = 0; b < B; ++b)
+            if (going[size_t(b)]) {
+                ++seqs[b]->n_past_;
+                keep(b, picks[size_t(b)], pos[size_t(b)] + made + 1);
+            }
+    }
     return made;
 }
 
@@ -311,6 +387,17 @@ void LlamaVulkanRun::grow_logits(int64_t rows) {
     logits_rows_ = want;
 }
 
+void LlamaVulkanRun::check_batch(LlamaVulkanRun* const* seqs, int B, const char* what) const {
+    const std::string at = std::string("LlamaVulkanRun::") + what + ": ";
+    if (B > logits_max_rows()) throw std::invalid_argument(at + "more sequences than the batch holds");
+    for (int b = 0; b < B; ++b) {
+        if (seqs[b]->w_ != w_) throw std::invalid_argument(at + "a sequence of other weights");
+        if (seqs[b]->n_past_ >= seqs[b]->n_ctx_) throw std::invalid_argument(at + "a sequence's context is full");
+        for (int o = 0; o < b; ++o)
+            if (seqs[o] == seqs[b]) throw std::invalid_argument(at + "a sequence twice");
+    }
+}
+
 bool LlamaVulkanRun::batches_sequences() const {
     return ctx_.batch_decode() && ctx_.fuse_rope() && vk::attention_qkv_fits(1, w_->config.head_dim) &&
            std::all_of(w_->layers.begin(), w_->layers.end(),
@@ -322,15 +409,7 @@ void LlamaVulkanRun::decode_batch(LlamaVulkanRun* const* seqs, int B, const floa
     const int64_t V = c.n_vocab;
     if (B <= 0) return;
     if (!batches_sequences()) throw std::logic_error("LlamaVulkanRun::decode_batch: not available on this model");
-    if (B > logits_max_rows())
-        throw std::invalid_argument("LlamaVulkanRun::decode_batch: more sequences than the batch holds");
-    for (int b = 0; b < B; ++b) {
-        if (seqs[b]->w_ != w_) throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence of other weights");
-        if (seqs[b]->n_past_ >= seqs[b]->n_ctx_)
-            throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence's context is full");
-        for (int o = 0; o < b; ++o)
-            if (seqs[o] == seqs[b]) throw std::invalid_argument("LlamaVulkanRun::decode_batch: a sequence twice");
-    }
+    check_batch(seqs, B, "decode_batch");
     std::vector<int32_t> pos(static_cast<size_t>(B));
     std::vector<int64_t> key;  // what ahead_batch_ holds when rec_[ahead_] is this step
     for (int b = 0; b < B; ++b) {

@@ -106,6 +106,20 @@ public:
     // out[0 .. m-2], and n_past becomes pos0 + m. The same picks as argmax() of run_batch's
     // logits, step by step.
     int decode_greedy(int32_t first, int pos0, int n, int32_t* out, const std::function<bool(int32_t)>& keep);
+    // decode_greedy for B sequences together, each step decode_batch's (on this run's scratch
+    // buffers; seqs as decode_batch takes them, this run may be one of them) ending in B picks on
+    // the device: feeds first[b] to seqs[b] at its n_past, then each token picked for it, at most
+    // n steps (each n_past + n ≤ its n_ctx). After each step, keep(b, pick, n_past) is asked
+    // for every b (n_past: the positions sequence b has fed then); no ends sequence b, and the
+    // step in which any says no is the last for all: m steps, returned, each n_past grown by m.
+    // The step already in flight then (with record_ahead) has run for all of them: the
+    // sequences that said yes take its picks too (keep asked again; their n_past grows by
+    // m + 1), the others' part of it is forgotten. Only B token ids come back a step, no
+    // logits, and the device does not wait for the host between steps. The same picks as
+    // argmax() of decode_batch's logits, step by step. Where greedy_on_device() and
+    // batches_sequences().
+    int decode_greedy_batch(LlamaVulkanRun* const* seqs, int B, const int32_t* first, int n,
+                            const std::function<bool(int, int32_t, int)>& keep);
 
     // Whether decode_batch can run: the Context batches (batch_decode), every layer's Q, K and V
     // stacked, and the Context rotating inside the attention (fuse_rope), which takes one row
@@ -138,8 +152,20 @@ private:
     // A batch's inputs: staged into in_host_ by the host, copied into x_ and pos_ by the stream.
     void stage_inputs(const float* x, const std::vector<int32_t>& pos);
     void record_inputs(vk::Recorder& rec, int T);
-    // decode_greedy's step i (position pos0 + i) into rec.
-    void record_greedy_step(vk::Recorder& rec, int i, int pos0);
+    // Greedy decoding's step i for B sequences (seqs, at positions pos[b] + i; null: this run
+    // alone at pos[0] + i) into rec.
+    void record_greedy_step(vk::Recorder& rec, int i, int B, LlamaVulkanRun* const* seqs, const int32_t* pos);
+    // At most n of those steps, each submitted before the host reads the picks of the one before
+    // (with record_ahead); pick(i) reads step i's picks, false ends. Returns the steps made,
+    // m; *ran, if given: the steps that ran on the device (m + 1 when one was in flight at
+    // the end, finished by then).
+    int run_greedy(int B, LlamaVulkanRun* const* seqs, const int32_t* pos, int n, const std::function<bool(int)>& pick,
+                   int* ran = nullptr);
+    // ids_ and ids_host_ for greedy steps of B sequences; grown, never shrunk.
+    void grow_ids(int B);
+    // std::invalid_argument naming `what` unless seqs are B ≤ logits_max_rows() distinct
+    // sequences of these weights, none full.
+    void check_batch(LlamaVulkanRun* const* seqs, int B, const char* what) const;
     // seqs (decode_batch): row b is a token of sequence seqs[b] at position seq_pos[b],
     // attending over its caches.
     void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
@@ -176,8 +202,9 @@ private:
     // Host-visible: a batch's input rows [n_batch][D] then its positions (int32 [n_batch]),
     // and one row of logits [V] coming back (B rows after a decode_batch of B sequences).
     vk::Buffer in_host_, logits_host_;
-    // decode_greedy's token ids: on the device, a two-slot ring (step i reads slot i % 2 and
-    // its pick goes to the other); host-visible, the first token, then the ring's copies.
+    // Greedy decoding's token ids for B sequences: on the device, a ring of two slots of B
+    // (step i reads slot i % 2 and its picks go to the other); host-visible, the B first
+    // tokens, then the ring's copies.
     vk::Buffer ids_, ids_host_;
     // Where in_host_ keeps the positions, in words: after n_batch rows of D.
     int64_t positions_at() const { return int64_t(n_batch_) * w_->config.n_embd; }

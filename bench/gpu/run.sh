@@ -26,8 +26,10 @@
 #   from downloaded logits (GLIMPSE_VK_GREEDY_PICK=0; by default bench's decode picks greedily
 #   on the device, each step queued before the host reads the last pick). And captioning
 #   (bench --caption: 16 generated pictures, batch 1 against batch 8) with a batch's captions
-#   stepped together on the device (decode_batch) and one by one (GLIMPSE_VK_BATCH_DECODE=0),
-#   and together with each step recorded in turn (GLIMPSE_VK_RECORD_AHEAD=0).
+#   stepped together on the device, their greedy tokens picked there (decode_greedy_batch), and
+#   by the host from their logits (GLIMPSE_VK_GREEDY_PICK=0: decode_batch), and one by one
+#   (GLIMPSE_VK_BATCH_DECODE=0), and together with each step recorded in turn
+#   (GLIMPSE_VK_RECORD_AHEAD=0).
 #   And the tensor-core matmul and attention (matmul_coop.comp, attention_coop.comp, off by
 #   default until checked on a GPU): tests-coop.txt runs their tests alone first, then the
 #   tile and F16 prefill with them on (GLIMPSE_VK_COOP_MATMUL=1), the tile with the matmul
@@ -104,6 +106,7 @@ GLIMPSE_VK_ATTENTION_BLOCKED=0 step bench-vit-attention-tiled.json 60 $g bench -
 GLIMPSE_VK_ATTENTION_BLOCKED=1 step bench-500m-f16-attention-blocked.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 GLIMPSE_VK_MATMUL_LARGE_TILES=1 step bench-500m-f16-tiles128.json 90 $g bench --device vulkan --random smolvlm-500m --type f16 "${text[@]}" --json
 step bench-caption.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
+GLIMPSE_VK_GREEDY_PICK=0 step bench-caption-host-pick.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 GLIMPSE_VK_BATCH_DECODE=0 step bench-caption-one-by-one.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 GLIMPSE_VK_RECORD_AHEAD=0 step bench-caption-no-ahead.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 step profile-500m-f16.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 "${text_prof[@]}" --profile
@@ -144,10 +147,11 @@ for name in ("bench-vit.json", "bench-vit-coop.json", "bench-vit-coop-matmul-onl
               f"blocked attention {j.get('attention_blocked', '?')}, "
               f"tiles {'at once' if j.get('vit_tiles_at_once') else 'one by one'}{coop(j)}): {j['encode_ms_per_tile']:.2f} ms "
               f"({j['tiles_per_call']} tiles a call), {j['encode_gflops'] / 1000:.1f} TFLOP/s")
-for name in ("bench-caption.json", "bench-caption-one-by-one.json", "bench-caption-no-ahead.json"):
+for name in ("bench-caption.json", "bench-caption-host-pick.json", "bench-caption-one-by-one.json", "bench-caption-no-ahead.json"):
     j = load(name)
     if j:
         how = "stepped together" if j.get("batch_decode") else "stepped one by one"
+        how += ", picked on the device" if j.get("greedy_pick") else ", picked by the host"
         how += ", recorded ahead" if j.get("record_ahead") else ", recorded in turn"
         print(f"caption, random SmolVLM-256M, {j['images']} pictures of {j['image_size']}x{j['image_size']}, "
               f"-n {j['max_tokens']} (a batch's captions {how}): batch 1 {j['batch1_images_per_min']:.1f} images/min, "
