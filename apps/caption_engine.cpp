@@ -439,6 +439,8 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
     std::vector<int32_t> step_tokens;
     std::vector<float> step_logits;
     while (!live.empty()) {
+        // A step's time: the host's draws and the step, as the device-picked paths above count it.
+        const auto t0 = Clock::now();
         std::vector<Sequence*> going;
         step_ctxs.clear();
         step_tokens.clear();
@@ -457,7 +459,6 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
         }
         live = std::move(going);
         if (live.empty()) break;
-        const auto t0 = Clock::now();
         decoder.decode(step_ctxs, step_tokens, step_logits);
         const double dt = ms_since(t0);
         st.decode_ms += dt;
