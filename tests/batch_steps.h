@@ -1,5 +1,5 @@
 // Greedy decoding of several sequences through one LlamaBatch, for the batched-decode tests
-// (test_llama_batch.cpp on the CPU, test_vk_forward.cpp on a Vulkan device).
+// (test_llama_batch.cpp on the CPU, test_vk_batch.cpp on a Vulkan device).
 #pragma once
 
 #include <catch2/catch.hpp>

@@ -3,6 +3,7 @@
 // logits of a prefill and of decode steps within a tolerance, a rewind, the vision tower's
 // features and image embeddings, and the same greedy answer about an example scene; greedy
 // picks made on the device (decode steps, generate(), a conversation) against the host's.
+// Several sequences decoded together: test_vk_batch.cpp.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -18,10 +19,9 @@
 #include "core/thread_pool.h"
 #include "fusion/session.h"
 #include "fusion/vlm.h"
-#include "tests/batch_steps.h"
 #include "tests/test_vk_helpers.h"
+#include "tests/vk_forward_common.h"
 #include "text/generation.h"
-#include "text/llama_batch.h"
 #include "text/llama_forward.h"
 #include "text/llama_forward_vk.h"
 #include "text/sampler.h"
@@ -31,31 +31,10 @@
 #include "tests/helpers.h"
 
 using namespace glimpse;
-using glimpse::test::require_close;
+using namespace glimpse::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-const fs::path kSource = GLIMPSE_SOURCE_DIR;
-const fs::path kText = kSource / "weights" / "tiny" / "tiny-smolvlm-text-f32.gguf";
-const fs::path kMmproj = kSource / "weights" / "tiny" / "mmproj-tiny-smolvlm-f32.gguf";
-
-// The test Context, shared without ownership (the test slots own it).
-std::shared_ptr<vk::Context> borrow(vk::Context* ctx) {
-    return std::shared_ptr<vk::Context>(std::shared_ptr<void>(), ctx);
-}
-
-// Another context on the test's device, with its options as `ctx` has them, changed by `change`.
-std::shared_ptr<vk::Context> context_with(vk::Context* ctx, const std::function<void(vk::ContextOptions&)>& change) {
-    vk::ContextOptions o = ctx->options();
-    change(o);
-    return std::make_shared<vk::Context>(ctx->info().index, o);
-}
-
-int32_t argmax(const std::vector<float>& v) { return int32_t(std::max_element(v.begin(), v.end()) - v.begin()); }
-
-// Logits are O(10); float sums in another order differ by ~1e-5 relative per layer.
-constexpr float kAbs = 2e-3f, kRel = 1e-3f;
 
 // `steps` greedy decode steps on both contexts from the logits in lw, each step's logits (lw
 // on the CPU, lg on the device) within tolerance; after_step(step), if given, after each.
@@ -479,205 +458,6 @@ TEST_CASE("vulkan ask: a conversation whose greedy answers are picked on the dev
         }
         CHECK(g->at(3).text == w->at(3).text);  // the saved conversations, byte for byte
     }
-}
-
-// LlamaBatch on the device (LlamaVulkanRun::decode_batch): the sequences of a pass in one
-// command stream, each weight read once for all of them, each sequence attending over its own
-// caches; against each sequence stepped alone on the device (where the run cannot batch, the
-// contexts step alone: the same steps either way).
-TEST_CASE("vulkan batched decode: sequences stepped together on the device as each alone", "[vulkan][vk_forward]") {
-    VK_OR_SKIP(shared_ctx);
-    struct Case {
-        const char* name;
-        bool fuse_norms, fuse_rope, batched;
-        const char* attention;
-    };
-    const Case c = GENERATE(Case{"together", false, true, true, "attention_qkv"},
-                            Case{"together, norms fused", true, true, true, "attention_qkv"},
-                            Case{"alone (rope apart)", false, false, false, "attention"});
-    INFO(c.name);
-    auto ctx = context_with(shared_ctx, [&](vk::ContextOptions& o) {
-        o.fuse_norms = c.fuse_norms;
-        o.fuse_rope = c.fuse_rope;
-    });
-    const LlamaModel cpu_model = open_llama_model(kText.string());
-    LlamaModel vk_model = cpu_model;
-    vk_model.vulkan = upload_llama_weights(ctx, cpu_model);
-    const int V = cpu_model.config.n_vocab, layers = cpu_model.config.n_layers;
-    ThreadPool pool(1);
-    // Prompts of 1 to 9 tokens; greedy steps per sequence, some leaving early (0: none).
-    const std::vector<std::vector<int32_t>> prompts = {
-        {1, 40, 41, 42, 43, 44, 45, 46, 47}, {1}, {1, 200, 17}, {1, 5, 6, 7, 8, 9}, {1, 299, 298, 100}};
-    const std::vector<int> steps = {10, 3, 10, 0, 6};
-    const size_t B = prompts.size();
-    std::vector<std::vector<int32_t>> want_tokens(B);
-    std::vector<std::vector<std::vector<float>>> want_logits(B);
-    std::vector<std::unique_ptr<LlamaContext>> ctxs;
-    std::vector<std::vector<float>> last(B, std::vector<float>(static_cast<size_t>(V)));
-    // On from the start: a one-token prompt records the next step ahead, timed or not.
-    const bool timed = ctx->set_profiling(true);
-    for (size_t s = 0; s < B; ++s) {
-        LlamaContext alone(vk_model, pool, 32);
-        std::vector<float> logits(static_cast<size_t>(V));
-        alone.forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
-        for (int i = 0; i < steps[s]; ++i) {
-            const int32_t id = argmax(logits);
-            want_tokens[s].push_back(id);
-            alone.forward(&id, 1, alone.n_past(), logits.data());
-            want_logits[s].push_back(logits);
-        }
-        ctxs.push_back(std::make_unique<LlamaContext>(vk_model, pool, 32));
-        ctxs[s]->forward(prompts[s].data(), int(prompts[s].size()), 0, last[s].data());
-    }
-    REQUIRE(ctxs[0]->on_vulkan());
-    LlamaBatch batch(vk_model, pool, /*max_seqs=*/3);  // 4 sequences going: passes of 3 and 1
-    (void)ctx->take_profile();
-    std::vector<std::vector<int32_t>> got_tokens(B);
-    std::vector<LlamaContext*> seqs;
-    for (auto& q : ctxs) seqs.push_back(q.get());
-    size_t prev_live = 0;
-    test::greedy_batch_steps(
-        batch, seqs, steps, last, got_tokens,
-        [&](int i, size_t s) { require_close(last[s], want_logits[s][size_t(i)], 1e-4f, 1e-4f); },
-        [&](int i, size_t n_live) {
-            if (!timed) return;
-            // Together: one submission a pass. Alone: one a sequence. Either way one attention
-            // a sequence and layer.
-            INFO("step " << i);
-            const vk::DeviceProfile p = ctx->take_profile();
-            const uint64_t passes = (n_live + 2) / 3;
-            CHECK(p.submissions == (c.batched ? passes : n_live));
-            CHECK(p.shaders.count(c.attention) == 1);
-            if (p.shaders.count(c.attention))
-                CHECK(p.shaders.at(c.attention).dispatches == uint64_t(layers) * n_live);
-            if (c.batched) {
-                // Each pass's next step is recorded while the device runs this one, and used
-                // when the next step has the same sequences: every stream of a step ran from
-                // such a recording but the first step's and those after a sequence stopped.
-                const bool same = i > 0 && n_live == prev_live;
-                CHECK(p.record_ms > 0);
-                CHECK((p.record_ahead_ms == p.record_ms) == same);
-            }
-            prev_live = n_live;
-        });
-    for (size_t s = 0; s < B; ++s) {
-        INFO("sequence " << s);
-        CHECK(got_tokens[s] == want_tokens[s]);
-        CHECK(ctxs[s]->n_past() == int(prompts[s].size()) + steps[s]);
-    }
-    CHECK(ctxs[0]->timings().decode_tokens == 10);
-    CHECK(ctxs[0]->timings().decode_ms > 0);
-    // A sequence stepped alone after the batch continues from the caches the batch wrote.
-    const int32_t id = argmax(last[0]);
-    LlamaContext alone(vk_model, pool, 32);
-    std::vector<float> want(static_cast<size_t>(V)), got(static_cast<size_t>(V));
-    std::vector<int32_t> all = prompts[0];
-    all.insert(all.end(), want_tokens[0].begin(), want_tokens[0].end());
-    all.push_back(id);
-    alone.forward(all.data(), int(all.size()), 0, want.data());
-    ctxs[0]->forward(&id, 1, ctxs[0]->n_past(), got.data());
-    require_close(got, want, kAbs, kRel);
-}
-
-TEST_CASE("vulkan batched greedy decoding: sequences picked together on the device as each alone, ended by "
-          "keep or a full context",
-          "[vulkan][vk_forward]") {
-    VK_OR_SKIP(shared_ctx);
-    const bool ahead = GENERATE(true, false);
-    INFO("record_ahead " << ahead);
-    auto ctx = context_with(shared_ctx, [&](vk::ContextOptions& o) {
-        o.greedy_pick = true;
-        o.record_ahead = ahead;
-    });
-    const LlamaModel cpu_model = open_llama_model(kText.string());
-    LlamaModel vk_model = cpu_model;
-    vk_model.vulkan = upload_llama_weights(ctx, cpu_model);
-    ThreadPool pool(1);
-    // Prompts of 1 to 9 tokens; picks each sequence keeps (keep says no at the last), and
-    // sequence 2's context of 14 positions, which it fills after 11 picks (keep never says no).
-    const std::vector<std::vector<int32_t>> prompts = {
-        {1, 40, 41, 42, 43, 44, 45, 46, 47}, {1}, {1, 200, 17}, {1, 5, 6, 7, 8, 9}, {1, 299, 298, 100}};
-    const std::vector<int> picks = {10, 3, 11, 1, 6};
-    const std::vector<int> n_ctx = {32, 32, 14, 32, 32};
-    const size_t B = prompts.size();
-    std::vector<std::unique_ptr<LlamaContext>> ctxs, cpu_ctxs;
-    std::vector<int32_t> first;
-    for (size_t s = 0; s < B; ++s) {
-        ctxs.push_back(std::make_unique<LlamaContext>(vk_model, pool, n_ctx[s]));
-        cpu_ctxs.push_back(std::make_unique<LlamaContext>(cpu_model, pool, n_ctx[s]));
-        std::vector<float> logits(static_cast<size_t>(cpu_model.config.n_vocab));
-        cpu_ctxs[s]->forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
-        ctxs[s]->forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
-        first.push_back(argmax(logits));
-    }
-    REQUIRE(ctxs[0]->greedy_on_device());
-    // Each alone on the device (LlamaContext::decode_greedy), the reference.
-    std::vector<std::vector<int32_t>> want(B);
-    for (size_t s = 0; s < B; ++s) {
-        LlamaContext alone(vk_model, pool, n_ctx[s]);
-        std::vector<float> logits(static_cast<size_t>(cpu_model.config.n_vocab));
-        alone.forward(prompts[s].data(), int(prompts[s].size()), 0, logits.data());
-        want[s].resize(size_t(n_ctx[s]));
-        int seen = 0;
-        want[s].resize(size_t(alone.decode_greedy(first[s], n_ctx[s] - alone.n_past(), want[s].data(),
-                                                  [&](int32_t) { return ++seen < picks[s]; })));
-        REQUIRE(int(want[s].size()) == picks[s]);
-    }
-    // Together: on the device (passes of at most 3), and through the host's argmax on the CPU.
-    for (auto* set : {&ctxs, &cpu_ctxs}) {
-        const bool device = set == &ctxs;
-        INFO((device ? "vulkan" : "cpu"));
-        LlamaBatch batch(device ? vk_model : cpu_model, pool, /*max_seqs=*/3);
-        std::vector<LlamaContext*> seqs;
-        for (auto& c : *set) seqs.push_back(c.get());
-        CHECK(LlamaBatch::greedy_together(seqs) == device);
-        std::vector<std::vector<int32_t>> got(B);
-        bool n_past_right = true;
-        const bool timed = device && ctx->set_profiling(true);
-        (void)ctx->take_profile();
-        batch.decode_greedy(seqs.data(), first.data(), int(B), [&](int b, int32_t pick, int n_past) {
-            auto& g = got[size_t(b)];
-            g.push_back(pick);
-            n_past_right = n_past_right && n_past == int(prompts[size_t(b)].size() + g.size());
-            return b == 2 || int(g.size()) < picks[size_t(b)];
-        });
-        CHECK(n_past_right);
-        for (size_t s = 0; s < B; ++s) {
-            INFO("sequence " << s);
-            CHECK(got[s] == want[s]);
-            CHECK(seqs[s]->n_past() == int(prompts[s].size()) + picks[s]);
-        }
-        if (timed) {
-            // Picks made on the device a row at a time, no logits coming back, and each
-            // stream after a pass's first recorded while the one before ran.
-            const vk::DeviceProfile p = ctx->take_profile();
-            CHECK(p.shaders.count("greedy_pick") == 1);
-            CHECK(p.shaders.count("get_rows_f32") == 1);
-            CHECK((p.record_ahead_ms > 0) == ahead);
-            // One submission a step that ran. Recording ahead: passes {0,1,2} of 4 steps (1
-            // ends at step 2; 0 and 2 take step 3, in flight then), {0,2,3} of 2 (3 ends at
-            // once), {0,2,4} of 5 (0 ends at step 3; 2, full after step 4, and 4 take it), {4}
-            // of 2 (it ends at step 0, step 1 forgotten). In turn: {0,1,2} 3, {0,2,3} 1,
-            // {0,2,4} 6, {2} 1. Without the step in flight taken, the first would be 14.
-            CHECK(p.submissions == (ahead ? 13u : 11u));
-        }
-        CHECK(seqs[0]->timings().decode_tokens == 10);
-    }
-    // A sequence goes on after the batch from the caches it wrote: sequence 0 fed one more token
-    // gives the CPU's logits.
-    const int32_t id = want[0].back();
-    std::vector<float> lw(static_cast<size_t>(cpu_model.config.n_vocab)), lg(lw.size());
-    cpu_ctxs[0]->forward(&id, 1, cpu_ctxs[0]->n_past(), lw.data());
-    ctxs[0]->forward(&id, 1, ctxs[0]->n_past(), lg.data());
-    require_close(lg, lw, kAbs, kRel);
-    // Errors as decode()'s, before anything runs.
-    LlamaBatch batch(vk_model, pool, 3);
-    std::vector<LlamaContext*> twice = {ctxs[0].get(), ctxs[0].get()};
-    CHECK_THROWS_WITH(batch.decode_greedy(twice.data(), first.data(), 2, [](int, int32_t, int) { return true; }),
-                      Catch::Contains("the same context"));
-    std::vector<LlamaContext*> full = {ctxs[2].get()};
-    CHECK_THROWS_WITH(batch.decode_greedy(full.data(), first.data(), 1, [](int, int32_t, int) { return true; }),
-                      Catch::Contains("fills its context"));
 }
 
 namespace {
