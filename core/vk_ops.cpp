@@ -44,7 +44,7 @@ struct RopePush {  // rope.comp
 struct RopeQkvPush {  // rope_qkv.comp
     uint32_t n_tokens, n_heads, n_kv_heads, head_dim, style;
     float theta_scale;
-    uint32_t kv_offset;
+    uint32_t kv_offset, row0;
 };
 struct UnaryPush {  // unary.comp
     uint32_t n;
@@ -56,19 +56,18 @@ struct BinaryPush {  // binary.comp
 struct AttentionPush {  // attention.comp, attention_tiled.comp, attention_block.comp
     uint32_t n_q, n_kv, n_heads, n_kv_heads, head_dim, causal, q_pos0;
     float scale;
-    uint32_t n_split, n_batch;
+    uint32_t n_split, n_batch, row0;
 };
 struct AttentionQkvPush {  // attention.comp with FROM_QKV
     AttentionPush a;
     uint32_t style;
     float theta_scale;
-    uint32_t row0;
 };
 struct CopyPush {  // copy.comp
     uint32_t n, src_offset, dst_offset;
 };
 static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormPush) == 20 && sizeof(RopePush) == 32);
-static_assert(sizeof(AttentionPush) == 40 && sizeof(SoftmaxPush) == 16 && sizeof(RopeQkvPush) == 28);
+static_assert(sizeof(AttentionPush) == 44 && sizeof(SoftmaxPush) == 16 && sizeof(RopeQkvPush) == 32);
 static_assert(sizeof(AttentionQkvPush) == 52);
 
 constexpr int64_t kMaxU32 = 0xffffffffLL;
@@ -452,31 +451,38 @@ void rope_qkv(Recorder& rec, const Buffer& qkv, const QkvSplit& to, const Buffer
               int64_t n_tokens) {
     const int64_t hd = table.head_dim;
     require(to.q && to.k_cache && to.v_cache, "rope_qkv", "a destination is missing");
-    require(n_tokens >= 0 && to.n_heads >= 0 && to.n_kv_heads >= 0 && to.cache_offset >= 0, "rope_qkv",
-            "negative size or offset");
+    require(n_tokens >= 0 && to.n_heads >= 0 && to.n_kv_heads >= 0 && to.cache_offset >= 0 && to.row0 >= 0,
+            "rope_qkv", "negative size or offset");
     require_distinct({&qkv, to.q, to.k_cache, to.v_cache}, "rope_qkv", "the four tensors must be different buffers");
     const int64_t slots = to.n_heads + 2 * to.n_kv_heads;
-    require_floats(qkv, n_tokens * slots * hd, "rope_qkv", "qkv");
-    require_floats(*to.q, n_tokens * to.n_heads * hd, "rope_qkv", "q");
+    const int64_t rows = to.row0 + n_tokens;  // of qkv, positions and q
+    require_floats(qkv, rows * slots * hd, "rope_qkv", "qkv");
+    require_floats(*to.q, rows * to.n_heads * hd, "rope_qkv", "q");
     const int64_t cache_end = to.cache_offset + n_tokens * to.n_kv_heads * hd;
     require_floats(*to.k_cache, cache_end, "rope_qkv", "k_cache");
     require_floats(*to.v_cache, cache_end, "rope_qkv", "v_cache");
-    require_floats(positions, n_tokens, "rope_qkv", "positions");
+    require_floats(positions, rows, "rope_qkv", "positions");
     u32(cache_end, "rope_qkv");
     const int64_t pairs = n_tokens * slots * (hd / 2);
-    u32(n_tokens * slots * hd, "rope_qkv");
+    u32(rows * slots * hd, "rope_qkv");
     const RopeQkvPush push{u32(n_tokens, "rope_qkv"),
                            u32(to.n_heads, "rope_qkv"),
                            u32(to.n_kv_heads, "rope_qkv"),
                            u32(hd, "rope_qkv"),
                            table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
                            table.theta_scale,
-                           u32(to.cache_offset, "rope_qkv")};
+                           u32(to.cache_offset, "rope_qkv"),
+                           u32(to.row0, "rope_qkv")};
     if (pairs == 0) return;
     const uint32_t wg = wg_size(rec.context(), 256);
+    // Its rows of q and of the caches only: the sequences of a batched prefill (rows apart,
+    // caches their own) need no barrier between them.
+    const uint64_t q_row = uint64_t(to.n_heads * hd) * 4, kv_row = uint64_t(to.n_kv_heads * hd) * 4;
     rec.dispatch(ShaderId::rope_qkv,
-                 {in(qkv), in(positions), in(table.inv_freq), out(*to.q), out(*to.k_cache), out(*to.v_cache)}, push,
-                 elementwise_groups(rec.context(), pairs, wg), {wg});
+                 {in(qkv), in(positions), in(table.inv_freq), out_range(*to.q, uint64_t(to.row0) * q_row, uint64_t(n_tokens) * q_row),
+                  out_range(*to.k_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens) * kv_row),
+                  out_range(*to.v_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens) * kv_row)},
+                 push, elementwise_groups(rec.context(), pairs, wg), {wg});
 }
 
 void unary(Recorder& rec, UnaryOp op, const Buffer& x, Buffer& y, int64_t n, float s) {
@@ -603,14 +609,16 @@ AttentionPath attention_path(const Context& ctx, int64_t n_q, int64_t head_dim, 
 
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& o, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
-               int64_t q_pos0, AttentionPath path, Buffer* partials, int64_t n_batch) {
-    require(n_q >= 0 && n_kv >= 0 && head_dim >= 0 && q_pos0 >= 0 && n_batch >= 0, "attention", "negative size");
+               int64_t q_pos0, AttentionPath path, Buffer* partials, int64_t n_batch, int64_t row0) {
+    require(n_q >= 0 && n_kv >= 0 && head_dim >= 0 && q_pos0 >= 0 && n_batch >= 0 && row0 >= 0, "attention",
+            "negative size");
     require(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention", "n_heads must be a multiple of n_kv_heads");
     require(head_dim <= kMaxAttentionHeadDim, "attention", "head_dim above 256");
-    require_floats(q, n_batch * n_q * n_heads * head_dim, "attention", "q");
+    const int64_t rows = n_batch * n_q;  // query rows of all batches, from row0 in q and o
+    require_floats(q, (row0 + rows) * n_heads * head_dim, "attention", "q");
     require_floats(k, n_batch * n_kv * n_kv_heads * head_dim, "attention", "k");
     require_floats(v, n_batch * n_kv * n_kv_heads * head_dim, "attention", "v");
-    require_floats(o, n_batch * n_q * n_heads * head_dim, "attention", "out");
+    require_floats(o, (row0 + rows) * n_heads * head_dim, "attention", "out");
     AttentionPush push{u32(n_q, "attention"),
                        u32(n_kv, "attention"),
                        u32(n_heads, "attention"),
@@ -620,12 +628,15 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
                        u32(std::min<int64_t>(q_pos0, n_kv), "attention"),
                        scale,
                        1,
-                       u32(n_batch, "attention")};
-    u32(n_batch * n_q * n_heads * head_dim, "attention");
+                       u32(n_batch, "attention"),
+                       u32(row0, "attention")};
+    u32((row0 + rows) * n_heads * head_dim, "attention");
     u32(n_batch * n_kv * n_kv_heads * head_dim, "attention");
     if (n_batch == 0 || n_q == 0 || n_heads == 0 || head_dim == 0) return;
-    const int64_t rows = n_batch * n_q;  // query rows of all batches
     Context& ctx = rec.context();
+    // Its rows of o only: the sequences of a batched prefill (rows apart, caches their own) need
+    // no barrier between them.
+    const Arg rows_of_o = out_range(o, uint64_t(row0 * n_heads * head_dim) * 4, uint64_t(rows * n_heads * head_dim) * 4);
     if (path == AttentionPath::Auto) path = attention_path(ctx, n_q, head_dim, causal);
     if (path == AttentionPath::PerRow) {
         // WG ≥ 128 on every device (the Vulkan minimum), so head_dim ≤ 256 ≤ 2·WG as the shader needs.
@@ -635,7 +646,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         // Unsplit, the partials binding still needs a buffer: o stands in, unwritten.
         const int64_t splits = attention_splits(partials, rows, n_heads, n_kv, head_dim);
         push.n_split = uint32_t(splits);
-        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), out(o), out(splits > 1 ? *partials : o)}, push,
+        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), rows_of_o, splits > 1 ? out(*partials) : rows_of_o}, push,
                      split_groups(ctx, rows * n_heads * splits), {wg});
         return;
     }
@@ -646,7 +657,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         require_shared_memory(ctx, kVkAttentionCoopShared, "the tensor-core attention kernel");
         const int64_t blocks = (n_q + 63) / 64;  // attention_coop.comp's BQ
         rec.dispatch(path == AttentionPath::Coop ? ShaderId::attention_coop : ShaderId::attention_coop_emu,
-                     {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, n_batch * blocks * n_heads),
+                     {in(q), in(k), in(v), rows_of_o}, push, split_groups(ctx, n_batch * blocks * n_heads),
                      {uint32_t(head_dim)});
         return;
     }
@@ -655,7 +666,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
                 "the blocked kernel takes head_dim ≤ 64, a multiple of 4");
         require_shared_memory(ctx, kVkAttentionBlockedShared, "the blocked attention kernel");
         const int64_t blocks = (n_q + 31) / 32;  // attention_block.comp's BQ
-        rec.dispatch(ShaderId::attention_block, {in(q), in(k), in(v), out(o)}, push,
+        rec.dispatch(ShaderId::attention_block, {in(q), in(k), in(v), rows_of_o}, push,
                      split_groups(ctx, n_batch * blocks * n_heads), {uint32_t(head_dim)});
         return;
     }
@@ -668,7 +679,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     const uint32_t wg = head_dim <= 64 ? bq * (128 / bq) : bq;
     const int64_t blocks = (n_q + bq - 1) / bq;
     rec.dispatch(head_dim <= 64 ? ShaderId::attention_tiled : ShaderId::attention_tiled_d128,
-                 {in(q), in(k), in(v), out(o)}, push, split_groups(ctx, n_batch * blocks * n_heads),
+                 {in(q), in(k), in(v), rows_of_o}, push, split_groups(ctx, n_batch * blocks * n_heads),
                  {wg, uint32_t(head_dim), bq});
 }
 
@@ -700,9 +711,9 @@ void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, co
     const int64_t splits = attention_splits(partials, n_q, n_heads, n_kv, hd);
     const AttentionQkvPush push{{u32(n_q, "attention_qkv"), u32(n_kv, "attention_qkv"), u32(n_heads, "attention_qkv"),
                                  u32(n_kv_heads, "attention_qkv"), u32(hd, "attention_qkv"), 1u,
-                                 u32(q_pos0, "attention_qkv"), scale, uint32_t(splits), 1u},
+                                 u32(q_pos0, "attention_qkv"), scale, uint32_t(splits), 1u, uint32_t(row0)},
                                 table.style == ops::RopeStyle::HalfSplit ? 1u : 0u,
-                                table.theta_scale, uint32_t(row0)};
+                                table.theta_scale};
     Context& ctx = rec.context();
     // Its rows of o only: the sequences of a batched step (rows apart, caches and partials
     // their own) need no barrier between them. Unsplit, binding 4 is o again, never written.

@@ -130,12 +130,15 @@ inline void rope(Recorder& rec, Buffer& x, const Buffer& positions, const RopeTa
 // + 2·n_kv_heads)·head_dim], each row Q's heads, K's, V's; q [n_tokens][n_heads·head_dim] gets
 // Q rotated, the caches' rows from `cache_offset` floats ([n_tokens][n_kv_heads·head_dim]) get
 // K rotated and V as it is. The same values as rope on q and the K rows after separate products.
+// row0: the tokens are rows row0 .. row0 + n_tokens − 1 of qkv, positions and q (one sequence
+// of a batched prefill; only those rows of q are written).
 struct QkvSplit {
     Buffer* q = nullptr;
     Buffer* k_cache = nullptr;
     Buffer* v_cache = nullptr;
     int64_t n_heads = 0, n_kv_heads = 0;
     int64_t cache_offset = 0;
+    int64_t row0 = 0;
 };
 void rope_qkv(Recorder& rec, const Buffer& qkv, const QkvSplit& to, const Buffer& positions, const RopeTable& table,
               int64_t n_tokens);
@@ -232,11 +235,13 @@ Buffer attention_partials(Context& ctx, int64_t n_q, int64_t n_heads, int64_t he
 // As ops::attention, n_batch times over: q and out [n_batch][n_q][n_heads][head_dim], k and v
 // [n_batch][n_kv][n_kv_heads][head_dim], batch b's rows attending to batch b's keys (the
 // ViT's tiles, in one dispatch); head_dim ≤ 256. `partials`: scratch for the split decode
-// (above), or none.
+// (above), or none. row0: q's and out's rows start at row row0 (one sequence of a batched
+// prefill, whose rows sit side by side there while its keys are its own caches); only those
+// rows of out are written.
 void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v, Buffer& out, int64_t n_q,
                int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, bool causal,
                int64_t q_pos0, AttentionPath path = AttentionPath::Auto, Buffer* partials = nullptr,
-               int64_t n_batch = 1);
+               int64_t n_batch = 1, int64_t row0 = 0);
 
 // Decode's attention straight from the stacked Q·K·V product, with rope_qkv's work inside it
 // (attention.comp built with FROM_QKV): n_q query rows whose Q, K and V heads are qkv's rows as

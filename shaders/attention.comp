@@ -24,9 +24,10 @@
 // keys from q_pos0 on ("fresh") come from qkv, K rotated into shared memory by the workgroups
 // that see them, V read from qkv; and workgroup (row 0, split 0) of each KV head's first query
 // head writes the step's K (rotated) and V rows into the caches for the steps after. No
-// workgroup reads a cache row at or after q_pos0, so those writes race with nothing. row0: the
-// step's rows start at row row0 of qkv, positions and o (one sequence of a batched decode
-// step, whose rows sit side by side there while each sequence has its own caches).
+// workgroup reads a cache row at or after q_pos0, so those writes race with nothing.
+// row0, either way: the rows start at row row0 of q (of qkv and positions) and o (one sequence
+// of a batched decode step or prefill, whose rows sit side by side there while each sequence
+// has its own caches).
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -71,10 +72,10 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     float scale;
     uint n_split;  // 1: the whole row here, written to o
     uint n_batch;
+    uint row0;  // the first row of q (qkv and positions with FROM_QKV) and o
 #ifdef FROM_QKV
     uint style;  // rope_pair's (rope.glsl)
     float theta_scale;
-    uint row0;  // the step's first row in qkv, positions and o
 #endif
 } p;
 
@@ -94,11 +95,10 @@ vec2 qkv_rotated(uint tok, uint slot, uint ip, out uint iu, out uint iv) {
     return rotated(qkv[src + iu], qkv[src + iv], a);
 }
 #define V_AT(fresh, idx) ((fresh) ? qkv[idx] : v[idx])
-#define O_ROW(row) (p.row0 * p.n_heads + (row))
 #else
-#define O_ROW(row) (row)
 #define V_AT(fresh, idx) v[idx]
 #endif
+#define O_ROW(row) (p.row0 * p.n_heads + (row))  // (query row, head) pair `row` of o (and q)
 
 shared vec4 qs[MAX_D / 4];  // q's row; scalar dim d at qs[d / 4][d % 4]
 shared float scores[CHUNK];
@@ -177,7 +177,7 @@ void main() {
         fresh_k[c * fd4 + iv / 4u][iv % 4u] = r.y;
     }
 #else
-    for (uint d = t; d < D; d += WG) qs[d / 4u][d % 4u] = q[(i * p.n_heads + h) * D + d];
+    for (uint d = t; d < D; d += WG) qs[d / 4u][d % 4u] = q[O_ROW(i * p.n_heads + h) * D + d];
 #endif
     barrier();
 

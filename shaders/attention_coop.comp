@@ -58,6 +58,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     float scale;
     uint n_split;  // attention.comp's; 1 here
     uint n_batch;  // batch b's rows see batch b's keys (the ViT's tiles)
+    uint row0;     // q's and o's rows start at this row (one sequence of a batched prefill)
 } p;
 
 shared uvec2 qs[BQ * ROW];
@@ -122,7 +123,7 @@ void main() {
     const uint g = h / (p.n_heads / p.n_kv_heads);
     const uint kv_stride4 = p.n_kv_heads * D4;             // one key row of all KV heads, in vec4s
     const uint kv0 = batch * p.n_kv * kv_stride4 + g * D4;  // the batch's keys, head g
-    const uint q0 = batch * p.n_q;                         // the batch's first q (and o) row
+    const uint q0 = p.row0 + batch * p.n_q;                // the batch's first q (and o) row
     const uint row0 = b * BQ;                              // the block's first row in the batch
     const uint i_last = min(row0 + BQ, p.n_q) - 1;
     const uint n_block = p.causal != 0 ? min(p.q_pos0 + i_last + 1, p.n_kv) : p.n_kv;

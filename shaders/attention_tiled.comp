@@ -45,6 +45,7 @@ layout(push_constant) uniform Push {  // mirrors AttentionPush in core/vk_ops.cp
     float scale;
     uint n_split;  // attention.comp's; 1 here
     uint n_batch;  // batch b's rows see batch b's keys (the ViT's tiles)
+    uint row0;     // q's and o's rows start at this row (one sequence of a batched prefill)
 } p;
 
 shared float split_m[MAX_WG], split_l[MAX_WG];  // each invocation's running max and sum
@@ -62,7 +63,7 @@ void main() {
     const uint kv_stride4 = p.n_kv_heads * D4;  // one key row of all KV heads, in vec4s
     const uint kv0 = batch * p.n_kv * kv_stride4;  // the batch's keys
     const uint i = b * BQ + r;                      // the row within the batch
-    const uint qo = ((batch * p.n_q + i) * p.n_heads + h) * D4;  // its q (and o) row
+    const uint qo = ((p.row0 + batch * p.n_q + i) * p.n_heads + h) * D4;  // its q (and o) row
     const bool in_range = i < p.n_q;
 
     vec4 qr[MAX_DIM / 4], acc[MAX_DIM / 4];  // the first D4 used

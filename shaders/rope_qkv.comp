@@ -5,7 +5,8 @@
 // is its Q heads, then its K heads, then its V heads (the product of the stacked wq, wk, wv
 // rows); q [n_tokens][n_heads][head_dim]; the caches' rows [pos][n_kv_heads][head_dim] from
 // kv_offset. One invocation per pair i of one head slot (Q, K or V) of one token; a V pair is
-// copied. This is one dispatch where the unfused layer has the separate products write q and
+// copied. Tokens start at row row0 of qkv, positions and q (one sequence of a batched prefill,
+// whose rows sit side by side there while each sequence has its own caches). This is one dispatch where the unfused layer has the separate products write q and
 // the caches and rope.comp rotate them in place.
 #include "common.glsl"
 
@@ -23,6 +24,7 @@ layout(push_constant) uniform Push {  // mirrors RopeQkvPush in core/vk_ops.cpp
     uint n_tokens, n_heads, n_kv_heads, head_dim, style;
     float theta_scale;
     uint kv_offset;  // where token 0's row starts in each cache
+    uint row0;       // token 0's row in qkv, positions and q
 } p;
 
 #include "rope.glsl"
@@ -35,7 +37,7 @@ void main() {
     const uint i = idx % half_d;
     const uint slot = (idx / half_d) % slots;
     const uint token = idx / (half_d * slots);
-    const uint src = (token * slots + slot) * p.head_dim;
+    const uint src = ((p.row0 + token) * slots + slot) * p.head_dim;
     const uint kv_row = p.kv_offset + token * p.n_kv_heads * p.head_dim;
     uint iu, iv;
     if (slot >= p.n_heads + p.n_kv_heads) {  // V: copied, no angle
@@ -46,10 +48,10 @@ void main() {
         return;
     }
     float a;
-    rope_pair(float(positions[token]), i, p.head_dim, a, iu, iv);
+    rope_pair(float(positions[p.row0 + token]), i, p.head_dim, a, iu, iv);
     const vec2 r = rotated(qkv[src + iu], qkv[src + iv], a);
     if (slot < p.n_heads) {
-        const uint dst = (token * p.n_heads + slot) * p.head_dim;
+        const uint dst = ((p.row0 + token) * p.n_heads + slot) * p.head_dim;
         q[dst + iu] = r.x;
         q[dst + iv] = r.y;
     } else {

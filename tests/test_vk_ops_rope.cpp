@@ -17,6 +17,7 @@
 using namespace glimpse;
 using glimpse::test::random_floats;
 using glimpse::test::require_close;
+using glimpse::test::reference_pool;
 
 TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
     VK_OR_SKIP(ctx);
@@ -318,5 +319,130 @@ TEST_CASE("vulkan attention_qkv from row row0: each sequence of a batch as if it
     CHECK_THROWS_AS(vk::attention_qkv(rec, dqkv, dpos, table, k[0], v[0], dout, 1, 37, heads, kv_heads, scale,
                                       &partials, rows + 1),
                     std::invalid_argument);
+    rec.submit_and_wait();
+}
+
+TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequences, each as if alone, by every kernel",
+          "[vulkan]") {
+    VK_OR_SKIP(ctx);
+    const int64_t heads = 4, kv_heads = 2, dim = 32, qd = heads * dim, kvd = kv_heads * dim, row = qd + 2 * kvd;
+    struct Seq {
+        int64_t n_q, q_pos0;
+    };
+    // Prompts of 20, 5, 40 and 1 rows, some after earlier positions: rows 0 .. 65 of one batch,
+    // then a sentinel row.
+    const Seq seqs[] = {{20, 0}, {5, 7}, {40, 3}, {1, 0}};
+    int64_t rows = 0;
+    for (const Seq& q : seqs) rows += q.n_q;
+    const auto qkv = random_floats(size_t((rows + 1) * row), 41, 2.0f);
+    std::vector<int32_t> pos;
+    for (const Seq& q : seqs)
+        for (int64_t t = 0; t < q.n_q; ++t) pos.push_back(int32_t(q.q_pos0 + t));
+    pos.push_back(-1);
+    const float scale = 1.0f / std::sqrt(float(dim));
+    const vk::RopeTable table = vk::make_rope_table(*ctx, dim, 10000.f, ops::RopeStyle::HalfSplit);
+    vk::Buffer dqkv = vk::upload_floats(*ctx, qkv), dpos(*ctx, pos.size() * 4);
+    vk::upload(*ctx, dpos, pos.data(), pos.size() * 4);
+    using P = vk::AttentionPath;
+    std::vector<P> paths{P::PerRow, P::Tiled};
+    if (ctx->info().max_shared_memory >= vk::kVkAttentionBlockedShared) paths.push_back(P::Blocked);
+    if (ctx->info().max_shared_memory >= vk::kVkAttentionCoopShared) paths.push_back(P::CoopEmu);
+    for (const P path : paths) {
+        INFO("path " << int(path));
+        // Each sequence's caches: its earlier positions, then room for its prompt.
+        std::vector<vk::Buffer> k, v, parts;
+        std::vector<std::vector<float>> k0, v0;
+        uint32_t seed = 70;
+        for (const Seq& q : seqs) {
+            k0.push_back(random_floats(size_t((q.q_pos0 + q.n_q) * kvd), seed++, 2.0f));
+            v0.push_back(random_floats(size_t((q.q_pos0 + q.n_q) * kvd), seed++));
+            k.push_back(vk::upload_floats(*ctx, k0.back()));
+            v.push_back(vk::upload_floats(*ctx, v0.back()));
+            parts.push_back(vk::attention_partials(*ctx, 1, heads, dim));
+        }
+        const std::vector<float> sentinel(size_t((rows + 1) * qd), 7.0f);
+        vk::Buffer dq = vk::upload_floats(*ctx, sentinel), dout = vk::upload_floats(*ctx, sentinel);
+        // Batched: every sequence's rope_qkv, then every sequence's attention. Their rows of q and
+        // out are apart and their caches their own, so the one barrier is between the two.
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        int64_t row0 = 0;
+        for (size_t s = 0; s < std::size(seqs); ++s) {
+            vk::rope_qkv(rec, dqkv, vk::QkvSplit{&dq, &k[s], &v[s], heads, kv_heads, seqs[s].q_pos0 * kvd, row0}, dpos,
+                         table, seqs[s].n_q);
+            row0 += seqs[s].n_q;
+        }
+        CHECK(rec.barrier_count() == 0);
+        row0 = 0;
+        for (size_t s = 0; s < std::size(seqs); ++s) {
+            const Seq& q = seqs[s];
+            vk::attention(rec, dq, k[s], v[s], dout, q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim, scale,
+                          /*causal=*/true, q.q_pos0, path, &parts[s], 1, row0);
+            row0 += q.n_q;
+        }
+        CHECK(rec.barrier_count() == 1);
+        rec.submit_and_wait();
+        const auto q_all = vk::download_floats(*ctx, dq, uint64_t((rows + 1) * qd));
+        const auto out = vk::download_floats(*ctx, dout, uint64_t((rows + 1) * qd));
+        // Alone: each sequence's rows in buffers of their own, row0 = 0, the same kernel.
+        row0 = 0;
+        for (size_t s = 0; s < std::size(seqs); ++s) {
+            const Seq& q = seqs[s];
+            INFO("sequence " << s << ": " << q.n_q << " rows after " << q.q_pos0);
+            vk::Buffer aqkv = vk::upload_floats(
+                *ctx, std::vector<float>(qkv.begin() + row0 * row, qkv.begin() + (row0 + q.n_q) * row));
+            vk::Buffer apos(*ctx, uint64_t(q.n_q) * 4), aq(*ctx, uint64_t(q.n_q * qd) * 4);
+            vk::Buffer aout(*ctx, uint64_t(q.n_q * qd) * 4);
+            vk::Buffer ak = vk::upload_floats(*ctx, k0[s]), av = vk::upload_floats(*ctx, v0[s]);
+            vk::upload(*ctx, apos, pos.data() + row0, uint64_t(q.n_q) * 4);
+            rec.begin();
+            vk::rope_qkv(rec, aqkv, vk::QkvSplit{&aq, &ak, &av, heads, kv_heads, q.q_pos0 * kvd}, apos, table, q.n_q);
+            vk::attention(rec, aq, ak, av, aout, q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim, scale, true, q.q_pos0,
+                          path, &parts[s]);
+            rec.submit_and_wait();
+            REQUIRE(std::vector<float>(q_all.begin() + row0 * qd, q_all.begin() + (row0 + q.n_q) * qd) ==
+                    vk::download_floats(*ctx, aq, uint64_t(q.n_q * qd)));
+            REQUIRE(std::vector<float>(out.begin() + row0 * qd, out.begin() + (row0 + q.n_q) * qd) ==
+                    vk::download_floats(*ctx, aout, uint64_t(q.n_q * qd)));
+            const uint64_t cache = uint64_t((q.q_pos0 + q.n_q) * kvd);
+            REQUIRE(vk::download_floats(*ctx, k[s], cache) == vk::download_floats(*ctx, ak, cache));
+            REQUIRE(vk::download_floats(*ctx, v[s], cache) == vk::download_floats(*ctx, av, cache));
+            row0 += q.n_q;
+        }
+        const std::vector<float> untouched(size_t(qd), 7.0f);
+        REQUIRE(std::vector<float>(q_all.begin() + rows * qd, q_all.end()) == untouched);
+        REQUIRE(std::vector<float>(out.begin() + rows * qd, out.end()) == untouched);
+        // And what alone computes is the CPU's attention (the last sequence's rows, the longest).
+        const Seq& q = seqs[2];
+        const int64_t r0 = seqs[0].n_q + seqs[1].n_q;
+        std::vector<float> qr, kr = k0[2], vr = v0[2];
+        for (int64_t t = 0; t < q.n_q; ++t) {
+            const float* src = qkv.data() + (r0 + t) * row;
+            qr.insert(qr.end(), src, src + qd);
+            std::copy(src + qd, src + qd + kvd, kr.begin() + (q.q_pos0 + t) * kvd);
+            std::copy(src + qd + kvd, src + row, vr.begin() + (q.q_pos0 + t) * kvd);
+        }
+        ops::rope(qr.data(), pos.data() + r0, q.n_q, heads, dim, 10000.f, ops::RopeStyle::HalfSplit);
+        ops::rope(kr.data() + q.q_pos0 * kvd, pos.data() + r0, q.n_q, kv_heads, dim, 10000.f, ops::RopeStyle::HalfSplit);
+        std::vector<float> ref(size_t(q.n_q * qd));
+        ops::attention(qr.data(), kr.data(), vr.data(), ref.data(), q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim, scale,
+                       true, q.q_pos0, reference_pool());
+        const float tol = path == P::CoopEmu ? 4e-3f : 2e-5f;  // CoopEmu: f16 inputs (its own test says why)
+        require_close(std::vector<float>(out.begin() + r0 * qd, out.begin() + (r0 + q.n_q) * qd), ref, tol,
+                      path == P::CoopEmu ? 4e-3f : 1e-4f);
+    }
+    // Rows past the buffers are refused.
+    vk::Buffer small(*ctx, uint64_t(rows * qd) * 4), big(*ctx, uint64_t((rows + 2) * qd) * 4);
+    vk::Buffer kc(*ctx, uint64_t(8 * kvd) * 4), vc(*ctx, uint64_t(8 * kvd) * 4);
+    vk::Recorder rec(*ctx);
+    rec.begin();
+    CHECK_THROWS_AS(vk::rope_qkv(rec, dqkv, vk::QkvSplit{&small, &kc, &vc, heads, kv_heads, 0, rows}, dpos, table, 1),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(vk::attention(rec, small, kc, vc, big, 2, 2, heads, kv_heads, dim, scale, true, 0, P::PerRow,
+                                  nullptr, 1, rows - 1),
+                    std::invalid_argument);  // q's rows
+    CHECK_THROWS_AS(vk::attention(rec, big, kc, vc, small, 2, 2, heads, kv_heads, dim, scale, true, 0, P::PerRow,
+                                  nullptr, 1, rows - 1),
+                    std::invalid_argument);  // out's rows
     rec.submit_and_wait();
 }
