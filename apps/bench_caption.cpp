@@ -185,6 +185,7 @@ int run_caption_bench(const CaptionBenchOptions& opt) {
         if (vs_llama) j["vs_llama_cpp"] = per_min_many / kLlamaCppImagesPerMin;
         if (device.ctx) {
             j["batch_decode"] = device.ctx->batch_decode();  // a batch's captions step together
+            j["batch_prefill"] = device.ctx->batch_prefill();  // and their prompts run together
             j["record_ahead"] = device.ctx->options().record_ahead;  // each step recorded during the last
             j["greedy_pick"] = device.ctx->greedy_pick();  // greedy tokens picked on the device
         }

@@ -53,6 +53,7 @@ Placement open_device(const DeviceArgs& a, bool verbose) {
         o.fuse_rope = vk::env_switch("GLIMPSE_VK_FUSE_ROPE");
         o.greedy_pick = vk::env_switch("GLIMPSE_VK_GREEDY_PICK");
         o.batch_decode = vk::env_switch("GLIMPSE_VK_BATCH_DECODE");
+        o.batch_prefill = vk::env_switch("GLIMPSE_VK_BATCH_PREFILL");
         o.coop_matmul = vk::env_switch("GLIMPSE_VK_COOP_MATMUL");
         o.coop_attention = vk::env_switch("GLIMPSE_VK_COOP_ATTENTION");
         p.ctx = std::make_shared<vk::Context>(p.choice.vulkan_index, o);

@@ -85,8 +85,8 @@ bool validation_requested_by_env();
 // (matmul_large_tiles), GLIMPSE_VK_ATTENTION_BLOCKED (attention_blocked),
 // GLIMPSE_VK_VIT_TILES_AT_ONCE (vit_tiles_at_once), GLIMPSE_VK_FUSE_QKV (fuse_qkv),
 // GLIMPSE_VK_FUSE_ROPE (fuse_rope), GLIMPSE_VK_GREEDY_PICK (greedy_pick),
-// GLIMPSE_VK_BATCH_DECODE (batch_decode), GLIMPSE_VK_COOP_MATMUL (coop_matmul),
-// GLIMPSE_VK_COOP_ATTENTION (coop_attention).
+// GLIMPSE_VK_BATCH_DECODE (batch_decode), GLIMPSE_VK_BATCH_PREFILL (batch_prefill),
+// GLIMPSE_VK_COOP_MATMUL (coop_matmul), GLIMPSE_VK_COOP_ATTENTION (coop_attention).
 std::optional<bool> env_switch(const char* name);
 
 class Instance {
@@ -218,6 +218,10 @@ struct ContextOptions {
     // command stream, each weight read once for all of them (LlamaVulkanRun::decode_batch),
     // rather than one after another. Unset: on.
     std::optional<bool> batch_decode;
+    // Several sequences' prompts (caption's batches: LlamaBatch::prefill) run in one command
+    // stream, each weight product over all their rows (LlamaVulkanRun::prefill_batch), rather
+    // than one after another. Unset: on.
+    std::optional<bool> batch_prefill;
     // The tensor-core matmul (matmul_coop.comp: f16 products summed in f32) for many-row
     // products, where the device can run it (Context::coop_matmul_supported).
     // Unset: off, until a GPU has run its tests (docs/VULKAN.md); true turns it on there.
@@ -270,6 +274,8 @@ public:
     bool greedy_pick() const { return options_.greedy_pick.value_or(true); }
     // Whether sequences decoded together step in one pass (ContextOptions::batch_decode).
     bool batch_decode() const { return options_.batch_decode.value_or(true); }
+    // Whether sequences' prompts run together in one pass (ContextOptions::batch_prefill).
+    bool batch_prefill() const { return options_.batch_prefill.value_or(true); }
     // Whether the device can run the tensor-core matmul (DeviceInfo::coop_matmul; opened with
     // what it needs).
     bool coop_matmul_supported() const { return info_.coop_matmul; }

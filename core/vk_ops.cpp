@@ -479,7 +479,8 @@ void rope_qkv(Recorder& rec, const Buffer& qkv, const QkvSplit& to, const Buffer
     // caches their own) need no barrier between them.
     const uint64_t q_row = uint64_t(to.n_heads * hd) * 4, kv_row = uint64_t(to.n_kv_heads * hd) * 4;
     rec.dispatch(ShaderId::rope_qkv,
-                 {in(qkv), in(positions), in(table.inv_freq), out_range(*to.q, uint64_t(to.row0) * q_row, uint64_t(n_tokens) * q_row),
+                 {in(qkv), in(positions), in(table.inv_freq),
+                  out_range(*to.q, uint64_t(to.row0) * q_row, uint64_t(n_tokens) * q_row),
                   out_range(*to.k_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens) * kv_row),
                   out_range(*to.v_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens) * kv_row)},
                  push, elementwise_groups(rec.context(), pairs, wg), {wg});
@@ -636,7 +637,8 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     Context& ctx = rec.context();
     // Its rows of o only: the sequences of a batched prefill (rows apart, caches their own) need
     // no barrier between them.
-    const Arg rows_of_o = out_range(o, uint64_t(row0 * n_heads * head_dim) * 4, uint64_t(rows * n_heads * head_dim) * 4);
+    const uint64_t o_row = uint64_t(n_heads * head_dim) * 4;
+    const Arg rows_of_o = out_range(o, uint64_t(row0) * o_row, uint64_t(rows) * o_row);
     if (path == AttentionPath::Auto) path = attention_path(ctx, n_q, head_dim, causal);
     if (path == AttentionPath::PerRow) {
         // WG ≥ 128 on every device (the Vulkan minimum), so head_dim ≤ 256 ≤ 2·WG as the shader needs.
@@ -646,7 +648,8 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
         // Unsplit, the partials binding still needs a buffer: o stands in, unwritten.
         const int64_t splits = attention_splits(partials, rows, n_heads, n_kv, head_dim);
         push.n_split = uint32_t(splits);
-        rec.dispatch(ShaderId::attention, {in(q), in(k), in(v), rows_of_o, splits > 1 ? out(*partials) : rows_of_o}, push,
+        rec.dispatch(ShaderId::attention,
+                     {in(q), in(k), in(v), rows_of_o, splits > 1 ? out(*partials) : rows_of_o}, push,
                      split_groups(ctx, rows * n_heads * splits), {wg});
         return;
     }

@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "core/error.h"
+#include "core/ops.h"
 #include "core/thread_pool.h"
 #include "tests/batch_steps.h"
 #include "tests/helpers.h"
@@ -218,4 +220,103 @@ TEST_CASE("vulkan batched greedy decoding: sequences picked together on the devi
     std::vector<LlamaContext*> full = {ctxs[2].get()};
     CHECK_THROWS_WITH(batch.decode_greedy(full.data(), first.data(), 1, [](int, int32_t, int) { return true; }),
                       Catch::Contains("fills its context"));
+}
+
+// LlamaBatch::prefill on the device (LlamaVulkanRun::prefill_batch): the prompts of a pass in
+// one submission, every weight product over all their rows, each prompt rotated, cached and
+// attending in its own context; against each prompt run alone on the device (and the CPU).
+// With batch_prefill off, LlamaBatch runs each prompt alone: the same figures, a submission each.
+TEST_CASE("vulkan batched prefill: prompts run together on the device as each alone, then decoded on",
+          "[vulkan][vk_forward]") {
+    VK_OR_SKIP(shared_ctx);
+    const bool on = GENERATE(true, false);
+    INFO("batch_prefill " << on);
+    auto ctx = context_with(shared_ctx, [&](vk::ContextOptions& o) { o.batch_prefill = on; });
+    const LlamaModel cpu_model = open_llama_model(kText.string());
+    LlamaModel vk_model = cpu_model;
+    vk_model.vulkan = upload_llama_weights(ctx, cpu_model);
+    const int V = cpu_model.config.n_vocab, D = cpu_model.config.n_embd, layers = cpu_model.config.n_layers;
+    ThreadPool pool(1);
+    // Prompts of 20, 3, 45, 1, 17 and 30 rows (the short ones rotated inside attention_qkv, the
+    // long ones by rope_qkv), sequences 1 and 4 after a prefix already cached. Passes of 64 rows
+    // (n_batch) and 3 sequences at most, in order: {20, 3} (45 more would pass 64), {45, 1, 17}
+    // and {30}.
+    struct Seq {
+        int prefix, rows;
+    };
+    const std::vector<Seq> seqs = {{0, 20}, {5, 3}, {0, 45}, {0, 1}, {2, 17}, {0, 30}};
+    const int n_batch = 64;
+    const size_t B = seqs.size();
+    std::vector<std::vector<int32_t>> ids(B);
+    std::vector<std::vector<float>> embd(B);
+    for (size_t s = 0; s < B; ++s) {
+        for (int i = 0; i < seqs[s].prefix + seqs[s].rows; ++i)
+            ids[s].push_back(int32_t((s * 37 + size_t(i) * 11) % size_t(V)));
+        embd[s].resize(size_t(seqs[s].rows) * size_t(D));
+        ops::get_rows(cpu_model.weights.token_embd, ids[s].data() + seqs[s].prefix, seqs[s].rows, embd[s].data());
+    }
+    auto contexts = [&](const LlamaModel& m) {
+        std::vector<std::unique_ptr<LlamaContext>> out;
+        std::vector<float> scratch(static_cast<size_t>(V));
+        for (size_t s = 0; s < B; ++s) {
+            out.push_back(std::make_unique<LlamaContext>(m, pool, 96, n_batch));
+            if (seqs[s].prefix > 0) out.back()->forward(ids[s].data(), seqs[s].prefix, 0, scratch.data());
+        }
+        return out;
+    };
+    auto alone = contexts(vk_model), cpu = contexts(cpu_model), together = contexts(vk_model);
+    REQUIRE(together[0]->on_vulkan());
+    REQUIRE(LlamaBatch::prefills_together(*together[0]) == on);
+    REQUIRE(LlamaBatch::steps_together(*together[0]));  // decode batches either way
+    std::vector<std::vector<float>> want(B, std::vector<float>(static_cast<size_t>(V)));
+    std::vector<std::vector<float>> want_cpu = want;
+    for (size_t s = 0; s < B; ++s) {
+        alone[s]->forward_embeddings(embd[s].data(), seqs[s].rows, seqs[s].prefix, want[s].data(), LogitRows::Last);
+        cpu[s]->forward_embeddings(embd[s].data(), seqs[s].rows, seqs[s].prefix, want_cpu[s].data(), LogitRows::Last);
+    }
+    LlamaBatch batch(vk_model, pool, /*max_seqs=*/3);
+    std::vector<LlamaContext*> ptrs;
+    std::vector<const float*> rows;
+    std::vector<int> n_tokens;
+    for (size_t s = 0; s < B; ++s) {
+        ptrs.push_back(together[s].get());
+        rows.push_back(embd[s].data());
+        n_tokens.push_back(seqs[s].rows);
+    }
+    const bool timed = ctx->set_profiling(true);
+    (void)ctx->take_profile();
+    std::vector<float> logits(B * size_t(V));
+    batch.prefill(ptrs.data(), rows.data(), n_tokens.data(), int(B), logits.data());
+    if (timed) {
+        const vk::DeviceProfile p = ctx->take_profile();
+        CHECK(p.submissions == (on ? 3u : 6u));  // one a pass, or a prompt
+        // Per layer, each sequence's attention, together as alone: attention_qkv for the 3 and
+        // the 1 rows; rope_qkv and the causal attention for the others.
+        CHECK(p.shaders.at("attention_qkv").dispatches == uint64_t(layers) * 2);
+        CHECK(p.shaders.at("rope_qkv").dispatches == uint64_t(layers) * 4);
+    }
+    for (size_t s = 0; s < B; ++s) {
+        INFO("sequence " << s << ": " << seqs[s].rows << " rows after " << seqs[s].prefix);
+        const std::vector<float> got(logits.begin() + std::ptrdiff_t(s * size_t(V)),
+                                     logits.begin() + std::ptrdiff_t((s + 1) * size_t(V)));
+        require_close(got, want[s], 1e-4f, 1e-4f);
+        require_close(got, want_cpu[s], kAbs, kRel);
+        CHECK(together[s]->n_past() == seqs[s].prefix + seqs[s].rows);
+        const LlamaTimings& tm = together[s]->timings();  // (a one-row prompt alone counts as decode)
+        CHECK(tm.prefill_tokens + tm.decode_tokens == seqs[s].prefix + seqs[s].rows);
+        // The caches the batch wrote: a step decoded on gives what it gives after the prompt alone.
+        const int32_t next = argmax(got);
+        std::vector<float> a(static_cast<size_t>(V)), t(static_cast<size_t>(V));
+        alone[s]->forward(&next, 1, alone[s]->n_past(), a.data());
+        together[s]->forward(&next, 1, together[s]->n_past(), t.data());
+        require_close(t, a, 1e-4f, 1e-4f);
+    }
+    // A prompt that does not fit its context is refused before anything runs.
+    std::vector<float> big(size_t(90) * size_t(D));
+    const float* big_rows[] = {embd[0].data(), big.data()};
+    const int big_n[] = {20, 90};
+    LlamaContext* two[] = {together[0].get(), together[1].get()};
+    const int past0 = together[0]->n_past();
+    CHECK_THROWS_AS(batch.prefill(two, big_rows, big_n, 2, logits.data()), Error);
+    CHECK(together[0]->n_past() == past0);
 }

@@ -422,14 +422,16 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     CHECK(cj["device"].get<std::string>().find("vulkan device") == 0);
     CHECK(cj["batchN_images_per_min"].get<double>() > 0);
     CHECK(cj["batch_decode"] == true);  // a batch's captions step together on the device
+    CHECK(cj["batch_prefill"] == true);  // and their prompts run together there
     CHECK(cj["record_ahead"] == true);  // each step recorded while the device runs the last
     CHECK(cj["greedy_pick"] == true);   // their greedy tokens picked there
     {
         const ScopedEnv e("GLIMPSE_VK_BATCH_DECODE", "0"), e2("GLIMPSE_VK_RECORD_AHEAD", "0"),
-            e3("GLIMPSE_VK_GREEDY_PICK", "0");
+            e3("GLIMPSE_VK_GREEDY_PICK", "0"), e4("GLIMPSE_VK_BATCH_PREFILL", "0");
         const auto c0 = run_glimpse("bench --caption --device vulkan --images 2 --batch 2 -n 4 -r 1 --json");
         REQUIRE(c0.exit_code == 0);
         CHECK(nlohmann::json::parse(c0.out)["batch_decode"] == false);
+        CHECK(nlohmann::json::parse(c0.out)["batch_prefill"] == false);
         CHECK(nlohmann::json::parse(c0.out)["record_ahead"] == false);
         CHECK(nlohmann::json::parse(c0.out)["greedy_pick"] == false);
     }
@@ -437,6 +439,7 @@ TEST_CASE("vulkan CLI: --device vulkan: generate and bench run on the device", "
     REQUIRE(cc.exit_code == 0);
     CHECK(nlohmann::json::parse(cc.out)["device"] == "cpu");
     CHECK_FALSE(nlohmann::json::parse(cc.out).contains("batch_decode"));
+    CHECK_FALSE(nlohmann::json::parse(cc.out).contains("batch_prefill"));
     CHECK_FALSE(nlohmann::json::parse(cc.out).contains("record_ahead"));
     CHECK_FALSE(nlohmann::json::parse(cc.out).contains("greedy_pick"));
 }

@@ -322,7 +322,8 @@ TEST_CASE("vulkan attention_qkv from row row0: each sequence of a batch as if it
     rec.submit_and_wait();
 }
 
-TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequences, each as if alone, by every kernel",
+TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequences, each as if alone, by "
+          "every kernel",
           "[vulkan]") {
     VK_OR_SKIP(ctx);
     const int64_t heads = 4, kv_heads = 2, dim = 32, qd = heads * dim, kvd = kv_heads * dim, row = qd + 2 * kvd;
@@ -423,10 +424,11 @@ TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequ
             std::copy(src + qd + kvd, src + row, vr.begin() + (q.q_pos0 + t) * kvd);
         }
         ops::rope(qr.data(), pos.data() + r0, q.n_q, heads, dim, 10000.f, ops::RopeStyle::HalfSplit);
-        ops::rope(kr.data() + q.q_pos0 * kvd, pos.data() + r0, q.n_q, kv_heads, dim, 10000.f, ops::RopeStyle::HalfSplit);
+        ops::rope(kr.data() + q.q_pos0 * kvd, pos.data() + r0, q.n_q, kv_heads, dim, 10000.f,
+                  ops::RopeStyle::HalfSplit);
         std::vector<float> ref(size_t(q.n_q * qd));
-        ops::attention(qr.data(), kr.data(), vr.data(), ref.data(), q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim, scale,
-                       true, q.q_pos0, reference_pool());
+        ops::attention(qr.data(), kr.data(), vr.data(), ref.data(), q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim,
+                       scale, true, q.q_pos0, reference_pool());
         const float tol = path == P::CoopEmu ? 4e-3f : 2e-5f;  // CoopEmu: f16 inputs (its own test says why)
         require_close(std::vector<float>(out.begin() + r0 * qd, out.begin() + (r0 + q.n_q) * qd), ref, tol,
                       path == P::CoopEmu ? 4e-3f : 1e-4f);

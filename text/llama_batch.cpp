@@ -55,6 +55,10 @@ bool LlamaBatch::steps_together(const LlamaContext& ctx) {
     return !ctx.on_vulkan() || (!ctx.capture_ && ctx.vk_->batches_sequences());
 }
 
+bool LlamaBatch::prefills_together(const LlamaContext& ctx) {
+    return ctx.on_vulkan() && !ctx.capture_ && ctx.vk_->prefills_together();
+}
+
 void LlamaBatch::decode(LlamaContext* const* ctxs, const int32_t* tokens, int n, float* logits) {
     check(ctxs, tokens, n);
     const int64_t V = model_.config.n_vocab;
@@ -195,32 +199,60 @@ void LlamaBatch::prefill(LlamaContext* const* ctxs, const float* const* embd, co
         c.check_positions(n_tokens[b], c.n_past());
         if (n_tokens[b] <= 0) throw Error(ErrorKind::Usage, "batched prefill: sequence " + std::to_string(b) + " is empty");
     }
-    // Passes of whole prompts, at most max_seqs_ of them and kMaxPrefillRows rows.
-    std::vector<LlamaContext*> pc;
-    std::vector<const float*> pe;
-    std::vector<int> pt, pb;
+    // Passes of whole prompts: on the CPU at most max_seqs_ of them and kMaxPrefillRows rows;
+    // on a Vulkan device at most as many as the first one's run takes (its logits_max_rows()
+    // sequences, its batch_rows() rows), recorded there.
+    struct Pass {
+        std::vector<LlamaContext*> ctxs;
+        std::vector<const float*> embd;
+        std::vector<int> n_tokens, index;
+        int64_t rows = 0;
+    } cpu, dev;
     std::vector<float> rows;
-    int64_t pass_rows = 0;
-    auto flush = [&] {
-        if (pc.empty()) return;
-        rows.resize(sz(int64_t(pc.size()), V));
-        prefill_pass(pc.data(), pe.data(), pt.data(), int(pc.size()), rows.data());
-        for (size_t i = 0; i < pc.size(); ++i)
-            std::copy_n(rows.data() + sz(int64_t(i), V), size_t(V), logits + sz(pb[i], V));
-        pc.clear(), pe.clear(), pt.clear(), pb.clear();
-        pass_rows = 0;
+    std::vector<LlamaVulkanRun*> runs;
+    auto flush = [&](Pass& p) {
+        if (p.ctxs.empty()) return;
+        const int B = int(p.ctxs.size());
+        rows.resize(sz(B, V));
+        if (&p == &cpu) {
+            prefill_pass(p.ctxs.data(), p.embd.data(), p.n_tokens.data(), B, rows.data());
+        } else {
+            const auto t0 = std::chrono::steady_clock::now();
+            runs.clear();
+            for (LlamaContext* c : p.ctxs) runs.push_back(c->vk_.get());
+            runs[0]->prefill_batch(runs.data(), B, p.embd.data(), p.n_tokens.data(), rows.data());
+            const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            for (int b = 0; b < B; ++b) {
+                LlamaTimings& t = p.ctxs[size_t(b)]->timings_;
+                t.prefill_ms += ms * double(p.n_tokens[size_t(b)]) / double(p.rows);
+                t.prefill_tokens += p.n_tokens[size_t(b)];
+            }
+        }
+        for (int b = 0; b < B; ++b) std::copy_n(rows.data() + sz(b, V), size_t(V), logits + sz(p.index[size_t(b)], V));
+        p.ctxs.clear(), p.embd.clear(), p.n_tokens.clear(), p.index.clear();
+        p.rows = 0;
     };
     for (int b = 0; b < n; ++b) {
         LlamaContext& c = *ctxs[b];
-        if (c.on_vulkan() || n_tokens[b] < kMatvecMaxM || n_tokens[b] > c.n_batch_) {
+        const bool on_device = prefills_together(c) && n_tokens[b] <= c.vk_->batch_rows();
+        if (c.on_vulkan() ? !on_device : (n_tokens[b] < kMatvecMaxM || n_tokens[b] > c.n_batch_)) {
             c.forward_embeddings(embd[b], n_tokens[b], c.n_past(), logits + sz(b, V), LogitRows::Last);
             continue;
         }
-        if (!pc.empty() && (int(pc.size()) == max_seqs_ || pass_rows + n_tokens[b] > kMaxPrefillRows)) flush();
-        pc.push_back(&c), pe.push_back(embd[b]), pt.push_back(n_tokens[b]), pb.push_back(b);
-        pass_rows += n_tokens[b];
+        Pass& p = on_device ? dev : cpu;
+        if (!p.ctxs.empty()) {
+            int64_t most_seqs = max_seqs_, most_rows = kMaxPrefillRows;
+            if (on_device) {
+                most_seqs = std::min(most_seqs, p.ctxs[0]->vk_->logits_max_rows());
+                most_rows = p.ctxs[0]->vk_->batch_rows();
+            }
+            if (int64_t(p.ctxs.size()) == most_seqs || p.rows + n_tokens[b] > most_rows) flush(p);
+        }
+        p.ctxs.push_back(&c), p.embd.push_back(embd[b]), p.n_tokens.push_back(n_tokens[b]), p.index.push_back(b);
+        p.rows += n_tokens[b];
     }
-    flush();
+    flush(cpu);
+    flush(dev);
 }
 
 // LlamaContext::run_batch over the rows of B prompts: llama_block over all rows (RoPE at each

@@ -68,8 +68,11 @@ public:
     // Runs embd[b] [n_tokens[b]][n_embd] at positions ctxs[b]->n_past() .. in ctxs[b] for every
     // b < n, and writes the logits of each sequence's last position to logits [n][n_vocab]: what
     // ctxs[b]->forward_embeddings(embd[b], n_tokens[b], n_past, row b, LogitRows::Last) gives.
-    // Prompts longer than a context's n_batch, shorter than 4 rows (those take the matvec path
-    // alone) and Vulkan contexts are run alone with exactly that call. The contexts must
+    // On the CPU, prompts longer than a context's n_batch and shorter than 4 rows (those take
+    // the matvec path alone) are run alone with exactly that call. Vulkan contexts whose run
+    // batches prompts (prefills_together) go to the device together, a pass in one submission
+    // (LlamaVulkanRun::prefill_batch: what that call gives, within float rounding); prompts
+    // longer than their n_batch, and the other Vulkan contexts, are run alone. The contexts must
     // belong to this model and be distinct; a prompt that does not fit is Error(Usage) before
     // anything runs. Timings go to each context's prefill figures (its share of each pass).
     void prefill(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int n, float* logits);
@@ -78,6 +81,9 @@ public:
     // Whether decode() steps `ctx` together with other contexts (one pass for all of them), or
     // alone: a Vulkan context whose run cannot batch (LlamaVulkanRun::batches_sequences).
     static bool steps_together(const LlamaContext& ctx);
+    // Whether prefill() runs `ctx`'s prompt on its Vulkan device together with others
+    // (LlamaVulkanRun::prefills_together).
+    static bool prefills_together(const LlamaContext& ctx);
 
 private:
     void prefill_pass(LlamaContext* const* ctxs, const float* const* embd, const int* n_tokens, int B, float* logits);

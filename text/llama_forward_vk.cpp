@@ -147,7 +147,7 @@ vk::MatmulEpilogue LlamaVulkanRun::normed(const vk::Buffer& weight, bool fuse, v
 // matvec kernel takes, fuse each norm into the matvecs that read it where the device is a GPU
 // (vk::Context::fuse_norms): 5 a layer (6 with rope_qkv, 8 apart).
 void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
-                                  LlamaVulkanRun* const* seqs, const int32_t* seq_pos) {
+                                  const SeqRows* seqs) {
     const LlamaConfig& c = w_->config;
     const int64_t row0 = int64_t(pos0) * c.kv_dim();
     vk::Buffer& kc = k_cache_[size_t(layer)];
@@ -158,13 +158,13 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
     residual.accumulate = true;
     const bool fuse = fuse_norms(T);
     const vk::Buffer& n = norm_input(rec, x_, L.attn_norm, T, fuse);
-    // Stacked, a decode step rotates Q and K inside its attention (vk::attention_qkv); so does
-    // each sequence of a batched step (decode_batch takes only such layers).
-    const bool rope_in_attention =
-        L.qkv_stacked && ctx_.fuse_rope() && vk::attention_qkv_fits(seqs ? 1 : T, c.head_dim);
+    // Stacked, a decode step rotates Q and K inside its attention (vk::attention_qkv); the
+    // sequences of a batch rotate their own (record_seq_attention: decode_batch and
+    // prefill_batch take only stacked layers).
+    const bool rope_in_attention = L.qkv_stacked && ctx_.fuse_rope() && vk::attention_qkv_fits(T, c.head_dim);
     if (L.qkv_stacked) {
         vk::matmul(rec, L.wq, n, qkv_, T, normed(L.attn_norm, fuse));
-        if (!rope_in_attention)
+        if (!seqs && !rope_in_attention)
             vk::rope_qkv(rec, qkv_, vk::QkvSplit{&q_, &kc, &vc, c.n_heads, c.n_kv_heads, row0}, pos_, w_->rope, T);
     } else {
         vk::matmul(rec, L.wq, n, q_, T, normed(L.attn_norm, fuse));
@@ -174,13 +174,9 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
         vk::rope(rec, vk::RopeTarget{&q_, c.n_heads, 0}, &k_rows, pos_, w_->rope, T);
     }
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    if (seqs) {  // row b is sequence b's token, at its position, attending over its own caches
-        for (int b = 0; b < T; ++b) {
-            LlamaVulkanRun& s = *seqs[b];
-            vk::attention_qkv(rec, qkv_, pos_, w_->rope, s.k_cache_[size_t(layer)], s.v_cache_[size_t(layer)], att_, 1,
-                              seq_pos[b], c.n_heads, c.n_kv_heads, scale, &s.att_partials_, b);
-        }
-    } else if (rope_in_attention)
+    if (seqs)
+        record_seq_attention(rec, layer, *seqs);
+    else if (rope_in_attention)
         vk::attention_qkv(rec, qkv_, pos_, w_->rope, kc, vc, att_, T, pos0, c.n_heads, c.n_kv_heads, scale,
                           &att_partials_);
     else
@@ -199,6 +195,43 @@ void LlamaVulkanRun::record_layer(vk::Recorder& rec, const LlamaVulkanWeights::L
         vk::swiglu(rec, ff_, up_, ff_, int64_t(T) * c.n_ff);
     }
     vk::matmul(rec, L.w_down, ff_, x_, T, residual);
+}
+
+LlamaVulkanRun::SeqRows LlamaVulkanRun::one_row_each(LlamaVulkanRun* const* seqs, int B, const int32_t* pos) {
+    SeqRows s{seqs, B, pos, std::vector<int32_t>(size_t(B) + 1)};
+    for (int b = 0; b <= B; ++b) s.first[size_t(b)] = b;
+    return s;
+}
+
+// Each sequence's rows attend over its own caches, at its positions: as record_layer does for
+// those rows alone (with this Context's fuse_rope, which batchable() asks for). Rows as
+// few as attention_qkv takes are rotated inside the attention; the others by one rope_qkv
+// each, all of them first, then their attention (rows of q_ and att_ apart, caches their own:
+// one barrier between the ropes and the attentions, none among them).
+void LlamaVulkanRun::record_seq_attention(vk::Recorder& rec, int layer, const SeqRows& s) {
+    const LlamaConfig& c = w_->config;
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    auto rows = [&](int b) { return s.first[size_t(b) + 1] - s.first[size_t(b)]; };
+    for (int b = 0; b < s.B; ++b)
+        if (!vk::attention_qkv_fits(rows(b), c.head_dim)) {
+            LlamaVulkanRun& q = *s.seqs[b];
+            vk::rope_qkv(rec, qkv_,
+                         vk::QkvSplit{&q_, &q.k_cache_[size_t(layer)], &q.v_cache_[size_t(layer)], c.n_heads,
+                                      c.n_kv_heads, int64_t(s.pos[b]) * c.kv_dim(), s.first[size_t(b)]},
+                         pos_, w_->rope, rows(b));
+        }
+    for (int b = 0; b < s.B; ++b) {
+        LlamaVulkanRun& q = *s.seqs[b];
+        vk::Buffer& kc = q.k_cache_[size_t(layer)];
+        vk::Buffer& vc = q.v_cache_[size_t(layer)];
+        const int n = rows(b), pos = s.pos[b], row0 = s.first[size_t(b)];
+        if (vk::attention_qkv_fits(n, c.head_dim))
+            vk::attention_qkv(rec, qkv_, pos_, w_->rope, kc, vc, att_, n, pos, c.n_heads, c.n_kv_heads, scale,
+                              &q.att_partials_, row0);
+        else
+            vk::attention(rec, q_, kc, vc, att_, n, int64_t(pos) + n, c.n_heads, c.n_kv_heads, c.head_dim, scale,
+                          /*causal=*/true, pos, vk::AttentionPath::Auto, &q.att_partials_, 1, row0);
+    }
 }
 
 int64_t LlamaVulkanRun::record_batch(vk::Recorder& rec, int T, int pos0, LogitRows rows) {
@@ -264,8 +297,9 @@ void LlamaVulkanRun::record_greedy_step(vk::Recorder& rec, int i, int B, LlamaVu
     vk::get_rows(rec, *w_->embedding_table(), ids_, x_, B, int64_t(in) * B);
     std::vector<int32_t> at(static_cast<size_t>(B));
     for (int b = 0; b < B; ++b) at[size_t(b)] = pos[b] + i;
+    const SeqRows rows = one_row_each(seqs, B, at.data());
     for (int l = 0; l < c.n_layers; ++l)
-        record_layer(rec, w_->layers[size_t(l)], l, B, seqs ? 0 : at[0], seqs, seqs ? at.data() : nullptr);
+        record_layer(rec, w_->layers[size_t(l)], l, B, seqs ? 0 : at[0], seqs ? &rows : nullptr);
     record_logits(rec, x_, B);
     vk::greedy_pick(rec, logits_, c.n_vocab, ids_, int64_t(picked) * B, &pos_, B);
     vk::copy(rec, ids_, int64_t(picked) * B, ids_host_, B + int64_t(picked) * B, B);
@@ -398,8 +432,8 @@ void LlamaVulkanRun::check_batch(LlamaVulkanRun* const* seqs, int B, const char*
     }
 }
 
-bool LlamaVulkanRun::batches_sequences() const {
-    return ctx_.batch_decode() && ctx_.fuse_rope() && vk::attention_qkv_fits(1, w_->config.head_dim) &&
+bool LlamaVulkanRun::batchable() const {
+    return ctx_.fuse_rope() && vk::attention_qkv_fits(1, w_->config.head_dim) &&
            std::all_of(w_->layers.begin(), w_->layers.end(),
                        [](const LlamaVulkanWeights::Layer& L) { return L.qkv_stacked; });
 }
@@ -451,10 +485,57 @@ void LlamaVulkanRun::record_batch_step(vk::Recorder& rec, LlamaVulkanRun* const*
     const LlamaConfig& c = w_->config;
     rec.begin();
     record_inputs(rec, B);
-    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, B, 0, seqs, pos);
+    const SeqRows rows = one_row_each(seqs, B, pos);
+    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, B, 0, &rows);
     record_logits(rec, x_, B);
     vk::copy(rec, logits_, 0, logits_host_, 0, int64_t(B) * c.n_vocab);
     rec.end();
+}
+
+void LlamaVulkanRun::prefill_batch(LlamaVulkanRun* const* seqs, int B, const float* const* x, const int* n_tokens,
+                                   float* logits_out) {
+    const LlamaConfig& c = w_->config;
+    const int64_t D = c.n_embd, V = c.n_vocab;
+    if (B <= 0) return;
+    if (!prefills_together()) throw std::logic_error("LlamaVulkanRun::prefill_batch: not available on this model");
+    check_batch(seqs, B, "prefill_batch");
+    SeqRows rows{seqs, B, nullptr, std::vector<int32_t>(size_t(B) + 1, 0)};
+    std::vector<int32_t> pos0(static_cast<size_t>(B)), pos;  // each sequence's first position; every row's
+    for (int b = 0; b < B; ++b) {
+        const int n = n_tokens[b];
+        pos0[size_t(b)] = seqs[b]->n_past_;
+        if (n <= 0 || int64_t(pos0[size_t(b)]) + n > seqs[b]->n_ctx_)
+            throw std::invalid_argument(
+                "LlamaVulkanRun::prefill_batch: a prompt empty or outside its sequence's context");
+        rows.first[size_t(b) + 1] = rows.first[size_t(b)] + n;
+        if (rows.first[size_t(b) + 1] > n_batch_)
+            throw std::invalid_argument("LlamaVulkanRun::prefill_batch: more rows than the batch holds");
+        for (int i = 0; i < n; ++i) pos.push_back(pos0[size_t(b)] + i);
+    }
+    rows.pos = pos0.data();
+    const int R = rows.first[size_t(B)];
+    for (int b = 0; b < B; ++b) seqs[b]->drop_ahead();  // their caches change
+    drop_ahead();
+    grow_logits(B);
+    if (logits_host_.size() < fbytes(B, V)) logits_host_ = vk::Buffer(ctx_, fbytes(B, V), vk::MemoryKind::Staging);
+    for (int b = 0; b < B; ++b)
+        vk::upload(ctx_, in_host_, x[b], fbytes(n_tokens[b], D), fbytes(rows.first[size_t(b)], D));
+    vk::upload(ctx_, in_host_, pos.data(), fbytes(R, 1), uint64_t(positions_at()) * 4);
+
+    vk::Recorder& rec = rec_[ahead_];
+    rec.begin();
+    record_inputs(rec, R);
+    for (int l = 0; l < c.n_layers; ++l) record_layer(rec, w_->layers[size_t(l)], l, R, 0, &rows);
+    for (int b = 0; b < B; ++b)  // each prompt's last row
+        vk::copy(rec, x_, int64_t(rows.first[size_t(b) + 1] - 1) * D, last_, int64_t(b) * D, D);
+    record_logits(rec, last_, B);
+    vk::copy(rec, logits_, 0, logits_host_, 0, int64_t(B) * V);
+    rec.end();
+    dispatches_ = rec.dispatch_count();
+    rec.submit();
+    rec.wait();
+    for (int b = 0; b < B; ++b) seqs[b]->n_past_ = pos0[size_t(b)] + n_tokens[b];
+    vk::download(ctx_, logits_host_, logits_out, fbytes(B, V));
 }
 
 void LlamaVulkanRun::run_batch(const float* x, int T, int pos0, float* logits_out, LogitRows rows) {

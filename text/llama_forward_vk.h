@@ -121,10 +121,10 @@ public:
     int decode_greedy_batch(LlamaVulkanRun* const* seqs, int B, const int32_t* first, int n,
                             const std::function<bool(int, int32_t, int)>& keep);
 
-    // Whether decode_batch can run: the Context batches (batch_decode), every layer's Q, K and V
-    // stacked, and the Context rotating inside the attention (fuse_rope), which takes one row
-    // of this head_dim.
-    bool batches_sequences() const;
+    // Whether decode_batch can run: the Context batches (batch_decode), and batchable().
+    bool batches_sequences() const { return ctx_.batch_decode() && batchable(); }
+    // Whether prefill_batch can run: the Context batches prompts (batch_prefill), and batchable().
+    bool prefills_together() const { return ctx_.batch_prefill() && batchable(); }
     // The most sequences one decode_batch takes: n_batch, or the rows of logits one buffer holds.
     int64_t logits_max_rows() const { return std::min<int64_t>(n_batch_, logits_fit()); }
     // One decode step for B sequences at once, on this run's scratch buffers: x [B][D] holds
@@ -138,11 +138,28 @@ public:
     // sequences, in the same order, each one position on): a batch's captions step without
     // the device waiting for the host to record.
     void decode_batch(LlamaVulkanRun* const* seqs, int B, const float* x, float* logits_out);
+    // The prompts of B sequences in one submission, on this run's scratch buffers: x[b]
+    // [n_tokens[b]][D] run at positions seqs[b]->n_past() .. in seqs[b]'s caches (this run may
+    // be one of them), and the logits of each prompt's last row written to logits_out [B][V];
+    // each n_past grows by its n_tokens. Every weight product reads its matrix once for all the
+    // rows, while RoPE, the cache writes and the causal attention are per sequence (rope_qkv
+    // and attention from each sequence's first row, or attention_qkv for a prompt as short as
+    // a decode step's). Each sequence's logits are those of run_batch on its prompt alone,
+    // within float rounding: a product's kernel depends on its rows. The sequences: distinct,
+    // of these weights, B ≤ logits_max_rows(), each prompt fitting its context, all rows
+    // together ≤ batch_rows(); where prefills_together().
+    void prefill_batch(LlamaVulkanRun* const* seqs, int B, const float* const* x, const int* n_tokens,
+                       float* logits_out);
+    int batch_rows() const { return n_batch_; }
 
     const std::string& device_label() const { return w_->ctx->label(); }
     uint32_t dispatches_last_batch() const { return dispatches_; }
 
 private:
+    // Whether these weights and Context let sequences share a stream: every layer's Q, K and V
+    // stacked, and the Context rotating inside the attention (fuse_rope), which takes one row of
+    // this head_dim.
+    bool batchable() const;
     // Records the whole batch into rec; returns the rows of logits it leaves in logits_.
     int64_t record_batch(vk::Recorder& rec, int T, int pos0, LogitRows rows);
     // The logits of the batch's last row into logits_.
@@ -166,10 +183,22 @@ private:
     // std::invalid_argument naming `what` unless seqs are B ≤ logits_max_rows() distinct
     // sequences of these weights, none full.
     void check_batch(LlamaVulkanRun* const* seqs, int B, const char* what) const;
-    // seqs (decode_batch): row b is a token of sequence seqs[b] at position seq_pos[b],
-    // attending over its caches.
+    // The rows of several sequences in one batch (decode_batch: one row each; prefill_batch: a
+    // prompt each): sequence b's rows are rows first[b] .. first[b + 1] − 1, at positions
+    // pos[b] .., attending over seqs[b]'s caches.
+    struct SeqRows {
+        LlamaVulkanRun* const* seqs = nullptr;
+        int B = 0;
+        const int32_t* pos = nullptr;  // [B]
+        std::vector<int32_t> first;    // [B + 1]
+    };
+    // One row each: rows 0 .. B − 1.
+    static SeqRows one_row_each(LlamaVulkanRun* const* seqs, int B, const int32_t* pos);
+    // seqs: the batch's T rows are those sequences' rows (pos0 unused).
     void record_layer(vk::Recorder& rec, const LlamaVulkanWeights::Layer& L, int layer, int T, int pos0,
-                      LlamaVulkanRun* const* seqs = nullptr, const int32_t* seq_pos = nullptr);
+                      const SeqRows* seqs = nullptr);
+    // Each sequence's attention of record_layer's seqs mode.
+    void record_seq_attention(vk::Recorder& rec, int layer, const SeqRows& s);
     // decode_batch's step of B sequences at these positions into rec, its logits to logits_host_.
     void record_batch_step(vk::Recorder& rec, LlamaVulkanRun* const* seqs, int B, const int32_t* pos);
     // Nothing recorded ahead is what runs next (another kind of call, or other sequences).
