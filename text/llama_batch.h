@@ -19,7 +19,10 @@
 // each weight matmul together (one GEMM, its weight packed once for all of them instead of once
 // per prompt), while RoPE, the cache writes and causal attention stay per sequence. The GEMM
 // computes every row the same way whatever rows it is given, so each sequence's logits are
-// bit for bit those of forward_embeddings() on its prompt alone.
+// bit for bit those of forward_embeddings() on its prompt alone. Contexts on a Vulkan device
+// do the same there (LlamaVulkanRun::decode_batch and prefill_batch, one submission a pass),
+// their logits each alone's within float rounding (the device's product kernel depends on the
+// rows).
 #pragma once
 
 #include <cstdint>

@@ -29,7 +29,9 @@
 #   stepped together on the device, their greedy tokens picked there (decode_greedy_batch), and
 #   by the host from their logits (GLIMPSE_VK_GREEDY_PICK=0: decode_batch), and one by one
 #   (GLIMPSE_VK_BATCH_DECODE=0), and together with each step recorded in turn
-#   (GLIMPSE_VK_RECORD_AHEAD=0).
+#   (GLIMPSE_VK_RECORD_AHEAD=0), and with each caption's prompt run alone
+#   (GLIMPSE_VK_BATCH_PREFILL=0; by default a batch's prompts are one submission:
+#   prefill_batch).
 #   And the tensor-core matmul and attention (matmul_coop.comp, attention_coop.comp, off by
 #   default until checked on a GPU): tests-coop.txt runs their tests alone first, then the
 #   tile and F16 prefill with them on (GLIMPSE_VK_COOP_MATMUL=1), the tile with the matmul
@@ -108,6 +110,7 @@ GLIMPSE_VK_MATMUL_LARGE_TILES=1 step bench-500m-f16-tiles128.json 90 $g bench --
 step bench-caption.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 GLIMPSE_VK_GREEDY_PICK=0 step bench-caption-host-pick.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 GLIMPSE_VK_BATCH_DECODE=0 step bench-caption-one-by-one.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
+GLIMPSE_VK_BATCH_PREFILL=0 step bench-caption-prefill-apart.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 GLIMPSE_VK_RECORD_AHEAD=0 step bench-caption-no-ahead.json 150 $g bench --caption --device vulkan --random smolvlm-256m "${caption[@]}" --json
 step profile-500m-f16.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 "${text_prof[@]}" --profile
 GLIMPSE_VK_PROFILE_DETAIL=1 step profile-500m-f16-detail.txt 60 $g bench --device vulkan --random smolvlm-500m --type f16 -p 512 -n 8 -r 1 --profile
@@ -147,12 +150,13 @@ for name in ("bench-vit.json", "bench-vit-coop.json", "bench-vit-coop-matmul-onl
               f"blocked attention {j.get('attention_blocked', '?')}, "
               f"tiles {'at once' if j.get('vit_tiles_at_once') else 'one by one'}{coop(j)}): {j['encode_ms_per_tile']:.2f} ms "
               f"({j['tiles_per_call']} tiles a call), {j['encode_gflops'] / 1000:.1f} TFLOP/s")
-for name in ("bench-caption.json", "bench-caption-host-pick.json", "bench-caption-one-by-one.json", "bench-caption-no-ahead.json"):
+for name in ("bench-caption.json", "bench-caption-host-pick.json", "bench-caption-one-by-one.json", "bench-caption-prefill-apart.json", "bench-caption-no-ahead.json"):
     j = load(name)
     if j:
         how = "stepped together" if j.get("batch_decode") else "stepped one by one"
         how += ", picked on the device" if j.get("greedy_pick") else ", picked by the host"
         how += ", recorded ahead" if j.get("record_ahead") else ", recorded in turn"
+        how += ", prompts together" if j.get("batch_prefill") else ", prompts one by one"
         print(f"caption, random SmolVLM-256M, {j['images']} pictures of {j['image_size']}x{j['image_size']}, "
               f"-n {j['max_tokens']} (a batch's captions {how}): batch 1 {j['batch1_images_per_min']:.1f} images/min, "
               f"batch {j['batch']} {j['batchN_images_per_min']:.1f} images/min ({j['speedup']:.2f}x)")
