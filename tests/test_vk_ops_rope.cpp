@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/ops.h"
@@ -18,6 +19,45 @@ using namespace glimpse;
 using glimpse::test::random_floats;
 using glimpse::test::require_close;
 using glimpse::test::reference_pool;
+
+namespace {
+
+// Sequences side by side in one batch, as a batched step or prefill has them: sequence s has
+// seqs[s].n_q rows after seqs[s].q_pos0 cached positions. qkv [rows + 1][row] random (a
+// sentinel row after theirs), pos [rows + 1] each row's position (the sentinel's -1).
+struct SideBySide {
+    struct Seq {
+        int64_t n_q, q_pos0;
+    };
+    std::vector<Seq> seqs;
+    int64_t rows = 0;
+    std::vector<float> qkv;
+    std::vector<int32_t> pos;
+    int64_t row_floats;
+
+    SideBySide(std::vector<Seq> s, int64_t row, uint32_t seed) : seqs(std::move(s)), row_floats(row) {
+        for (const Seq& q : seqs) {
+            rows += q.n_q;
+            for (int64_t t = 0; t < q.n_q; ++t) pos.push_back(int32_t(q.q_pos0 + t));
+        }
+        pos.push_back(-1);
+        qkv = random_floats(size_t((rows + 1) * row), seed, 2.0f);
+    }
+};
+using Seq = SideBySide::Seq;
+
+// Rows [row0, row0 + n) of sb's qkv and positions in buffers of their own: a sequence alone.
+vk::Buffer qkv_rows(vk::Context& ctx, const SideBySide& sb, int64_t row0, int64_t n) {
+    const auto first = sb.qkv.begin() + row0 * sb.row_floats;
+    return vk::upload_floats(ctx, std::vector<float>(first, first + n * sb.row_floats));
+}
+vk::Buffer pos_rows(vk::Context& ctx, const SideBySide& sb, int64_t row0, int64_t n) {
+    vk::Buffer b(ctx, uint64_t(n) * 4);
+    vk::upload(ctx, b, sb.pos.data() + row0, uint64_t(n) * 4);
+    return b;
+}
+
+}  // namespace
 
 TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
     VK_OR_SKIP(ctx);
@@ -234,18 +274,9 @@ TEST_CASE("vulkan attention_qkv from row row0: each sequence of a batch as if it
     VK_OR_SKIP(ctx);
     const ops::RopeStyle style = GENERATE(ops::RopeStyle::AdjacentPairs, ops::RopeStyle::HalfSplit);
     const int64_t heads = 6, kv_heads = 2, dim = 64, qd = heads * dim, kvd = kv_heads * dim, row = qd + 2 * kvd;
-    struct Seq {
-        int64_t n_q, q_pos0;
-    };
     // Rows 0, 1 .. 2, 3, 4: cache lengths from empty to past a 2048-key chunk; a sentinel row after.
-    const Seq seqs[] = {{1, 37}, {2, 0}, {1, 2100}, {1, 5}};
-    int64_t rows = 0;
-    for (const Seq& q : seqs) rows += q.n_q;
-    const auto qkv = random_floats(size_t((rows + 1) * row), 51, 2.0f);
-    std::vector<int32_t> pos;
-    for (const Seq& q : seqs)
-        for (int64_t t = 0; t < q.n_q; ++t) pos.push_back(int32_t(q.q_pos0 + t));
-    pos.push_back(-1);
+    const SideBySide sb({{1, 37}, {2, 0}, {1, 2100}, {1, 5}}, row, 51);
+    const auto& [seqs, rows, qkv, pos, row_floats] = sb;
     const float scale = 0.125f;
     const vk::RopeTable table = vk::make_rope_table(*ctx, dim, 10000.f, style);
     vk::Buffer partials = vk::attention_partials(*ctx, 2, heads, dim);
@@ -278,10 +309,8 @@ TEST_CASE("vulkan attention_qkv from row row0: each sequence of a batch as if it
     for (size_t s = 0; s < std::size(seqs); ++s) {
         const Seq& q = seqs[s];
         INFO("sequence " << s << ": " << q.n_q << " rows after " << q.q_pos0);
-        vk::Buffer aqkv = vk::upload_floats(
-            *ctx, std::vector<float>(qkv.begin() + row0 * row, qkv.begin() + (row0 + q.n_q) * row));
-        vk::Buffer apos(*ctx, uint64_t(q.n_q) * 4), aout(*ctx, uint64_t(q.n_q * qd) * 4);
-        vk::upload(*ctx, apos, pos.data() + row0, uint64_t(q.n_q) * 4);
+        vk::Buffer aqkv = qkv_rows(*ctx, sb, row0, q.n_q), apos = pos_rows(*ctx, sb, row0, q.n_q);
+        vk::Buffer aout(*ctx, uint64_t(q.n_q * qd) * 4);
         rec.begin();
         vk::attention_qkv(rec, aqkv, apos, table, k_alone[s], v_alone[s], aout, q.n_q, q.q_pos0, heads, kv_heads,
                           scale, &partials);
@@ -327,19 +356,10 @@ TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequ
           "[vulkan]") {
     VK_OR_SKIP(ctx);
     const int64_t heads = 4, kv_heads = 2, dim = 32, qd = heads * dim, kvd = kv_heads * dim, row = qd + 2 * kvd;
-    struct Seq {
-        int64_t n_q, q_pos0;
-    };
     // Prompts of 20, 5, 40 and 1 rows, some after earlier positions: rows 0 .. 65 of one batch,
     // then a sentinel row.
-    const Seq seqs[] = {{20, 0}, {5, 7}, {40, 3}, {1, 0}};
-    int64_t rows = 0;
-    for (const Seq& q : seqs) rows += q.n_q;
-    const auto qkv = random_floats(size_t((rows + 1) * row), 41, 2.0f);
-    std::vector<int32_t> pos;
-    for (const Seq& q : seqs)
-        for (int64_t t = 0; t < q.n_q; ++t) pos.push_back(int32_t(q.q_pos0 + t));
-    pos.push_back(-1);
+    const SideBySide sb({{20, 0}, {5, 7}, {40, 3}, {1, 0}}, row, 41);
+    const auto& [seqs, rows, qkv, pos, row_floats] = sb;
     const float scale = 1.0f / std::sqrt(float(dim));
     const vk::RopeTable table = vk::make_rope_table(*ctx, dim, 10000.f, ops::RopeStyle::HalfSplit);
     vk::Buffer dqkv = vk::upload_floats(*ctx, qkv), dpos(*ctx, pos.size() * 4);
@@ -390,12 +410,9 @@ TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequ
         for (size_t s = 0; s < std::size(seqs); ++s) {
             const Seq& q = seqs[s];
             INFO("sequence " << s << ": " << q.n_q << " rows after " << q.q_pos0);
-            vk::Buffer aqkv = vk::upload_floats(
-                *ctx, std::vector<float>(qkv.begin() + row0 * row, qkv.begin() + (row0 + q.n_q) * row));
-            vk::Buffer apos(*ctx, uint64_t(q.n_q) * 4), aq(*ctx, uint64_t(q.n_q * qd) * 4);
-            vk::Buffer aout(*ctx, uint64_t(q.n_q * qd) * 4);
+            vk::Buffer aqkv = qkv_rows(*ctx, sb, row0, q.n_q), apos = pos_rows(*ctx, sb, row0, q.n_q);
+            vk::Buffer aq(*ctx, uint64_t(q.n_q * qd) * 4), aout(*ctx, uint64_t(q.n_q * qd) * 4);
             vk::Buffer ak = vk::upload_floats(*ctx, k0[s]), av = vk::upload_floats(*ctx, v0[s]);
-            vk::upload(*ctx, apos, pos.data() + row0, uint64_t(q.n_q) * 4);
             rec.begin();
             vk::rope_qkv(rec, aqkv, vk::QkvSplit{&aq, &ak, &av, heads, kv_heads, q.q_pos0 * kvd}, apos, table, q.n_q);
             vk::attention(rec, aq, ak, av, aout, q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim, scale, true, q.q_pos0,
