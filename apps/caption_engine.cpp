@@ -427,8 +427,12 @@ void CaptionEngine::caption_group(std::vector<Prepared>& batch, size_t slot0, Ll
                               [&](int b, int32_t pick, int n_past) { return take(*going[size_t(b)], pick, n_past); });
         const double dt = ms_since(t0);
         st.decode_ms += dt;
+        // Each caption's share: its tokens' part of the steps (as the host loop below shares
+        // each step among the captions in it), or an equal part where none was drawn.
+        int64_t drawn = 0;
+        for (auto& q : seqs) drawn += q->n_tokens;
         for (auto& q : seqs) {
-            q->ms += dt / double(seqs.size());
+            q->ms += drawn > 0 ? dt * double(q->n_tokens) / double(drawn) : dt / double(seqs.size());
             finish(*q);
         }
         return;
