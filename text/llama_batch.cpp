@@ -135,12 +135,12 @@ void LlamaBatch::decode_greedy(LlamaContext* const* ctxs, const int32_t* first, 
             const int B = int(std::min<int64_t>({int64_t(live.size()), max_seqs_, live[0]->vk_->logits_max_rows()}));
             runs.clear();
             int steps = std::numeric_limits<int>::max();
+            std::vector<int> past0(static_cast<size_t>(B));
             for (int b = 0; b < B; ++b) {
                 runs.push_back(live[size_t(b)]->vk_.get());
-                steps = std::min(steps, live[size_t(b)]->n_ctx() - live[size_t(b)]->n_past());
+                past0[size_t(b)] = live[size_t(b)]->n_past();
+                steps = std::min(steps, live[size_t(b)]->n_ctx() - past0[size_t(b)]);
             }
-            std::vector<int> past0(static_cast<size_t>(B));
-            for (int b = 0; b < B; ++b) past0[size_t(b)] = live[size_t(b)]->n_past();
             const auto t0 = std::chrono::steady_clock::now();
             runs[0]->decode_greedy_batch(runs.data(), B, tokens.data(), steps, [&](int b, int32_t pick, int n_past) {
                 tokens[size_t(b)] = pick;
