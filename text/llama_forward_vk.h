@@ -24,6 +24,11 @@
 // Greedy decoding (decode_greedy) goes one further: each step picks its token on the device
 // and the next step reads it there, so that step is submitted before the host has read the
 // pick, and the device does not wait for the host's pick either.
+//
+// Several sequences (a caption batch, through LlamaBatch) share one stream: decode_batch steps
+// them together, decode_greedy_batch also picks their tokens there, and prefill_batch runs
+// their prompts together; each weight product covers every sequence's rows, and each sequence
+// attends over its own caches.
 #pragma once
 
 #include <algorithm>
@@ -150,6 +155,7 @@ public:
     // together ≤ batch_rows(); where prefills_together().
     void prefill_batch(LlamaVulkanRun* const* seqs, int B, const float* const* x, const int* n_tokens,
                        float* logits_out);
+    // The most rows one batch takes (run_batch's T, prefill_batch's prompts together): n_batch.
     int batch_rows() const { return n_batch_; }
 
     const std::string& device_label() const { return w_->ctx->label(); }
