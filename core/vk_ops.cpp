@@ -70,6 +70,12 @@ static_assert(sizeof(MatmulPush) == 20 && sizeof(CopyPush) == 12 && sizeof(NormP
 static_assert(sizeof(AttentionPush) == 44 && sizeof(SoftmaxPush) == 16 && sizeof(RopeQkvPush) == 32);
 static_assert(sizeof(AttentionQkvPush) == 52);
 
+// A write confined to rows [row0, row0 + n) of b, rows of `row_floats` floats (vk::out_range):
+// dispatches writing other rows of b need no barrier against it.
+Arg out_rows(Buffer& b, int64_t row0, int64_t n, int64_t row_floats) {
+    return out_range(b, uint64_t(row0 * row_floats) * 4, uint64_t(n * row_floats) * 4);
+}
+
 constexpr int64_t kMaxU32 = 0xffffffffLL;
 constexpr uint32_t kMaxAttentionHeadDim = 256;
 
@@ -477,12 +483,11 @@ void rope_qkv(Recorder& rec, const Buffer& qkv, const QkvSplit& to, const Buffer
     const uint32_t wg = wg_size(rec.context(), 256);
     // Its rows of q and of the caches only: the sequences of a batched prefill (rows apart,
     // caches their own) need no barrier between them.
-    const uint64_t q_row = uint64_t(to.n_heads * hd) * 4, kv_row = uint64_t(to.n_kv_heads * hd) * 4;
+    const int64_t kv_row = to.n_kv_heads * hd;
     rec.dispatch(ShaderId::rope_qkv,
-                 {in(qkv), in(positions), in(table.inv_freq),
-                  out_range(*to.q, uint64_t(to.row0) * q_row, uint64_t(n_tokens) * q_row),
-                  out_range(*to.k_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens) * kv_row),
-                  out_range(*to.v_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens) * kv_row)},
+                 {in(qkv), in(positions), in(table.inv_freq), out_rows(*to.q, to.row0, n_tokens, to.n_heads * hd),
+                  out_range(*to.k_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens * kv_row) * 4),
+                  out_range(*to.v_cache, uint64_t(to.cache_offset) * 4, uint64_t(n_tokens * kv_row) * 4)},
                  push, elementwise_groups(rec.context(), pairs, wg), {wg});
 }
 
@@ -637,8 +642,7 @@ void attention(Recorder& rec, const Buffer& q, const Buffer& k, const Buffer& v,
     Context& ctx = rec.context();
     // Its rows of o only: the sequences of a batched prefill (rows apart, caches their own) need
     // no barrier between them.
-    const uint64_t o_row = uint64_t(n_heads * head_dim) * 4;
-    const Arg rows_of_o = out_range(o, uint64_t(row0) * o_row, uint64_t(rows) * o_row);
+    const Arg rows_of_o = out_rows(o, row0, rows, n_heads * head_dim);
     if (path == AttentionPath::Auto) path = attention_path(ctx, n_q, head_dim, causal);
     if (path == AttentionPath::PerRow) {
         // WG ≥ 128 on every device (the Vulkan minimum), so head_dim ≤ 256 ≤ 2·WG as the shader needs.
@@ -720,7 +724,7 @@ void attention_qkv(Recorder& rec, const Buffer& qkv, const Buffer& positions, co
     Context& ctx = rec.context();
     // Its rows of o only: the sequences of a batched step (rows apart, caches and partials
     // their own) need no barrier between them. Unsplit, binding 4 is o again, never written.
-    const Arg rows_of_o = out_range(o, uint64_t(row0 * n_heads * hd) * 4, uint64_t(n_q * n_heads * hd) * 4);
+    const Arg rows_of_o = out_rows(o, row0, n_q, n_heads * hd);
     // WG ≥ 128 on every device: head_dim/2 ≤ WG, so one pass rotates a row.
     rec.dispatch(ShaderId::attention_qkv,
                  {in(qkv), out(k_cache), out(v_cache), rows_of_o, splits > 1 ? out(*partials) : rows_of_o,

@@ -6,8 +6,9 @@
 // rows); q [n_tokens][n_heads][head_dim]; the caches' rows [pos][n_kv_heads][head_dim] from
 // kv_offset. One invocation per pair i of one head slot (Q, K or V) of one token; a V pair is
 // copied. Tokens start at row row0 of qkv, positions and q (one sequence of a batched prefill,
-// whose rows sit side by side there while each sequence has its own caches). This is one dispatch where the unfused layer has the separate products write q and
-// the caches and rope.comp rotate them in place.
+// whose rows sit side by side there while each sequence has its own caches). This is one
+// dispatch where the unfused layer has the separate products write q and the caches and
+// rope.comp rotate them in place.
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
