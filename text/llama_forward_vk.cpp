@@ -371,9 +371,8 @@ int LlamaVulkanRun::decode_greedy_batch(LlamaVulkanRun* const* seqs, int B, cons
         pos[size_t(b)] = seqs[b]->n_past_;
         if (n < 0 || int64_t(pos[size_t(b)]) + n > seqs[b]->n_ctx_)
             throw std::invalid_argument("LlamaVulkanRun::decode_greedy_batch: steps outside a sequence's context");
-        seqs[b]->drop_ahead();  // their caches change under a step of theirs
     }
-    drop_ahead();
+    drop_ahead(seqs, B);
     if (n == 0) return 0;
     grow_logits(B);
     grow_ids(B);
@@ -421,6 +420,11 @@ void LlamaVulkanRun::grow_logits(int64_t rows) {
     logits_rows_ = want;
 }
 
+void LlamaVulkanRun::grow_logits_host(int64_t rows) {
+    const uint64_t bytes = fbytes(rows, w_->config.n_vocab);
+    if (logits_host_.size() < bytes) logits_host_ = vk::Buffer(ctx_, bytes, vk::MemoryKind::Staging);
+}
+
 void LlamaVulkanRun::check_batch(LlamaVulkanRun* const* seqs, int B, const char* what) const {
     const std::string at = std::string("LlamaVulkanRun::") + what + ": ";
     if (B > logits_max_rows()) throw std::invalid_argument(at + "more sequences than the batch holds");
@@ -452,13 +456,11 @@ void LlamaVulkanRun::decode_batch(LlamaVulkanRun* const* seqs, int B, const floa
         key.push_back(pos[size_t(b)]);
     }
     const bool ahead = !ahead_batch_.empty() && ahead_batch_ == key;
-    for (int b = 0; b < B; ++b)
-        if (seqs[b] != this) seqs[b]->drop_ahead();  // their caches change under a step of theirs
-    drop_ahead();
+    drop_ahead(seqs, B);
     if (!ahead) {
         // (Grown only here: the buffers a step recorded ahead refers to stay as they are.)
         grow_logits(B);
-        if (logits_host_.size() < fbytes(B, V)) logits_host_ = vk::Buffer(ctx_, fbytes(B, V), vk::MemoryKind::Staging);
+        grow_logits_host(B);
     }
     stage_inputs(x, pos);
 
@@ -514,10 +516,9 @@ void LlamaVulkanRun::prefill_batch(LlamaVulkanRun* const* seqs, int B, const flo
     }
     rows.pos = pos0.data();
     const int R = rows.first[size_t(B)];
-    for (int b = 0; b < B; ++b) seqs[b]->drop_ahead();  // their caches change
-    drop_ahead();
+    drop_ahead(seqs, B);
     grow_logits(B);
-    if (logits_host_.size() < fbytes(B, V)) logits_host_ = vk::Buffer(ctx_, fbytes(B, V), vk::MemoryKind::Staging);
+    grow_logits_host(B);
     for (int b = 0; b < B; ++b)
         vk::upload(ctx_, in_host_, x[b], fbytes(n_tokens[b], D), fbytes(rows.first[size_t(b)], D));
     vk::upload(ctx_, in_host_, pos.data(), fbytes(R, 1), uint64_t(positions_at()) * 4);

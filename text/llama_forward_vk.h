@@ -212,7 +212,14 @@ private:
         ahead_pos_ = -1;
         ahead_batch_.clear();
     }
+    // Nor anything recorded ahead by these sequences' runs: their caches change under it.
+    void drop_ahead(LlamaVulkanRun* const* seqs, int B) {
+        for (int b = 0; b < B; ++b) seqs[b]->drop_ahead();
+        drop_ahead();
+    }
     void grow_logits(int64_t rows);
+    // logits_host_ for `rows` rows of logits; grown, never shrunk.
+    void grow_logits_host(int64_t rows);
     // Rows of logits one buffer can hold (maxStorageBufferRange).
     int64_t logits_fit() const {
         return int64_t(ctx_.info().max_storage_buffer_range / uint64_t(w_->config.n_vocab * 4));
