@@ -1,7 +1,8 @@
 // LlamaBatch on a Vulkan device, on the embedded tiny SmolVLM's text model: several sequences
-// decoded together (LlamaVulkanRun::decode_batch, the host drawing their tokens from the logits)
-// and picked together on the device (LlamaVulkanRun::decode_greedy_batch through
-// LlamaBatch::decode_greedy), against each sequence decoded alone.
+// decoded together (LlamaVulkanRun::decode_batch, the host drawing their tokens from the logits),
+// picked together on the device (LlamaVulkanRun::decode_greedy_batch through
+// LlamaBatch::decode_greedy), and their prompts run together (LlamaVulkanRun::prefill_batch
+// through LlamaBatch::prefill), against each sequence run alone.
 #include <catch2/catch.hpp>
 
 #include <cstdint>

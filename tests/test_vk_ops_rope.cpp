@@ -57,6 +57,16 @@ vk::Buffer pos_rows(vk::Context& ctx, const SideBySide& sb, int64_t row0, int64_
     return b;
 }
 
+// Rows [row0, row0 + n) of `all`, rows of row_floats floats: one sequence's part of a batch's output.
+std::vector<float> rows_of(const std::vector<float>& all, int64_t row0, int64_t n, int64_t row_floats) {
+    return std::vector<float>(all.begin() + row0 * row_floats, all.begin() + (row0 + n) * row_floats);
+}
+
+// The first n floats of a and b equal, bit for bit (a sequence's caches written batched and alone).
+void require_same_floats(vk::Context& ctx, const vk::Buffer& a, const vk::Buffer& b, uint64_t n) {
+    REQUIRE(vk::download_floats(ctx, a, n) == vk::download_floats(ctx, b, n));
+}
+
 }  // namespace
 
 TEST_CASE("vulkan rope (both styles) matches the CPU", "[vulkan]") {
@@ -316,10 +326,10 @@ TEST_CASE("vulkan attention_qkv from row row0: each sequence of a batch as if it
                           scale, &partials);
         rec.submit_and_wait();
         const auto alone = vk::download_floats(*ctx, aout, uint64_t(q.n_q * qd));
-        REQUIRE(std::vector<float>(out.begin() + row0 * qd, out.begin() + (row0 + q.n_q) * qd) == alone);
+        REQUIRE(rows_of(out, row0, q.n_q, qd) == alone);
         const uint64_t cache = uint64_t((q.q_pos0 + q.n_q) * kvd);
-        REQUIRE(vk::download_floats(*ctx, k[s], cache) == vk::download_floats(*ctx, k_alone[s], cache));
-        REQUIRE(vk::download_floats(*ctx, v[s], cache) == vk::download_floats(*ctx, v_alone[s], cache));
+        require_same_floats(*ctx, k[s], k_alone[s], cache);
+        require_same_floats(*ctx, v[s], v_alone[s], cache);
         row0 += q.n_q;
     }
     REQUIRE(std::vector<float>(out.begin() + rows * qd, out.end()) == std::vector<float>(size_t(qd), 7.0f));
@@ -418,13 +428,11 @@ TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequ
             vk::attention(rec, aq, ak, av, aout, q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim, scale, true, q.q_pos0,
                           path, &parts[s]);
             rec.submit_and_wait();
-            REQUIRE(std::vector<float>(q_all.begin() + row0 * qd, q_all.begin() + (row0 + q.n_q) * qd) ==
-                    vk::download_floats(*ctx, aq, uint64_t(q.n_q * qd)));
-            REQUIRE(std::vector<float>(out.begin() + row0 * qd, out.begin() + (row0 + q.n_q) * qd) ==
-                    vk::download_floats(*ctx, aout, uint64_t(q.n_q * qd)));
+            REQUIRE(rows_of(q_all, row0, q.n_q, qd) == vk::download_floats(*ctx, aq, uint64_t(q.n_q * qd)));
+            REQUIRE(rows_of(out, row0, q.n_q, qd) == vk::download_floats(*ctx, aout, uint64_t(q.n_q * qd)));
             const uint64_t cache = uint64_t((q.q_pos0 + q.n_q) * kvd);
-            REQUIRE(vk::download_floats(*ctx, k[s], cache) == vk::download_floats(*ctx, ak, cache));
-            REQUIRE(vk::download_floats(*ctx, v[s], cache) == vk::download_floats(*ctx, av, cache));
+            require_same_floats(*ctx, k[s], ak, cache);
+            require_same_floats(*ctx, v[s], av, cache);
             row0 += q.n_q;
         }
         const std::vector<float> untouched(size_t(qd), 7.0f);
@@ -447,8 +455,7 @@ TEST_CASE("vulkan rope_qkv and attention from row row0: a batched prefill's sequ
         ops::attention(qr.data(), kr.data(), vr.data(), ref.data(), q.n_q, q.q_pos0 + q.n_q, heads, kv_heads, dim,
                        scale, true, q.q_pos0, reference_pool());
         const float tol = path == P::CoopEmu ? 4e-3f : 2e-5f;  // CoopEmu: f16 inputs (its own test says why)
-        require_close(std::vector<float>(out.begin() + r0 * qd, out.begin() + (r0 + q.n_q) * qd), ref, tol,
-                      path == P::CoopEmu ? 4e-3f : 1e-4f);
+        require_close(rows_of(out, r0, q.n_q, qd), ref, tol, path == P::CoopEmu ? 4e-3f : 1e-4f);
     }
     // Rows past the buffers are refused.
     vk::Buffer small(*ctx, uint64_t(rows * qd) * 4), big(*ctx, uint64_t((rows + 2) * qd) * 4);
